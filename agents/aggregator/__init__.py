@@ -1,0 +1,1 @@
+"""aggregator of Labelloop."""

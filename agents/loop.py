@@ -1,0 +1,59 @@
+"""What every stage's ``register`` gets: the app, the settings, topic names and shared helpers.
+
+The one place that turns topic names into faust topics, outputs, DLQs and
+tables, so every stage reads and writes raw bytes the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from agents.settings import StageSettings
+from schemas import utc_now
+from streams.runtime import Clock, DeadLetters, Output
+from streams.settings import Settings
+from streams.topics import TopicNames, topic_names
+
+
+@dataclass
+class Loop:
+    """A worker's wiring: one per faust app."""
+
+    app: faust.App
+    settings: Settings
+    stages: StageSettings
+    clock: Clock = utc_now
+    #: In-process counters (``stage.what``): the summary and metrics read them.
+    counters: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def names(self) -> TopicNames:
+        """The topic names under the configured prefix."""
+        return topic_names(self.settings)
+
+    def topic(self, name: str) -> Any:
+        """A faust topic of raw bytes (we decode with our own codecs)."""
+        return self.app.topic(name, key_type=bytes, value_type=bytes)
+
+    def output(self, name: str) -> Output:
+        """A producer of schema objects to ``name``."""
+        return Output(self.topic(name))
+
+    def dead_letters(self, stage: str) -> DeadLetters:
+        """The DLQ of ``stage``."""
+        return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock)
+
+    def table(self, name: str) -> Any:
+        """A faust table of str keys (event ids) to JSON text; changelog from the catalogue."""
+        return self.app.Table(
+            name,
+            schema=faust.Schema(
+                key_type=str, value_type=str, key_serializer="raw", value_serializer="raw"
+            ),
+            partitions=self.settings.topics.partitions,
+            use_partitioner=True,
+        )

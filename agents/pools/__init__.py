@@ -1,0 +1,1 @@
+"""pools of Labelloop."""

@@ -1,0 +1,92 @@
+"""The pools agent: starts the pools, reports PoolStatus, applies pool commands, feeds the simulated truth."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from agents.loop import Loop
+from agents.pools.base import LabelingBackend
+from schemas import Command, PoolCommand, Tier
+from streams.codec import decode_json
+from streams.errors import ContractError
+from streams.runtime import Record, run_records
+
+log = logging.getLogger(__name__)
+_COMMAND = TypeAdapter[Command](Command)
+
+
+class TableTruth:
+    """The simulation's truth side-channel, read from the ``sim-truth`` table."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def true_label(self, event_id: str) -> str | None:
+        """The true label of ``event_id`` if the simulation published it."""
+        value = self._table.get(event_id)
+        return None if value is None else str(value)
+
+
+def apply_command(command: PoolCommand, backends: Mapping[Tier, LabelingBackend]) -> bool:
+    """Apply one pool command to the pool it names; False when no such pool runs here."""
+    for backend in backends.values():
+        if backend.name != command.pool:
+            continue
+        if command.action == "scale" and command.workers is not None:
+            backend.resize(command.workers)
+        elif command.action == "pause":
+            backend.pause()
+        elif command.action == "resume":
+            backend.resume()
+        log.info("pool %s: %s by %s (%s)", command.pool, command.action, command.issued_by,
+                 command.reason)
+        return True
+    return False
+
+
+def register(loop: Loop, backends: Mapping[Tier, LabelingBackend], truth_table: Any) -> None:
+    """Add pool lifecycle, status reports, commands and the truth feed to ``loop.app``."""
+    names = loop.names
+    status = loop.output(names.pool_status)
+    dead_letters = loop.dead_letters("pools")
+    counters = loop.counters
+
+    @loop.app.task  # type: ignore[untyped-decorator]
+    async def start_pools() -> None:
+        for backend in backends.values():
+            await backend.start()
+
+    @loop.app.timer(loop.stages.pools.status_every_s)  # type: ignore[untyped-decorator]
+    async def report_status() -> None:
+        now = loop.clock()
+        for backend in backends.values():
+            await status.send(backend.name, backend.status(now))
+
+    async def on_command(record: Record) -> None:
+        command = decode_json(_COMMAND, record.value, "Command")
+        if isinstance(command, PoolCommand):
+            counters["pools.commands"] += 1
+            apply_command(command, backends)
+
+    async def on_truth(record: Record) -> None:
+        if record.key is None or record.value is None:
+            raise ContractError("bad_truth: a truth record needs a key and a value", kind="bad_truth")
+        label = json.loads(record.value)
+        if not isinstance(label, str):
+            raise ContractError("bad_truth: the value must be a JSON string", kind="bad_truth")
+        truth_table[record.key.decode("utf-8")] = label
+
+    @loop.app.agent(loop.topic(names.commands), name="pool-commands")  # type: ignore[untyped-decorator]
+    async def commands(stream: Any) -> None:
+        async for _ in run_records(stream, on_command, dead_letters):
+            pass
+
+    @loop.app.agent(loop.topic(names.truth), name="simulation-truth")  # type: ignore[untyped-decorator]
+    async def truth(stream: Any) -> None:
+        async for _ in run_records(stream, on_truth, dead_letters):
+            pass

@@ -1,0 +1,57 @@
+"""Settings of the loop's stages (``LABELLOOP_<STAGE>__*``), each group defined by its stage."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.learner.model import LearnerSettings
+from agents.monitor.detectors import MonitorSettings
+from agents.pools.simulated import SimulatedCrowdSettings
+from agents.router.policy import RouterSettings
+
+
+class PoolSettings(BaseModel):
+    """The labeling pools of a worker (``LABELLOOP_POOLS__*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    simulated: SimulatedCrowdSettings = SimulatedCrowdSettings()
+    #: Seconds between two PoolStatus reports.
+    status_every_s: float = Field(default=2.0, gt=0.0)
+
+
+class DispatcherSettings(BaseModel):
+    """The dispatcher (``LABELLOOP_DISPATCHER__*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Requests one worker holds open at once (each waits for its answers before its offset commits).
+    concurrency: int = Field(default=200, ge=1, le=5_000)
+
+
+class AggregatorSettings(BaseModel):
+    """The aggregator (``LABELLOOP_AGGREGATOR__*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default_overlap: int = Field(default=3, ge=1, le=50)
+
+
+class StageSettings(BaseSettings):
+    """Every stage's settings, read from ``LABELLOOP_*``.
+
+    >>> StageSettings().router.accept_threshold
+    0.8
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LABELLOOP_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    router: RouterSettings = RouterSettings()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    pools: PoolSettings = PoolSettings()
+    aggregator: AggregatorSettings = AggregatorSettings()
+    learner: LearnerSettings = LearnerSettings()
+    monitor: MonitorSettings = MonitorSettings()

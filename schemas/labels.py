@@ -1,0 +1,77 @@
+"""The public output contract: the trusted label of an event, as a revision on a compacted topic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from schemas.base import ClassLabel, Id, Probability, Reason, Timestamp, WireModel
+
+LabelSource = Literal["model", "crowd", "expert"]
+#: Why a human saw the event: low confidence (review), the control group, a recall audit, an escalation.
+RouteReason = Literal["accepted", "low_confidence", "control", "audit", "escalation"]
+
+
+class LabelProvenance(WireModel):
+    """Where a label came from: the production model, and the humans if any."""
+
+    model_name: Id
+    model_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    #: The production model's own prediction for the event (kept so error can be measured).
+    model_label: ClassLabel
+    model_confidence: Probability
+    n_answers: Annotated[int, Field(ge=0, le=1_000)] = 0
+    pool: Id | None = None
+    worker_ids: Annotated[list[Id], Field(max_length=100)] = Field(default_factory=list)
+
+
+class Label(WireModel):
+    """The trusted label of one event, keyed by ``event_id`` on ``labels``.
+
+    ``labels`` is compacted: the latest ``revision`` of an event is the truth.
+    Revision 1 comes from the router (``source="model"``) or the aggregator
+    (``crowd``/``expert``); later revisions only from audits or corrections and
+    name the revision they ``supersede``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> label = Label(
+    ...     event_id="tx-1", task="default", label="fraud", source="crowd", revision=1,
+    ...     confidence=0.93, route="low_confidence",
+    ...     decided_at=datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC),
+    ...     prediction_created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    ...     provenance=LabelProvenance(model_name="fraud", model_version="3", model_label="ok",
+    ...                                model_confidence=0.55, n_answers=3, pool="simulated"))
+    >>> label.is_human, label.model_was_right
+    (True, False)
+    """
+
+    SCHEMA_VERSION = 1
+    schema_version: Literal[1] = 1
+    event_id: Id
+    task: Id = "default"
+    label: ClassLabel
+    source: LabelSource
+    revision: Annotated[int, Field(ge=1)] = 1
+    supersedes: Annotated[int, Field(ge=1)] | None = None
+    confidence: Probability
+    #: The route that decided who labels the event; with ``inclusion_probability``
+    #: it lets estimators weight human labels without bias.
+    route: RouteReason
+    inclusion_probability: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    reason: Reason | None = None
+    decided_at: Timestamp
+    prediction_created_at: Timestamp
+    provenance: LabelProvenance
+
+    @property
+    def is_human(self) -> bool:
+        """True when people (crowd or experts) decided this label."""
+        return self.source != "model"
+
+    @property
+    def model_was_right(self) -> bool:
+        """Whether the production model predicted this label."""
+        return self.provenance.model_label == self.label

@@ -1,0 +1,107 @@
+"""Operating the human side: pool status reports and the commands that steer pools and policy."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from schemas.base import Finite, Id, Reason, Timestamp, WireModel
+from schemas.requests import Tier
+
+PoolAction = Literal["scale", "pause", "resume", "set", "release"]
+Issuer = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class PoolStatus(WireModel):
+    """A pool's state, keyed by ``pool`` on ``pool-status`` (published every few seconds).
+
+    ``capacity_per_min`` is the labels per minute the active workers can give
+    (events per minute once divided by overlap); with ``arrival_rate_per_min``
+    and ``backlog`` it is what the bathtub law needs.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> s = PoolStatus(pool="simulated", backend="simulated", tier="crowd", workers=10,
+    ...                active=True, backlog=42, in_progress=10, arrival_rate_per_min=30.0,
+    ...                capacity_per_min=120.0, overlap=3, answers_total=900, tasks_done=300,
+    ...                cost_per_label=0.05, reported_at=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> s.event_capacity_per_min
+    40.0
+    """
+
+    SCHEMA_VERSION = 1
+    schema_version: Literal[1] = 1
+    pool: Id
+    backend: Id
+    tier: Tier
+    workers: Annotated[int, Field(ge=0)]
+    active: bool
+    backlog: Annotated[int, Field(ge=0)]
+    in_progress: Annotated[int, Field(ge=0)]
+    arrival_rate_per_min: Annotated[Finite, Field(ge=0.0)]
+    capacity_per_min: Annotated[Finite, Field(ge=0.0)]
+    overlap: Annotated[int, Field(ge=1)]
+    answers_total: Annotated[int, Field(ge=0)]
+    tasks_done: Annotated[int, Field(ge=0)]
+    cost_per_label: Annotated[Finite, Field(ge=0.0)]
+    reported_at: Timestamp
+
+    @property
+    def event_capacity_per_min(self) -> float:
+        """Events per minute the pool can finish (labels per minute over overlap)."""
+        return self.capacity_per_min / self.overlap
+
+
+class PoolCommand(WireModel):
+    """Steer one pool, keyed by the pool name on ``commands``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> PoolCommand(pool="simulated", action="scale", workers=20, issued_by="operator",
+    ...             issued_at=datetime(2026, 1, 1, tzinfo=UTC), reason="surge").workers
+    20
+    """
+
+    SCHEMA_VERSION = 1
+    schema_version: Literal[1] = 1
+    kind: Literal["pool"] = "pool"
+    pool: Id
+    action: PoolAction
+    workers: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    min_workers: Annotated[int, Field(ge=0)] | None = None
+    max_workers: Annotated[int, Field(ge=0)] | None = None
+    issued_by: Issuer
+    issued_at: Timestamp
+    reason: Reason
+
+
+class PolicyCommand(WireModel):
+    """Change the routing policy live, keyed by ``policy`` on ``commands``.
+
+    Only the fields that are set change; ``None`` keeps the current value.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> PolicyCommand(accept_threshold=0.9, issued_by="monitor",
+    ...               issued_at=datetime(2026, 1, 1, tzinfo=UTC), reason="drift").kind
+    'policy'
+    """
+
+    SCHEMA_VERSION = 1
+    schema_version: Literal[1] = 1
+    kind: Literal["policy"] = "policy"
+    task: Id = "default"
+    accept_threshold: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    per_class_thresholds: dict[Id, Annotated[float, Field(gt=0.0, le=1.0)]] | None = None
+    control_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    issued_by: Issuer
+    issued_at: Timestamp
+    reason: Reason
+
+
+#: What travels on ``commands``: told apart by ``kind``.
+Command = Annotated[PoolCommand | PolicyCommand, Field(discriminator="kind")]

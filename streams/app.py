@@ -1,0 +1,68 @@
+"""The faust app factory: one configured app per worker, no module-level app, no import side effects."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from streams.settings import KafkaSettings, Settings
+
+
+def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """faust credentials for the configured security protocol (None for PLAINTEXT)."""
+    context = _ssl_context(kafka) if kafka.security_protocol in ("SSL", "SASL_SSL") else None
+    if kafka.security_protocol.startswith("SASL"):
+        password = kafka.password
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile is not None else None
+    )
+    if kafka.ssl_certfile is not None:
+        context.load_cert_chain(
+            str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
+        )
+    return context
+
+
+def create_app(settings: Settings, **overrides: Any) -> faust.App:
+    """A faust app for ``settings``: raw bytes on every topic, tables in memory with changelogs.
+
+    Topics are never declared by faust (``topic_allow_declare=False``): the
+    catalogue creates them, with the partition counts faust expects.
+    """
+    options: dict[str, Any] = {
+        "broker": ";".join(f"labelloop://{server}" for server in settings.kafka.bootstrap_list),
+        "broker_credentials": broker_credentials(settings.kafka),
+        "processing_guarantee": settings.processing_guarantee,
+        "producer_acks": -1,
+        "topic_partitions": settings.topics.partitions,
+        "topic_replication_factor": settings.topics.replication_factor,
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest",
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "store": "memory://",
+        "datadir": str(settings.data_dir / "faust"),
+        "autodiscover": False,
+        "web_enabled": settings.web_enabled,
+        "web_port": settings.web_port,
+        "web_host": "127.0.0.1",
+        "table_standby_replicas": 0,
+        "broker_commit_interval": 1.0,
+    }
+    options.update(overrides)
+    return faust.App(settings.app_id, **options)

@@ -1,0 +1,138 @@
+"""Bytes to schema objects and back; the reason a record failed, written as DLQ headers.
+
+Decoding checks the size before parsing (a 10 MB record never reaches
+pydantic), then UTF-8, then JSON and the model. Every failure is a
+:class:`ContractError` whose ``kind`` and message go into the DLQ headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.base import MAX_RECORD_BYTES, WireModel
+from streams.errors import ContractError
+
+M = TypeVar("M", bound=WireModel)
+T = TypeVar("T")
+
+#: Header names on DLQ records.
+H_ERROR_KIND = "labelloop.error.kind"
+H_ERROR_CLASS = "labelloop.error.class"
+H_ERROR_MESSAGE = "labelloop.error.message"
+H_SOURCE_TOPIC = "labelloop.source.topic"
+H_SOURCE_PARTITION = "labelloop.source.partition"
+H_SOURCE_OFFSET = "labelloop.source.offset"
+H_STAGE = "labelloop.stage"
+H_FAILED_AT = "labelloop.failed_at"
+MAX_REASON_CHARS = 2_000
+
+
+def decode(model: type[M], raw: bytes | None, *, max_bytes: int = MAX_RECORD_BYTES) -> M:
+    """Parse ``raw`` into ``model`` or raise :class:`ContractError` saying why.
+
+    >>> from schemas import CrowdAnswer
+    >>> decode(CrowdAnswer, b"[1, 2]")
+    Traceback (most recent call last):
+    ...
+    streams.errors.ContractError: wrong_type: CrowdAnswer must be a JSON object, got array
+    """
+    if raw is None or len(raw) == 0:
+        raise ContractError("empty: the record has no value", kind="empty")
+    if len(raw) > max_bytes:
+        raise ContractError(f"too_large: {len(raw)} bytes > {max_bytes}", kind="too_large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ContractError(f"not_utf8: {error}", kind="not_utf8") from None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        raise _contract_error(model, text, error) from None
+
+
+def decode_json(adapter: TypeAdapter[T], raw: bytes | None, name: str) -> T:
+    """Like :func:`decode`, for a union of models (the ``commands`` topic)."""
+    if raw is None or len(raw) == 0:
+        raise ContractError("empty: the record has no value", kind="empty")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise ContractError(f"too_large: {len(raw)} bytes > {MAX_RECORD_BYTES}", kind="too_large")
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as error:
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
+            for item in error.errors(include_url=False, include_input=False)
+        )
+        raise ContractError(f"invalid: {name}: {details}"[:MAX_REASON_CHARS]) from None
+
+
+def _contract_error(model: type[WireModel], text: str, error: ValidationError) -> ContractError:
+    first = error.errors(include_url=False, include_input=False)
+    if first and first[0]["type"] == "json_invalid":
+        return ContractError(f"not_json: {first[0]['msg']}", kind="not_json")
+    if first and first[0]["type"] == "model_type" and not first[0]["loc"]:
+        kind_of = _JSON_TYPES.get(type(json.loads(text)).__name__, "value")
+        return ContractError(
+            f"wrong_type: {model.__name__} must be a JSON object, got {kind_of}", kind="wrong_type"
+        )
+    if any(item["loc"][:1] == ("schema_version",) for item in first):
+        return ContractError(
+            f"unknown_schema_version: {model.__name__} understands schema_version "
+            f"{model.SCHEMA_VERSION}",
+            kind="unknown_schema_version",
+        )
+    kind = "missing_field" if all(item["type"] == "missing" for item in first) else "invalid"
+    details = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in first
+    )
+    return ContractError(f"{kind}: {details}"[:MAX_REASON_CHARS], kind=kind)
+
+
+_JSON_TYPES = {"list": "array", "str": "string", "int": "number", "float": "number",
+               "bool": "boolean", "NoneType": "null"}
+
+
+def encode(value: WireModel) -> bytes:
+    """The wire bytes of ``value`` (UTF-8 JSON, ``None`` fields left out)."""
+    return value.to_json_bytes()
+
+
+def encode_key(event_key: str) -> bytes:
+    """Keys are UTF-8 strings on every topic."""
+    return event_key.encode("utf-8")
+
+
+def dlq_headers(
+    error: BaseException,
+    *,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    failed_at: datetime,
+    original: Sequence[tuple[str, bytes]] = (),
+) -> list[tuple[str, bytes]]:
+    """Headers of a DLQ record: why it failed and where it came from, plus its own headers."""
+    kind = error.kind if isinstance(error, ContractError) else "processing_failed"
+    message = (error.message if isinstance(error, ContractError) else f"{type(error).__name__}: {error}")
+    fields = {
+        H_ERROR_KIND: kind,
+        H_ERROR_CLASS: type(error).__name__,
+        H_ERROR_MESSAGE: message[:MAX_REASON_CHARS],
+        H_SOURCE_TOPIC: topic,
+        H_SOURCE_PARTITION: str(partition),
+        H_SOURCE_OFFSET: str(offset),
+        H_STAGE: stage,
+        H_FAILED_AT: failed_at.isoformat(),
+    }
+    return [*((name, value.encode("utf-8")) for name, value in fields.items()), *original]
+
+
+def headers_dict(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+    """Decode Kafka headers to text (invalid UTF-8 replaced): for readers of the DLQ."""
+    return {name: value.decode("utf-8", "replace") for name, value in (headers or ())}

@@ -1,0 +1,169 @@
+"""The per-message loop every agent runs: decode, handle, and never skip a record silently.
+
+faust acknowledges a message whose processing raised and restarts the agent,
+so the record is lost without a trace (faust issues #315, #189, #527). Every
+agent therefore iterates through :func:`run_records`: a contract error or an
+unexpected failure sends the original record to the DLQ with the reason, a
+retryable backend error waits and tries the same record again (backpressure,
+never a drop), and the partition keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from schemas.base import WireModel, utc_now
+from streams.codec import decode, dlq_headers, encode, encode_key
+from streams.errors import ContractError, RetryableBackendError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+K = TypeVar("K", bound=WireModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, as an agent's handler sees it."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    headers: Sequence[tuple[str, bytes]] = ()
+
+    @property
+    def key_text(self) -> str | None:
+        """The key as text (keys are UTF-8 event ids), or None."""
+        return None if self.key is None else self.key.decode("utf-8", "replace")
+
+
+class Sender(Protocol):
+    """Something that produces raw records: a faust topic or a test double."""
+
+    async def send(
+        self, *, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> Any: ...  # pragma: no cover - protocol
+
+
+class Output:
+    """Produce schema objects to one topic, keyed by a string id."""
+
+    def __init__(self, topic: Sender) -> None:
+        self._topic = topic
+
+    async def send(self, key: str, value: WireModel) -> None:
+        await self._topic.send(key=encode_key(key), value=encode(value))
+
+
+class DeadLetters:
+    """The DLQ of one stage: original key and bytes, the reason in headers."""
+
+    def __init__(self, topic: Sender, stage: str, clock: Clock = utc_now) -> None:
+        self._topic = topic
+        self.stage = stage
+        self._clock = clock
+        self.sent = 0
+
+    async def send(self, record: Record, error: BaseException) -> None:
+        headers = dlq_headers(
+            error,
+            stage=self.stage,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            failed_at=self._clock(),
+            original=record.headers,
+        )
+        await self._topic.send(key=record.key, value=record.value, headers=headers)
+        self.sent += 1
+
+
+Handler = Callable[[Record], Awaitable[None]]
+
+
+async def handle_record(
+    record: Record,
+    handler: Handler,
+    dead_letters: DeadLetters,
+    *,
+    max_retry_wait_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> bool:
+    """Run ``handler`` on one record; returns False when the record went to the DLQ.
+
+    Retryable backend errors are retried (with the wait they ask for, capped)
+    until they succeed: the partition waits rather than losing the record.
+    """
+    while True:
+        try:
+            await handler(record)
+            return True
+        except RetryableBackendError as error:
+            wait_s = min(max(error.retry_after_s, 0.05), max_retry_wait_s)
+            log.warning("%s: backend busy on %s[%d]@%d, retrying in %.2fs: %s",
+                        dead_letters.stage, record.topic, record.partition, record.offset, wait_s, error)
+            await sleep(wait_s)
+        except ContractError as error:
+            log.info("%s: contract error on %s[%d]@%d to DLQ: %s",
+                     dead_letters.stage, record.topic, record.partition, record.offset, error.message)
+            await dead_letters.send(record, error)
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug or a bad record we did not foresee: keep it, say why
+            log.exception("%s: failed on %s[%d]@%d, record sent to the DLQ",
+                          dead_letters.stage, record.topic, record.partition, record.offset)
+            await dead_letters.send(record, error)
+            return False
+
+
+async def run_records(stream: Any, handler: Handler, dead_letters: DeadLetters) -> AsyncIterator[bool]:
+    """Iterate a faust stream of raw records through :func:`handle_record` (yields per record)."""
+    async for event in stream.events():
+        message = event.message
+        record = Record(
+            key=message.key,
+            value=message.value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            headers=tuple(message.headers or ()),
+        )
+        yield await handle_record(record, handler, dead_letters)
+
+
+def require_key(record: Record, event_id: str) -> None:
+    """Every event topic is keyed by ``event_id`` (co-partitioning): refuse any other key."""
+    if record.key is None:
+        raise ContractError(f"bad_key: the record has no key; it must be the event_id {event_id!r}",
+                            kind="bad_key", event_id=event_id)
+    if record.key_text != event_id:
+        raise ContractError(f"bad_key: key {record.key_text!r} is not the event_id {event_id!r}",
+                            kind="bad_key", event_id=event_id)
+
+
+def decode_keyed(model: type[K], record: Record) -> K:
+    """Decode an event-topic record and check that its key is the event's id."""
+    value = decode(model, record.value)
+    require_key(record, str(getattr(value, "event_id")))  # noqa: B009 - every keyed model has it
+    return value
+
+
+def decode_or_skip(model: type[K], record: Record) -> K | None:
+    """Like :func:`decode_keyed`, for a stage that does not own the topic's DLQ.
+
+    A topic read by several stages has one owner that dead-letters bad records
+    (predictions: router, label-requests: dispatcher, labels: monitor); the
+    others skip them quietly instead of writing the same record there twice.
+    """
+    try:
+        return decode_keyed(model, record)
+    except ContractError:
+        return None

@@ -1,0 +1,288 @@
+"""The topic catalogue: every topic of the loop, created and verified before anything produces.
+
+Broker auto-creation is off. All event topics share one partition count and
+are keyed by ``event_id``, so they are co-partitioned: one worker owns an
+event's whole state. faust table changelogs are in the catalogue too, with
+the partition count of their source topic (faust refuses a mismatch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3_600 * 1_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic family of the loop (the name without the prefix)."""
+
+    suffix: str
+    key: str
+    value: str
+    doc: str
+    compacted: bool = False
+    #: ``None``: the settings' partition count (co-partitioned with the event topics).
+    partitions: int | None = None
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A concrete topic: full name, partitions and broker configs."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str]
+    doc: str
+
+    @property
+    def compacted(self) -> bool:
+        """True for a changelog topic (latest value per key is kept)."""
+        return "compact" in self.configs.get("cleanup.policy", "")
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec("predictions", "event_id", "PredictionEvent", "the public input contract",
+              configs={"retention.ms": str(7 * DAY_MS)}),
+    TopicSpec("predictions.dlq", "original key", "original bytes",
+              "malformed or failed records of any topic; headers say why and where from",
+              configs={"retention.ms": str(30 * DAY_MS)}),
+    TopicSpec("label-requests", "event_id", "LabelRequest", "events a human must label"),
+    TopicSpec("crowd-answers", "event_id", "CrowdAnswer", "one record per worker answer"),
+    TopicSpec("labels", "event_id", "Label",
+              "compacted changelog: the latest revision per event is the trusted label",
+              compacted=True, configs={"min.compaction.lag.ms": str(DAY_MS)}),
+    TopicSpec("model-metrics", "model name", "ModelMetrics", "prequential and estimated metrics"),
+    TopicSpec("drift-alerts", "detector", "DriftAlert", "what drifted, where, how sure"),
+    TopicSpec("commands", "pool or 'policy'", "PoolCommand | PolicyCommand",
+              "operator and autoscaler commands", partitions=1),
+    TopicSpec("pool-status", "pool name", "PoolStatus", "backlog, rates, workers, cost"),
+    TopicSpec("simulation.truth", "event_id", "true label (JSON string)",
+              "the simulation's truth side-channel: only the simulated crowd reads it",
+              compacted=True),
+)
+
+#: faust tables of the worker (name -> source topic suffix); their changelogs are
+#: ``<app_id>-<table>-changelog``, co-partitioned with the source.
+TABLES: dict[str, str] = {
+    "router-decisions": "predictions",
+    "aggregator-tasks": "crowd-answers",
+    "learner-pending": "label-requests",
+    "sim-truth": "simulation.truth",
+}
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The full names of the loop's topics under one prefix."""
+
+    prefix: str
+
+    def __getitem__(self, suffix: str) -> str:
+        if suffix not in _SUFFIXES:
+            raise KeyError(f"no topic {suffix!r} in the catalogue")
+        return f"{self.prefix}{suffix}"
+
+    @property
+    def predictions(self) -> str:
+        return self["predictions"]
+
+    @property
+    def dlq(self) -> str:
+        return self["predictions.dlq"]
+
+    @property
+    def label_requests(self) -> str:
+        return self["label-requests"]
+
+    @property
+    def crowd_answers(self) -> str:
+        return self["crowd-answers"]
+
+    @property
+    def labels(self) -> str:
+        return self["labels"]
+
+    @property
+    def model_metrics(self) -> str:
+        return self["model-metrics"]
+
+    @property
+    def drift_alerts(self) -> str:
+        return self["drift-alerts"]
+
+    @property
+    def commands(self) -> str:
+        return self["commands"]
+
+    @property
+    def pool_status(self) -> str:
+        return self["pool-status"]
+
+    @property
+    def truth(self) -> str:
+        return self["simulation.truth"]
+
+
+_SUFFIXES = frozenset(spec.suffix for spec in CATALOGUE)
+
+
+def topic_names(settings: Settings) -> TopicNames:
+    """The topic names for ``settings``.
+
+    >>> topic_names(Settings()).labels
+    'labelloop.labels'
+    """
+    return TopicNames(settings.topics.prefix)
+
+
+def changelog_name(settings: Settings, table: str) -> str:
+    """The changelog topic faust uses for ``table`` (``<app_id>-<table>-changelog``)."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def catalogue(settings: Settings) -> list[Topic]:
+    """Every topic the loop needs under ``settings``, event topics first, then changelogs."""
+    names = topic_names(settings)
+    topics = [
+        Topic(
+            name=names[spec.suffix],
+            partitions=spec.partitions or settings.topics.partitions,
+            replication_factor=settings.topics.replication_factor,
+            configs={"cleanup.policy": "compact" if spec.compacted else "delete", **spec.configs},
+            doc=spec.doc,
+        )
+        for spec in CATALOGUE
+    ]
+    by_suffix = {spec.suffix: topic for spec, topic in zip(CATALOGUE, topics, strict=True)}
+    for table, source in TABLES.items():
+        topics.append(
+            Topic(
+                name=changelog_name(settings, table),
+                partitions=by_suffix[source].partitions,
+                replication_factor=settings.topics.replication_factor,
+                configs={"cleanup.policy": "compact"},
+                doc=f"changelog of the faust table {table!r}",
+            )
+        )
+    return topics
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What ``create_topics`` did."""
+
+    created: list[str]
+    existing: list[str]
+
+
+def _describe(admin: object, names: list[str]) -> Iterator[tuple[str, int]]:
+    for described in admin.describe_topics(names):  # type: ignore[attr-defined]
+        if described.get("error_code", 0) == 0:
+            yield described["name"], len(described["partitions"])
+
+
+def create_topics(settings: Settings, *, timeout_s: float = 30.0) -> TopicReport:
+    """Create every catalogue topic that is missing; verify the ones that exist.
+
+    Idempotent. Raises :class:`ConfigError` when an existing topic has another
+    partition count or cleanup policy than the catalogue says.
+    """
+    from kafka.admin import KafkaAdminClient
+
+    wanted = catalogue(settings)
+    admin = KafkaAdminClient(client_id="labelloop-topics", **settings.kafka.kafka_python_options())
+    try:
+        existing = dict(_describe(admin, [topic.name for topic in wanted]))
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing:
+            result = admin.create_topics(
+                {
+                    topic.name: {
+                        "num_partitions": topic.partitions,
+                        "replication_factor": topic.replication_factor,
+                        "configs": topic.configs,
+                    }
+                    for topic in missing
+                },
+                timeout_ms=int(timeout_s * 1000),
+                raise_errors=False,
+                wait_for_metadata=True,
+            )
+            for created in result["topics"]:
+                # 36: TOPIC_ALREADY_EXISTS (another process won the race): verified below.
+                if created["error_code"] not in (0, 36):
+                    raise ConfigError(
+                        f"could not create topic {created['name']}: error {created['error_code']} "
+                        f"{created.get('error_message') or ''}".strip()
+                    )
+        _verify(admin, wanted)
+        return TopicReport(
+            created=[topic.name for topic in missing],
+            existing=[topic.name for topic in wanted if topic.name in existing],
+        )
+    finally:
+        admin.close()
+
+
+def _verify(admin: object, wanted: list[Topic]) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    actual = dict(_describe(admin, [topic.name for topic in wanted]))
+    problems = [
+        f"{topic.name}: {actual.get(topic.name, 'no')} partitions, catalogue says {topic.partitions}"
+        for topic in wanted
+        if actual.get(topic.name) != topic.partitions
+    ]
+    described = admin.describe_configs(  # type: ignore[attr-defined]
+        [ConfigResource(ConfigResourceType.TOPIC, topic.name, {"cleanup.policy": None}) for topic in wanted],
+        config_filter="all",
+    )
+    policies = _cleanup_policies(described)
+    problems += [
+        f"{topic.name}: cleanup.policy={policies.get(topic.name)}, catalogue says "
+        f"{topic.configs['cleanup.policy']}"
+        for topic in wanted
+        if topic.name in policies and policies[topic.name] != topic.configs["cleanup.policy"]
+    ]
+    if problems:
+        raise ConfigError("existing topics do not match the catalogue: " + "; ".join(problems))
+
+
+def _cleanup_policies(described: object) -> dict[str, str]:
+    """Pull ``cleanup.policy`` per topic out of kafka-python's describe_configs answer."""
+    policies: dict[str, str] = {}
+    if isinstance(described, dict):
+        for resources in described.values():
+            if not isinstance(resources, dict):
+                continue
+            for name, configs in resources.items():
+                if isinstance(configs, dict) and "cleanup.policy" in configs:
+                    entry = configs["cleanup.policy"]
+                    value = entry.get("value") if isinstance(entry, dict) else entry
+                    if isinstance(value, str):
+                        policies[name] = value
+    return policies
+
+
+def delete_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Delete every catalogue topic of ``settings`` that exists (for resets and tests)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(client_id="labelloop-topics", **settings.kafka.kafka_python_options())
+    try:
+        present = [name for name, _ in _describe(admin, [topic.name for topic in catalogue(settings)])]
+        if present:
+            admin.delete_topics(present, timeout_ms=int(timeout_s * 1000), raise_errors=False)
+        return present
+    finally:
+        admin.close()
