@@ -51,9 +51,11 @@ class Loop:
         """A faust table of str keys (event ids) to JSON text; changelog from the catalogue."""
         return self.app.Table(
             name,
-            schema=faust.Schema(
-                key_type=str, value_type=str, key_serializer="raw", value_serializer="raw"
-            ),
+            schema=faust.Schema(key_type=str, value_type=str, key_serializer="raw", value_serializer="raw"),
             partitions=self.settings.topics.partitions,
-            use_partitioner=True,
+            # Every table write happens while an agent handles a record keyed by the same
+            # event_id on a co-partitioned topic, so the record's partition is the key's.
+            # (use_partitioner=True asks aiokafka for metadata it may not have fetched yet
+            # and fails with TypeError on a fresh worker.)
+            use_partitioner=False,
         )

@@ -79,7 +79,10 @@ class PredictionEvent(WireModel):
     predicted_label: ClassLabel
     scores: Annotated[dict[ClassLabel, Finite], Field(min_length=1, max_length=MAX_CLASSES)]
     metadata: Annotated[
-        dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]],
+        dict[
+            Annotated[str, StringConstraints(max_length=64)],
+            Annotated[str, StringConstraints(max_length=256)],
+        ],
         Field(max_length=32),
     ] = Field(default_factory=dict)
 

@@ -43,6 +43,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     Topics are never declared by faust (``topic_allow_declare=False``): the
     catalogue creates them, with the partition counts faust expects.
     """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     options: dict[str, Any] = {
         "broker": ";".join(f"labelloop://{server}" for server in settings.kafka.bootstrap_list),
         "broker_credentials": broker_credentials(settings.kafka),

@@ -82,8 +82,7 @@ def _contract_error(model: type[WireModel], text: str, error: ValidationError) -
         )
     if any(item["loc"][:1] == ("schema_version",) for item in first):
         return ContractError(
-            f"unknown_schema_version: {model.__name__} understands schema_version "
-            f"{model.SCHEMA_VERSION}",
+            f"unknown_schema_version: {model.__name__} understands schema_version {model.SCHEMA_VERSION}",
             kind="unknown_schema_version",
         )
     kind = "missing_field" if all(item["type"] == "missing" for item in first) else "invalid"
@@ -93,8 +92,14 @@ def _contract_error(model: type[WireModel], text: str, error: ValidationError) -
     return ContractError(f"{kind}: {details}"[:MAX_REASON_CHARS], kind=kind)
 
 
-_JSON_TYPES = {"list": "array", "str": "string", "int": "number", "float": "number",
-               "bool": "boolean", "NoneType": "null"}
+_JSON_TYPES = {
+    "list": "array",
+    "str": "string",
+    "int": "number",
+    "float": "number",
+    "bool": "boolean",
+    "NoneType": "null",
+}
 
 
 def encode(value: WireModel) -> bytes:
@@ -119,7 +124,7 @@ def dlq_headers(
 ) -> list[tuple[str, bytes]]:
     """Headers of a DLQ record: why it failed and where it came from, plus its own headers."""
     kind = error.kind if isinstance(error, ContractError) else "processing_failed"
-    message = (error.message if isinstance(error, ContractError) else f"{type(error).__name__}: {error}")
+    message = error.message if isinstance(error, ContractError) else f"{type(error).__name__}: {error}"
     fields = {
         H_ERROR_KIND: kind,
         H_ERROR_CLASS: type(error).__name__,

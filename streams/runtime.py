@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from aiokafka.errors import KafkaError
+
 from schemas.base import WireModel, utc_now
 from streams.codec import decode, dlq_headers, encode, encode_key
 from streams.errors import ContractError, RetryableBackendError
@@ -105,21 +107,41 @@ async def handle_record(
         try:
             await handler(record)
             return True
-        except RetryableBackendError as error:
-            wait_s = min(max(error.retry_after_s, 0.05), max_retry_wait_s)
-            log.warning("%s: backend busy on %s[%d]@%d, retrying in %.2fs: %s",
-                        dead_letters.stage, record.topic, record.partition, record.offset, wait_s, error)
+        except (RetryableBackendError, KafkaError, ConnectionError, TimeoutError) as error:
+            # Infrastructure, not the record: wait and try the same record again.
+            asked_s = error.retry_after_s if isinstance(error, RetryableBackendError) else 1.0
+            wait_s = min(max(asked_s, 0.05), max_retry_wait_s)
+            log.warning(
+                "%s: backend busy on %s[%d]@%d, retrying in %.2fs: %s",
+                dead_letters.stage,
+                record.topic,
+                record.partition,
+                record.offset,
+                wait_s,
+                error,
+            )
             await sleep(wait_s)
         except ContractError as error:
-            log.info("%s: contract error on %s[%d]@%d to DLQ: %s",
-                     dead_letters.stage, record.topic, record.partition, record.offset, error.message)
+            log.info(
+                "%s: contract error on %s[%d]@%d to DLQ: %s",
+                dead_letters.stage,
+                record.topic,
+                record.partition,
+                record.offset,
+                error.message,
+            )
             await dead_letters.send(record, error)
             return False
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug or a bad record we did not foresee: keep it, say why
-            log.exception("%s: failed on %s[%d]@%d, record sent to the DLQ",
-                          dead_letters.stage, record.topic, record.partition, record.offset)
+            log.exception(
+                "%s: failed on %s[%d]@%d, record sent to the DLQ",
+                dead_letters.stage,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
             await dead_letters.send(record, error)
             return False
 
@@ -142,11 +164,17 @@ async def run_records(stream: Any, handler: Handler, dead_letters: DeadLetters) 
 def require_key(record: Record, event_id: str) -> None:
     """Every event topic is keyed by ``event_id`` (co-partitioning): refuse any other key."""
     if record.key is None:
-        raise ContractError(f"bad_key: the record has no key; it must be the event_id {event_id!r}",
-                            kind="bad_key", event_id=event_id)
+        raise ContractError(
+            f"bad_key: the record has no key; it must be the event_id {event_id!r}",
+            kind="bad_key",
+            event_id=event_id,
+        )
     if record.key_text != event_id:
-        raise ContractError(f"bad_key: key {record.key_text!r} is not the event_id {event_id!r}",
-                            kind="bad_key", event_id=event_id)
+        raise ContractError(
+            f"bad_key: key {record.key_text!r} is not the event_id {event_id!r}",
+            kind="bad_key",
+            event_id=event_id,
+        )
 
 
 def decode_keyed(model: type[K], record: Record) -> K:

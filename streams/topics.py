@@ -51,24 +51,47 @@ class Topic:
 
 
 CATALOGUE: tuple[TopicSpec, ...] = (
-    TopicSpec("predictions", "event_id", "PredictionEvent", "the public input contract",
-              configs={"retention.ms": str(7 * DAY_MS)}),
-    TopicSpec("predictions.dlq", "original key", "original bytes",
-              "malformed or failed records of any topic; headers say why and where from",
-              configs={"retention.ms": str(30 * DAY_MS)}),
+    TopicSpec(
+        "predictions",
+        "event_id",
+        "PredictionEvent",
+        "the public input contract",
+        configs={"retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "predictions.dlq",
+        "original key",
+        "original bytes",
+        "malformed or failed records of any topic; headers say why and where from",
+        configs={"retention.ms": str(30 * DAY_MS)},
+    ),
     TopicSpec("label-requests", "event_id", "LabelRequest", "events a human must label"),
     TopicSpec("crowd-answers", "event_id", "CrowdAnswer", "one record per worker answer"),
-    TopicSpec("labels", "event_id", "Label",
-              "compacted changelog: the latest revision per event is the trusted label",
-              compacted=True, configs={"min.compaction.lag.ms": str(DAY_MS)}),
+    TopicSpec(
+        "labels",
+        "event_id",
+        "Label",
+        "compacted changelog: the latest revision per event is the trusted label",
+        compacted=True,
+        configs={"min.compaction.lag.ms": str(DAY_MS)},
+    ),
     TopicSpec("model-metrics", "model name", "ModelMetrics", "prequential and estimated metrics"),
     TopicSpec("drift-alerts", "detector", "DriftAlert", "what drifted, where, how sure"),
-    TopicSpec("commands", "pool or 'policy'", "PoolCommand | PolicyCommand",
-              "operator and autoscaler commands", partitions=1),
+    TopicSpec(
+        "commands",
+        "pool or 'policy'",
+        "PoolCommand | PolicyCommand",
+        "operator and autoscaler commands",
+        partitions=1,
+    ),
     TopicSpec("pool-status", "pool name", "PoolStatus", "backlog, rates, workers, cost"),
-    TopicSpec("simulation.truth", "event_id", "true label (JSON string)",
-              "the simulation's truth side-channel: only the simulated crowd reads it",
-              compacted=True),
+    TopicSpec(
+        "simulation.truth",
+        "event_id",
+        "true label (JSON string)",
+        "the simulation's truth side-channel: only the simulated crowd reads it",
+        compacted=True,
+    ),
 )
 
 #: faust tables of the worker (name -> source topic suffix); their changelogs are

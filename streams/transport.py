@@ -15,14 +15,14 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
-class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+class IdempotentProducer(faust_aiokafka.Producer):
     """acks=all with idempotence on every producer faust creates."""
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {"acks": "all", "enable_idempotence": True}
 
 
-class Transport(faust_aiokafka.Transport):  # type: ignore[misc]
+class Transport(faust_aiokafka.Transport):
     """The aiokafka transport using :class:`IdempotentProducer`."""
 
     Producer = IdempotentProducer

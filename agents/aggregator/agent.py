@@ -45,13 +45,13 @@ def register(loop: Loop) -> None:
         if text != previous:
             tasks[answer.event_id] = text
 
-    @loop.app.agent(loop.topic(names.label_requests), name="aggregator-requests")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.label_requests), name="aggregator-requests")
     async def collect_requests(stream: Any) -> None:
         async for ok in run_records(stream, on_request, dead_letters):
             if not ok:
                 counters["aggregator.dlq"] += 1
 
-    @loop.app.agent(loop.topic(names.crowd_answers), name="aggregator-answers")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.crowd_answers), name="aggregator-answers")
     async def collect_answers(stream: Any) -> None:
         async for ok in run_records(stream, on_answer, dead_letters):
             if not ok:

@@ -132,8 +132,9 @@ class MajorityVoteAggregator:
         """Record the request's context; decide if the answers are already in."""
         if state.decided is not None or state.context is not None:
             return state, None
-        return self._maybe_decide(state.model_copy(update={"context": TaskContext.of(request)}),
-                                  request.event_id, now)
+        return self._maybe_decide(
+            state.model_copy(update={"context": TaskContext.of(request)}), request.event_id, now
+        )
 
     def observe_answer(
         self, state: TaskState, answer: CrowdAnswer, event_id: str, now: datetime
@@ -143,10 +144,14 @@ class MajorityVoteAggregator:
             return state, None
         if any(vote.worker_id == answer.worker_id for vote in state.votes):
             return state, None
-        vote = Vote(worker_id=answer.worker_id, label=answer.label, pool=answer.pool,
-                    tier=answer.tier, overlap=answer.overlap)
-        return self._maybe_decide(state.model_copy(update={"votes": [*state.votes, vote]}),
-                                  event_id, now)
+        vote = Vote(
+            worker_id=answer.worker_id,
+            label=answer.label,
+            pool=answer.pool,
+            tier=answer.tier,
+            overlap=answer.overlap,
+        )
+        return self._maybe_decide(state.model_copy(update={"votes": [*state.votes, vote]}), event_id, now)
 
     def _overlap(self, state: TaskState) -> int:
         if state.context is not None and state.context.overlap is not None:
@@ -155,9 +160,7 @@ class MajorityVoteAggregator:
             return state.votes[0].overlap
         return self.default_overlap
 
-    def _maybe_decide(
-        self, state: TaskState, event_id: str, now: datetime
-    ) -> tuple[TaskState, Label | None]:
+    def _maybe_decide(self, state: TaskState, event_id: str, now: datetime) -> tuple[TaskState, Label | None]:
         context = state.context
         if context is None or len(state.votes) < self._overlap(state):
             return state, None

@@ -40,8 +40,9 @@ def register(loop: Loop, backends: Mapping[Tier, LabelingBackend]) -> None:
         await pick_backend(request, backends).label(request, report)
         counters["dispatcher.done"] += 1
 
-    @loop.app.agent(  # type: ignore[untyped-decorator]
-        loop.topic(names.label_requests), name="dispatcher",
+    @loop.app.agent(
+        loop.topic(names.label_requests),
+        name="dispatcher",
         concurrency=loop.stages.dispatcher.concurrency,
     )
     async def dispatch(stream: Any) -> None:

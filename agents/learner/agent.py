@@ -36,7 +36,7 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
             return
         event_id = request.event_id
         waiting = pending.get(event_id)
-        x = features_of(request.prediction.input)
+        x = features_of(request.prediction.input, settings.model)
         if waiting is not None and "label" in (entry := json.loads(waiting)):
             learn(request.prediction.task, x, entry["label"], entry["weight"])
             del pending[event_id]
@@ -58,12 +58,12 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
             learn(entry["task"], entry["x"], label.label, weight)
             del pending[label.event_id]
 
-    @loop.app.agent(loop.topic(names.label_requests), name="learner-requests")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.label_requests), name="learner-requests")
     async def collect_inputs(stream: Any) -> None:
         async for _ in run_records(stream, on_request, dead_letters):
             pass
 
-    @loop.app.agent(loop.topic(names.labels), name="learner-labels")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.labels), name="learner-labels")
     async def learn_labels(stream: Any) -> None:
         async for ok in run_records(stream, on_label, dead_letters):
             if not ok:

@@ -28,7 +28,7 @@ def register(loop: Loop) -> dict[str, ModelErrorMonitor]:
             await alerts.send(alert.detector, alert)
             counters["monitor.alerts"] += 1
 
-    @loop.app.agent(loop.topic(names.labels), name="monitor")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.labels), name="monitor")
     async def watch(stream: Any) -> None:
         async for ok in run_records(stream, on_label, dead_letters):
             if not ok:

@@ -62,7 +62,12 @@ class ModelErrorMonitor:
         return None
 
     def observe(
-        self, label: Label, now: datetime, *, partition: int | None = None, offset: int | None = None
+        self,
+        label: Label,
+        now: datetime,
+        *,
+        partition: int | None = None,
+        offset: int | None = None,
     ) -> DriftAlert | None:
         """Feed a Label; only first human labels of reviewed events count (unbiased for them)."""
         if not label.is_human or label.revision != 1 or label.route != "low_confidence":
@@ -83,6 +88,8 @@ class ModelErrorMonitor:
             detected_at=now,
             before=before,
             after=after,
-            message=(f"production model error on reviewed events {direction} from "
-                     f"{before:.3f} to {after:.3f} after {self.observations} labels"),
+            message=(
+                f"production model error on reviewed events {direction} from "
+                f"{before:.3f} to {after:.3f} after {self.observations} labels"
+            ),
         )

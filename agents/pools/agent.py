@@ -43,8 +43,13 @@ def apply_command(command: PoolCommand, backends: Mapping[Tier, LabelingBackend]
             backend.pause()
         elif command.action == "resume":
             backend.resume()
-        log.info("pool %s: %s by %s (%s)", command.pool, command.action, command.issued_by,
-                 command.reason)
+        log.info(
+            "pool %s: %s by %s (%s)",
+            command.pool,
+            command.action,
+            command.issued_by,
+            command.reason,
+        )
         return True
     return False
 
@@ -81,12 +86,12 @@ def register(loop: Loop, backends: Mapping[Tier, LabelingBackend], truth_table: 
             raise ContractError("bad_truth: the value must be a JSON string", kind="bad_truth")
         truth_table[record.key.decode("utf-8")] = label
 
-    @loop.app.agent(loop.topic(names.commands), name="pool-commands")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.commands), name="pool-commands")
     async def commands(stream: Any) -> None:
         async for _ in run_records(stream, on_command, dead_letters):
             pass
 
-    @loop.app.agent(loop.topic(names.truth), name="simulation-truth")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.truth), name="simulation-truth")
     async def truth(stream: Any) -> None:
         async for _ in run_records(stream, on_truth, dead_letters):
             pass

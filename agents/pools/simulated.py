@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.pools.base import AnswerSink
 from agents.pools.rates import WindowRate
-from schemas import CrowdAnswer, LabelRequest, PoolStatus, utc_now
+from schemas import CrowdAnswer, LabelRequest, PoolStatus, Tier, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class SimulatedCrowd:
     (['simulated-w0', 'simulated-w1', 'simulated-w2'], {'cat'})
     """
 
-    tier = "crowd"
+    tier: Tier = "crowd"
 
     def __init__(
         self,
@@ -181,7 +181,7 @@ class SimulatedCrowd:
         active = [worker for worker in self._workers if not worker.retired]
         if self._wakeup is None:
             return
-        for worker in active[self._target_workers:]:
+        for worker in active[self._target_workers :]:
             worker.retired = True
         for index in range(len(self._workers), len(self._workers) + self._target_workers - len(active)):
             worker = self._new_worker(index)
@@ -213,8 +213,7 @@ class SimulatedCrowd:
             raise RuntimeError("SimulatedCrowd.label() before start()")
         overlap = min(request.overlap or self.settings.overlap, max(1, self._target_workers))
         loop = asyncio.get_running_loop()
-        task = _Task(request, overlap, on_answer, loop.create_future(),
-                     (-request.priority, next(self._seq)))
+        task = _Task(request, overlap, on_answer, loop.create_future(), (-request.priority, next(self._seq)))
         bisect.insort(self._pending, (task.sort_key, task))
         self._arrivals.add(self._now_s())
         self._notify()
@@ -293,8 +292,10 @@ class SimulatedCrowd:
                 return truth
             if self._now_s() >= deadline:
                 self.truth_missing += 1
-                log.warning("no side-channel truth for %s: simulating against the model's label",
-                            request.event_id)
+                log.warning(
+                    "no side-channel truth for %s: simulating against the model's label",
+                    request.event_id,
+                )
                 return request.prediction.predicted_label
             await asyncio.sleep(0.05)
 

@@ -35,7 +35,7 @@ def register(loop: Loop) -> None:
         decisions[event.event_id] = decision.action
         counters[f"router.{decision.action}"] += 1
 
-    @loop.app.agent(loop.topic(names.predictions), name="router")  # type: ignore[untyped-decorator]
+    @loop.app.agent(loop.topic(names.predictions), name="router")
     async def route(stream: Any) -> None:
         async for ok in run_records(stream, handle, dead_letters):
             if not ok:

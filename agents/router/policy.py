@@ -84,11 +84,18 @@ class ThresholdPolicy:
         threshold = self.threshold_for(event.predicted_label)
         confidence = event.confidence
         if confidence >= threshold:
-            return Decision("accept", threshold, confidence,
-                            f"confidence {confidence:.3f} >= threshold {threshold:.3f}")
-        return Decision("review", threshold, confidence,
-                        f"confidence {confidence:.3f} < threshold {threshold:.3f} "
-                        f"for {event.predicted_label}")
+            return Decision(
+                "accept",
+                threshold,
+                confidence,
+                f"confidence {confidence:.3f} >= threshold {threshold:.3f}",
+            )
+        return Decision(
+            "review",
+            threshold,
+            confidence,
+            f"confidence {confidence:.3f} < threshold {threshold:.3f} for {event.predicted_label}",
+        )
 
 
 def model_label(event: PredictionEvent, decision: Decision, now: datetime) -> Label:

@@ -1,0 +1,1 @@
+"""The embedded default: a drifting stream, a frozen production model and the demo that runs them."""

@@ -1,0 +1,372 @@
+"""``labelloop demo``: the whole loop live on a real broker, with a surge, a drift and bad input.
+
+Starts (or reuses) the local broker, creates a fresh set of topics, runs a
+real faust worker as a separate process with the simulated crowd, replays a
+drifting stream through the frozen production model, mixes in malformed
+records, shows the loop live and ends with a summary (also written as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from agents.simulation.poison import poison_records
+from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
+from schemas import DriftAlert, Label, ModelMetrics, PoolStatus
+from streams.sdk import PredictionPublisher
+from streams.settings import KafkaSettings, Settings, TopicSettings
+from streams.topics import create_topics, topic_names
+
+
+class DemoSettings(BaseModel):
+    """What the demo replays and how the loop is set up for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: int = Field(default=4_000, ge=10)
+    rate_per_s: float = Field(default=40.0, gt=0.0)
+    #: The surge: the rate is multiplied by ``surge_factor`` between these shares of the run.
+    surge_factor: float = Field(default=3.0, ge=1.0)
+    surge_from: float = 0.2
+    surge_to: float = 0.35
+    malformed: int = Field(default=60, ge=0)
+    timeout_s: float = Field(default=600.0, gt=0.0)
+    accept_threshold: float = 0.7
+    crowd_workers: int = 30
+    crowd_mean_service_s: float = 1.0
+    seed: int = 42
+    home: Path = Path(".labelloop/demo")
+
+
+@dataclass
+class LoopView:
+    """What the demo has seen on the output topics (filled by a reader thread)."""
+
+    labels: dict[str, Label] = field(default_factory=dict)
+    label_records: int = 0
+    pool: PoolStatus | None = None
+    metrics: ModelMetrics | None = None
+    alerts: list[DriftAlert] = field(default_factory=list)
+    dlq_kinds: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _reader(settings: Settings, view: LoopView, stop: threading.Event) -> None:
+    from kafka import KafkaConsumer
+
+    names = topic_names(settings)
+    consumer = KafkaConsumer(
+        names.labels,
+        names.pool_status,
+        names.model_metrics,
+        names.drift_alerts,
+        names.dlq,
+        group_id=None,
+        auto_offset_reset="earliest",
+        client_id="labelloop-demo-view",
+        **settings.kafka.kafka_python_options(),
+    )
+    try:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=200).values():
+                with view.lock:
+                    for record in records:
+                        _observe(view, names, record)
+    finally:
+        consumer.close()
+
+
+def _observe(view: LoopView, names: Any, record: Any) -> None:
+    if record.topic == names.labels:
+        label = Label.from_json_bytes(record.value)
+        view.label_records += 1
+        current = view.labels.get(label.event_id)
+        if current is None or label.revision >= current.revision:
+            view.labels[label.event_id] = label
+    elif record.topic == names.pool_status:
+        view.pool = PoolStatus.from_json_bytes(record.value)
+    elif record.topic == names.model_metrics:
+        view.metrics = ModelMetrics.from_json_bytes(record.value)
+    elif record.topic == names.drift_alerts:
+        view.alerts.append(DriftAlert.from_json_bytes(record.value))
+    elif record.topic == names.dlq:
+        headers = {name: value.decode("utf-8", "replace") for name, value in record.headers or ()}
+        view.dlq_kinds[headers.get("labelloop.error.kind", "?")] += 1
+
+
+def _live_table(view: LoopView, published: int, total: int, started: float) -> Group:
+    with view.lock:
+        labels = list(view.labels.values())
+        pool, metrics, alerts, dlq = (
+            view.pool,
+            view.metrics,
+            list(view.alerts),
+            sum(view.dlq_kinds.values()),
+        )
+    by_source = Counter(label.source for label in labels)
+    table = Table(title=f"Labelloop demo: {time.monotonic() - started:.0f}s", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("predictions published", f"{published} / {total}")
+    table.add_row("trusted labels", f"{len(labels)} (model {by_source['model']}, crowd {by_source['crowd']})")
+    if pool is not None:
+        table.add_row("crowd backlog", f"{pool.backlog} waiting, {pool.in_progress} in progress")
+        table.add_row(
+            "queue rate vs capacity",
+            f"{pool.arrival_rate_per_min:.0f}/min vs {pool.event_capacity_per_min:.0f}/min "
+            f"({pool.workers} workers, overlap {pool.overlap})",
+        )
+    if metrics is not None:
+        accuracy = metrics.metrics.get("rolling_accuracy")
+        if accuracy is not None:
+            table.add_row("online model accuracy (rolling)", f"{accuracy.value:.3f} over {accuracy.n}")
+    table.add_row("drift alerts", "; ".join(alert.message for alert in alerts[-2:]) or "none")
+    table.add_row("DLQ records", str(dlq))
+    return Group(table)
+
+
+def _start_worker(settings: Settings, demo: DemoSettings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LABELLOOP_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "LABELLOOP_TOPICS__PREFIX": settings.topics.prefix,
+        "LABELLOOP_APP_ID": settings.app_id,
+        "LABELLOOP_DATA_DIR": str(settings.data_dir),
+        "LABELLOOP_ROUTER__ACCEPT_THRESHOLD": str(demo.accept_threshold),
+        "LABELLOOP_POOLS__SIMULATED__WORKERS": str(demo.crowd_workers),
+        "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": str(demo.crowd_mean_service_s),
+        "LABELLOOP_POOLS__SIMULATED__SEED": str(demo.seed),
+    }
+    log_file = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _bootstrap(console: Console) -> str:
+    explicit = os.environ.get("LABELLOOP_KAFKA__BOOTSTRAP_SERVERS")
+    if explicit:
+        console.print(f"using the Kafka at {explicit}")
+        return explicit
+    from streams.broker import LocalBroker
+
+    console.print("starting the local Apache Kafka broker (first run fetches it from Maven Central)...")
+    return LocalBroker().start()
+
+
+def _publish_stream(
+    publisher: PredictionPublisher,
+    truth_topic: str,
+    stream: list[SimulatedEvent],
+    demo: DemoSettings,
+    on_progress: Any,
+) -> int:
+    poison = [
+        record for event in stream[:: max(1, len(stream) // 8)] for record in poison_records(event.event)
+    ][: demo.malformed]
+    poison_every = max(1, len(stream) // max(1, len(poison)))
+    started = time.monotonic()
+    due = 0.0
+    sent_poison = 0
+    for position, simulated in enumerate(stream):
+        share = position / len(stream)
+        rate = demo.rate_per_s * (demo.surge_factor if demo.surge_from <= share < demo.surge_to else 1.0)
+        due += 1.0 / rate
+        ahead = due - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+        event = simulated.event
+        publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
+        publisher.publish(event)
+        if poison and position % poison_every == 0 and sent_poison < len(poison):
+            record = poison[sent_poison]
+            publisher.publish_raw(record.key, record.value)
+            sent_poison += 1
+        on_progress(position + 1)
+    publisher.flush()
+    return sent_poison
+
+
+def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
+    """Run the demo; True when every event got exactly one trusted label and bad input hit the DLQ."""
+    console = console or Console()
+    started = time.monotonic()
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    home = demo.home / run_id
+    home.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=_bootstrap(console)),
+        topics=TopicSettings(prefix=f"demo.{run_id}."),
+        app_id=f"labelloop-demo-{run_id}",
+        data_dir=home / "worker",
+    )
+    names = topic_names(settings)
+    create_topics(settings)
+    console.print(f"topics created under prefix [bold]{settings.topics.prefix}[/]; starting a worker")
+    worker = _start_worker(settings, demo, home / "worker.log")
+    stream_settings = StreamSettings(events=demo.events, seed=demo.seed, run_id=f"demo-{run_id}")
+    stream = list(simulate(stream_settings))
+    view = LoopView()
+    stop = threading.Event()
+    reader = threading.Thread(target=_reader, args=(settings, view, stop), daemon=True)
+    reader.start()
+    published = 0
+    sent_poison = 0
+    try:
+        with Live(
+            _live_table(view, 0, demo.events, started),
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+        ) as live:
+
+            def progress(count: int) -> None:
+                nonlocal published
+                published = count
+                if count % 20 == 0:
+                    live.update(_live_table(view, published, demo.events, started))
+
+            with PredictionPublisher(settings) as publisher:
+                sent_poison = _publish_stream(publisher, names.truth, stream, demo, progress)
+            deadline = time.monotonic() + demo.timeout_s
+            while time.monotonic() < deadline and worker.poll() is None:
+                with view.lock:
+                    done = len(view.labels) >= demo.events and sum(view.dlq_kinds.values()) >= sent_poison
+                live.update(_live_table(view, published, demo.events, started))
+                if done:
+                    break
+                time.sleep(0.5)
+            time.sleep(2.0)  # let the last metrics and statuses arrive
+            live.update(_live_table(view, published, demo.events, started))
+    finally:
+        _stop_worker(worker)
+        stop.set()
+        reader.join(timeout=5)
+    summary = summarize(view, stream, stream_settings, sent_poison, time.monotonic() - started)
+    (home / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    _print_summary(console, summary, home)
+    return bool(summary["ok"])
+
+
+def summarize(
+    view: LoopView,
+    stream: list[SimulatedEvent],
+    stream_settings: StreamSettings,
+    sent_poison: int,
+    elapsed_s: float,
+) -> dict[str, Any]:
+    """The demo's figures: routing shares, label accuracy against the truth, drift, DLQ."""
+    truth = {simulated.event.event_id: simulated.truth for simulated in stream}
+    index = {simulated.event.event_id: simulated.index for simulated in stream}
+    labels = [label for event_id, label in view.labels.items() if event_id in truth]
+    human = [label for label in labels if label.is_human]
+    accepted = [label for label in labels if not label.is_human]
+
+    def accuracy(group: list[Label]) -> float | None:
+        return (
+            round(sum(label.label == truth[label.event_id] for label in group) / len(group), 4)
+            if group
+            else None
+        )
+
+    model_accuracy = sum(s.event.predicted_label == s.truth for s in stream) / len(stream)
+    drift_event = int(stream_settings.events * stream_settings.drift_at)
+    online = view.metrics.metrics if view.metrics else {}
+    return {
+        "events": len(stream),
+        "labeled": len(labels),
+        "label_records": view.label_records,
+        "accepted_share": round(len(accepted) / max(1, len(labels)), 4),
+        "reviewed_share": round(len(human) / max(1, len(labels)), 4),
+        "label_accuracy": accuracy(labels),
+        "accepted_accuracy": accuracy(accepted),
+        "crowd_accuracy": accuracy(human),
+        "production_model_accuracy": round(model_accuracy, 4),
+        "online_model_accuracy": round(online["prequential_accuracy"].value, 4)
+        if "prequential_accuracy" in online
+        else None,
+        "online_model_rolling_accuracy": round(online["rolling_accuracy"].value, 4)
+        if "rolling_accuracy" in online
+        else None,
+        "drift_injected_at_event": drift_event,
+        "drift_alerts": [
+            {
+                "message": alert.message,
+                "observation": alert.observation,
+                "after_event": max(
+                    (
+                        index.get(label.event_id, 0)
+                        for label in human
+                        if label.decided_at <= alert.detected_at
+                    ),
+                    default=None,
+                ),
+            }
+            for alert in view.alerts
+        ],
+        "dlq_records": sum(view.dlq_kinds.values()),
+        "dlq_by_kind": dict(view.dlq_kinds),
+        "malformed_sent": sent_poison,
+        "elapsed_s": round(elapsed_s, 1),
+        "ok": len(labels) == len(stream) and sum(view.dlq_kinds.values()) == sent_poison,
+    }
+
+
+def _print_summary(console: Console, summary: dict[str, Any], home: Path) -> None:
+    table = Table(title="Labelloop demo: summary", show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value")
+    for key in (
+        "events",
+        "labeled",
+        "accepted_share",
+        "reviewed_share",
+        "label_accuracy",
+        "accepted_accuracy",
+        "crowd_accuracy",
+        "production_model_accuracy",
+        "online_model_accuracy",
+        "online_model_rolling_accuracy",
+        "drift_injected_at_event",
+        "dlq_records",
+        "malformed_sent",
+        "elapsed_s",
+    ):
+        table.add_row(key.replace("_", " "), str(summary[key]))
+    for alert in summary["drift_alerts"]:
+        table.add_row("drift alert", f"{alert['message']} (around event {alert['after_event']})")
+    console.print(Panel(table, border_style="green" if summary["ok"] else "red"))
+    console.print(f"summary written to {home / 'summary.json'}; worker log {home / 'worker.log'}")
+    if not summary["ok"]:
+        console.print("[red]not every event got its label, or the DLQ count differs from what was sent[/]")

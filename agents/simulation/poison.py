@@ -1,0 +1,157 @@
+"""Malformed records of many kinds, to show (and test) that bad input reaches the DLQ with its reason.
+
+Each poison record is derived from a valid prediction, so it looks like
+what a buggy producer would really send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import MAX_RECORD_BYTES, PredictionEvent
+
+
+@dataclass(frozen=True)
+class PoisonRecord:
+    """A record that must end in the DLQ, and the ``labelloop.error.kind`` it should get there."""
+
+    kind: str
+    expected_error: str
+    key: bytes | None
+    value: bytes | None
+
+
+def _valid(event: PredictionEvent) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(event.to_json_bytes())
+    return document
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document).encode("utf-8")
+
+
+def _mutate(event: PredictionEvent, change: Callable[[dict[str, Any]], None]) -> bytes:
+    document = _valid(event)
+    change(document)
+    return _json(document)
+
+
+def _set(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        target = document
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    return change
+
+
+def _drop(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda document: document.pop(name)
+
+
+def poison_records(event: PredictionEvent) -> list[PoisonRecord]:
+    """One poison record of each kind, built from ``event`` (each keyed by a fresh id).
+
+    >>> from agents.simulation.stream import StreamSettings, simulate
+    >>> event = next(simulate(StreamSettings(events=1, train_size=20))).event
+    >>> kinds = [record.kind for record in poison_records(event)]
+    >>> len(kinds) >= 12, len(set(kinds)) == len(kinds)
+    (True, True)
+    """
+    base = event.event_id
+    other = next(label for label in event.scores if label != event.predicted_label)
+
+    def key(kind: str) -> bytes:
+        return f"{base}-poison-{kind}".encode()
+
+    def keyed(kind: str, change: Callable[[dict[str, Any]], None]) -> bytes:
+        def rekey(document: dict[str, Any]) -> None:
+            document["event_id"] = key(kind).decode()
+            change(document)
+
+        return _mutate(event, rekey)
+
+    records = [
+        PoisonRecord("not_json", "not_json", key("not_json"), b"{this is not json"),
+        PoisonRecord("json_array", "wrong_type", key("json_array"), _json([_valid(event)])),
+        PoisonRecord("json_string", "wrong_type", key("json_string"), _json("a prediction")),
+        PoisonRecord(
+            "missing_field",
+            "missing_field",
+            key("missing_field"),
+            keyed("missing_field", _drop("scores")),
+        ),
+        PoisonRecord(
+            "scores_not_summing_to_one",
+            "invalid",
+            key("scores_not_summing_to_one"),
+            keyed(
+                "scores_not_summing_to_one",
+                _set(("scores",), {event.predicted_label: 0.7, other: 0.7}),
+            ),
+        ),
+        PoisonRecord(
+            "predicted_label_not_in_scores",
+            "invalid",
+            key("predicted_label_not_in_scores"),
+            keyed("predicted_label_not_in_scores", _set(("predicted_label",), "unicorn")),
+        ),
+        PoisonRecord(
+            "oversized_text",
+            "invalid",
+            key("oversized_text"),
+            keyed("oversized_text", _set(("input", "text"), "x" * 50_000)),
+        ),
+        PoisonRecord(
+            "non_finite_feature",
+            "invalid",
+            key("non_finite_feature"),
+            keyed("non_finite_feature", _set(("input", "features"), {"x0": 1.0})).replace(
+                b'{"x0": 1.0}', b'{"x0": NaN}'
+            ),
+        ),
+        PoisonRecord(
+            "huge_number",
+            "invalid",
+            key("huge_number"),
+            keyed("huge_number", _set(("input", "features"), {"x0": 1.0})).replace(
+                b'{"x0": 1.0}', b'{"x0": 1e999}'
+            ),
+        ),
+        PoisonRecord(
+            "unknown_schema_version",
+            "unknown_schema_version",
+            key("unknown_schema_version"),
+            keyed("unknown_schema_version", _set(("schema_version",), 99)),
+        ),
+        PoisonRecord(
+            "naive_timestamp",
+            "invalid",
+            key("naive_timestamp"),
+            keyed("naive_timestamp", _set(("created_at",), "2026-01-01T00:00:00")),
+        ),
+        PoisonRecord(
+            "empty_input", "invalid", key("empty_input"), keyed("empty_input", _set(("input",), {}))
+        ),
+        PoisonRecord("invalid_utf8", "not_utf8", key("invalid_utf8"), b'{"event_id": "\xff\xfe"}'),
+        PoisonRecord("empty_value", "empty", key("empty_value"), b""),
+        # Under the broker's 1 MB limit, over ours: refused before parsing.
+        PoisonRecord(
+            "too_large",
+            "too_large",
+            key("too_large"),
+            keyed("too_large", _set(("metadata",), {"pad": "x" * 200})) + b" " * (MAX_RECORD_BYTES + 1_000),
+        ),
+        PoisonRecord("null_key", "bad_key", None, keyed("null_key", lambda document: None)),
+        PoisonRecord(
+            "key_not_event_id",
+            "bad_key",
+            b"someone-else",
+            keyed("key_not_event_id", lambda document: None),
+        ),
+    ]
+    return records
