@@ -18,6 +18,7 @@ from river import (
     linear_model,
     multiclass,
     naive_bayes,
+    optim,
     preprocessing,
     tree,
 )
