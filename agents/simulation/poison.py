@@ -150,7 +150,7 @@ def poison_records(event: PredictionEvent) -> list[PoisonRecord]:
         PoisonRecord(
             "key_not_event_id",
             "bad_key",
-            b"someone-else",
+            f"someone-else-{base}".encode(),
             keyed("key_not_event_id", lambda document: None),
         ),
     ]

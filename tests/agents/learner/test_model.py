@@ -1,0 +1,143 @@
+"""The online learner: predict-then-learn accuracy, weights, metrics, and the three model kinds."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agents.learner.model import ModelKind, OnlineLearner, build_model, features_of
+from schemas import PredictionInput
+
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def separable(rng: random.Random) -> tuple[PredictionInput, str]:
+    """Two features, the class is the side of a line; words that say the class for text models."""
+    x0, x1 = rng.uniform(-1, 1), rng.uniform(-1, 1)
+    positive = x0 + x1 > 0
+    words = "great refund quick" if positive else "fraud stolen chargeback"
+    return PredictionInput(text=words, features={"x0": x0, "x1": x1}), "yes" if positive else "no"
+
+
+def test_the_first_observation_is_scored_before_it_is_learned() -> None:
+    learner = OnlineLearner(build_model("linear"), window=10)
+    x = {"x0": 1.0}
+    assert learner.predict(x) is None
+    assert learner.observe(x, "yes") is False
+    assert (learner.seen, learner.accuracy, learner.rolling_accuracy) == (1, 0.0, 0.0)
+    prediction = learner.predict(x)
+    assert prediction is not None
+    assert prediction[0] == "yes"
+    assert learner.observe(x, "yes") is True
+    assert learner.accuracy == 0.5
+
+
+def test_an_empty_learner_reports_zero() -> None:
+    learner = OnlineLearner(build_model("linear"))
+    assert (learner.seen, learner.accuracy, learner.rolling_accuracy) == (0, 0.0, 0.0)
+
+
+def test_it_learns_a_separable_problem() -> None:
+    rng = random.Random(5)
+    learner = OnlineLearner(build_model("linear"), window=200)
+    for _ in range(1_000):
+        model_input, y = separable(rng)
+        learner.observe(features_of(model_input, "linear"), y)
+    assert learner.rolling_accuracy > 0.9
+    assert learner.seen == 1_000
+
+
+def test_the_rolling_accuracy_forgets_beyond_its_window() -> None:
+    learner = OnlineLearner(build_model("linear"), window=10)
+    for _ in range(30):
+        learner.observe({"x0": 1.0}, "yes")
+    for index in range(10):  # a class it never saw cannot be predicted before it is learned
+        assert learner.observe({"x0": 1.0}, f"new-{index}") is False
+    assert learner.rolling_accuracy == 0.0
+    assert learner.accuracy == pytest.approx(29 / 40)
+
+
+@pytest.mark.parametrize("kind", ["linear", "tree", "text"])
+def test_weights_are_accepted(kind: ModelKind) -> None:
+    learner = OnlineLearner(build_model(kind))
+    model_input, y = separable(random.Random(1))
+    x = features_of(model_input, kind)
+    learner.observe(x, y, weight=3.0)
+    learner.observe(x, y, weight=0.5)
+    assert learner.seen == 2
+    prediction = learner.predict(x)
+    assert prediction is not None
+    assert prediction[0] == y
+
+
+def test_a_heavier_weight_moves_the_linear_model_further() -> None:
+    x = {"x0": 1.0, "x1": -1.0}
+
+    def confidence_after(weight: float) -> float:
+        learner = OnlineLearner(build_model("linear"))
+        learner.observe({"x0": -1.0, "x1": 1.0}, "no")
+        learner.observe(x, "yes", weight=weight)
+        prediction = learner.predict(x)
+        assert prediction is not None
+        assert prediction[0] == "yes"
+        return prediction[1]
+
+    assert confidence_after(5.0) > confidence_after(1.0)
+
+
+def test_metrics_are_an_online_model_metrics_record() -> None:
+    learner = OnlineLearner(build_model("linear"), window=2)
+    for y in ("yes", "yes", "yes"):
+        learner.observe({"x0": 1.0}, y)
+    metrics = learner.metrics("online-default", "payments", WHEN)
+    assert (metrics.model_name, metrics.kind, metrics.task, metrics.computed_at) == (
+        "online-default",
+        "online",
+        "payments",
+        WHEN,
+    )
+    assert set(metrics.metrics) == {"prequential_accuracy", "rolling_accuracy"}
+    prequential, rolling = metrics.metrics["prequential_accuracy"], metrics.metrics["rolling_accuracy"]
+    assert prequential.value == pytest.approx(2 / 3)
+    assert prequential.n == 3
+    assert (rolling.value, rolling.n) == (1.0, 2)
+    assert type(metrics).from_json_bytes(metrics.to_json_bytes()) == metrics
+
+
+@pytest.mark.parametrize(("kind", "minimum_accuracy"), [("linear", 0.9), ("tree", 0.85), ("text", 0.9)])
+def test_every_model_kind_learns_from_its_features(kind: ModelKind, minimum_accuracy: float) -> None:
+    rng = random.Random(9)
+    learner = OnlineLearner(build_model(kind), window=100)
+    for _ in range(600):
+        model_input, y = separable(rng)
+        learner.observe(features_of(model_input, kind), y)
+    assert learner.rolling_accuracy >= minimum_accuracy
+    prediction = learner.predict(features_of(separable(rng)[0], kind))
+    assert prediction is not None
+    assert prediction[0] in {"yes", "no"}
+    assert 0.0 <= prediction[1] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("model_input", "kind", "x"),
+    [
+        (PredictionInput(text="hi", features={"a": 1.0}), "text", {"text": "hi"}),
+        (PredictionInput(features={"a": 1.0}), "text", {"text": ""}),
+        (PredictionInput(text="hi", features={"a": 1.0}), "linear", {"a": 1.0}),
+        (PredictionInput(text="hi"), "tree", {}),
+    ],
+)
+def test_features_of_picks_what_the_model_reads(
+    model_input: PredictionInput, kind: ModelKind, x: dict[str, Any]
+) -> None:
+    assert features_of(model_input, kind) == x
+
+
+def test_features_of_returns_a_copy() -> None:
+    model_input = PredictionInput(features={"a": 1.0})
+    x = features_of(model_input, "linear")
+    x["a"] = 2.0
+    assert model_input.features == {"a": 1.0}

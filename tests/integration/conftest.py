@@ -1,0 +1,153 @@
+"""Fixtures for whole-loop tests: fresh topics per test, real faust workers as processes, topic readers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.sdk import RawRecord
+from streams.settings import KafkaSettings, Settings, TopicSettings
+from streams.topics import create_topics, delete_topics
+
+
+@dataclass
+class LoopUnderTest:
+    """One isolated loop: its settings, the env its workers get, and their processes."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """Start a real `labelloop worker` process on this loop's topics."""
+        log = (self.log_dir / f"worker-{len(self.workers)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(process)
+        return process
+
+    def stop_worker(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+        """Stop a worker (gracefully by default) and return its exit code."""
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def worker_logs(self) -> str:
+        """Every worker log of this loop, for failure messages."""
+        return "\n".join(
+            path.read_text(errors="replace")[-5_000:] for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+
+@pytest.fixture
+def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., LoopUnderTest]]:
+    """A factory of isolated loops (unique topic prefix and app id) on the session broker."""
+    made: list[LoopUnderTest] = []
+
+    def make(**env_overrides: str) -> LoopUnderTest:
+        run = uuid.uuid4().hex[:8]
+        settings = Settings(
+            kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+            topics=TopicSettings(prefix=f"test.{run}.", partitions=4),
+            app_id=f"labelloop-test-{run}",
+            data_dir=tmp_path / run / "worker",
+        )
+        create_topics(settings)
+        env = {
+            **os.environ,
+            "LABELLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "LABELLOOP_TOPICS__PREFIX": settings.topics.prefix,
+            "LABELLOOP_TOPICS__PARTITIONS": "4",
+            "LABELLOOP_APP_ID": settings.app_id,
+            "LABELLOOP_DATA_DIR": str(settings.data_dir),
+            "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": "0.01",
+            "LABELLOOP_POOLS__SIMULATED__WORKERS": "20",
+            "LABELLOOP_POOLS__STATUS_EVERY_S": "1",
+            "LABELLOOP_LEARNER__PUBLISH_EVERY_S": "1",
+            **env_overrides,
+        }
+        log_dir = tmp_path / run / "logs"
+        log_dir.mkdir(parents=True)
+        loop = LoopUnderTest(settings, env, log_dir)
+        made.append(loop)
+        return loop
+
+    yield make
+    for loop in made:
+        for process in loop.workers:
+            loop.stop_worker(process, signal.SIGKILL)
+        delete_topics(loop.settings)
+
+
+class TopicWatcher:
+    """Keeps reading topics from the beginning; tests wait on what has arrived."""
+
+    def __init__(self, settings: Settings, *topics: str) -> None:
+        from kafka import KafkaConsumer
+
+        self._consumer: Any = KafkaConsumer(
+            *topics,
+            group_id=None,
+            auto_offset_reset="earliest",
+            client_id="labelloop-test-watcher",
+            **settings.kafka.kafka_python_options(),
+        )
+        self._seen: dict[str, dict[tuple[int, int], RawRecord]] = {topic: {} for topic in topics}
+
+    @property
+    def records(self) -> dict[str, list[RawRecord]]:
+        """Every record seen per topic, once each (by partition and offset), in offset order."""
+        return {topic: [seen[place] for place in sorted(seen)] for topic, seen in self._seen.items()}
+
+    def count(self, topic: str) -> int:
+        """How many distinct records of ``topic`` arrived."""
+        return len(self._seen[topic])
+
+    def poll(self) -> None:
+        """Fetch what arrived since the last call (a re-read after a client reset counts once)."""
+        for batch in self._consumer.poll(timeout_ms=200).values():
+            for message in batch:
+                self._seen[message.topic][(message.partition, message.offset)] = RawRecord(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                    tuple(message.headers or ()),
+                    message.timestamp,
+                )
+
+    def wait_for(self, done: Callable[[], bool], timeout_s: float, what: str, logs: str = "") -> None:
+        """Poll until ``done()`` or fail after ``timeout_s``, saying what was awaited."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            if done():
+                return
+        counts = {topic: len(seen) for topic, seen in self._seen.items()}
+        pytest.fail(f"timed out after {timeout_s}s waiting for {what}; seen {counts}\n{logs[-4_000:]}")
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()

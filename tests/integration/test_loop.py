@@ -1,0 +1,141 @@
+"""The whole loop on the real broker: valid events end as exactly one trusted label, bad ones in the DLQ."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from agents.simulation.poison import PoisonRecord, poison_records
+from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
+from schemas import Label
+from streams.codec import headers_dict
+from streams.sdk import PredictionPublisher
+from streams.topics import topic_names
+from tests.integration.conftest import LoopUnderTest, TopicWatcher
+
+pytestmark = pytest.mark.kafka
+
+THRESHOLD = 0.7
+
+
+def _publish(publisher: PredictionPublisher, truth_topic: str, events: list[SimulatedEvent]) -> None:
+    for simulated in events:
+        event = simulated.event
+        publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
+        publisher.publish(event)
+    publisher.flush()
+
+
+def _poison(events: list[SimulatedEvent]) -> list[PoisonRecord]:
+    # Four rounds of every kind, each built from a different event (distinct keys).
+    return [record for simulated in events[:4] for record in poison_records(simulated.event)]
+
+
+def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
+    loop_under_test: Callable[..., LoopUnderTest],
+) -> None:
+    loop = loop_under_test(LABELLOOP_ROUTER__ACCEPT_THRESHOLD=str(THRESHOLD))
+    names = topic_names(loop.settings)
+    stream = list(simulate(StreamSettings(events=2_000, train_size=500, run_id=loop.settings.app_id)))
+    poison = _poison(stream)
+    assert len(poison) >= 50
+    assert len({record.kind for record in poison}) >= 6
+    watcher = TopicWatcher(loop.settings, names.labels, names.dlq)
+    try:
+        first = loop.start_worker()
+        with PredictionPublisher(loop.settings) as publisher:
+            _publish(publisher, names.truth, stream[:1_000])
+            for record in poison[: len(poison) // 2]:
+                publisher.publish_raw(record.key, record.value)
+            publisher.flush()
+            # Restart the worker in the middle: some of the first half labeled, the rest in flight.
+            watcher.wait_for(
+                lambda: watcher.count(names.labels) >= 300, 120, "the first labels", loop.worker_logs()
+            )
+            assert loop.stop_worker(first) == 0, loop.worker_logs()
+            labeled_before_restart = watcher.count(names.labels)
+            _publish(publisher, names.truth, stream[1_000:])
+            for record in poison[len(poison) // 2 :]:
+                publisher.publish_raw(record.key, record.value)
+            publisher.flush()
+        loop.start_worker()
+
+        def labels_of_events() -> list[Label]:
+            return [Label.from_json_bytes(record.value or b"") for record in watcher.records[names.labels]]
+
+        watcher.wait_for(
+            lambda: (
+                len({label.event_id for label in labels_of_events()}) >= len(stream)
+                and watcher.count(names.dlq) >= len(poison)
+            ),
+            240,
+            "every label and every DLQ record",
+            loop.worker_logs(),
+        )
+        for _ in range(10):  # anything late (a duplicate) would arrive now
+            watcher.poll()
+    finally:
+        watcher.close()
+
+    labels = labels_of_events()
+    by_event = Counter(label.event_id for label in labels)
+    expected = {simulated.event.event_id: simulated for simulated in stream}
+    assert set(by_event) == set(expected), "labels for unknown events, or events without a label"
+    assert max(by_event.values()) == 1, (
+        f"events labeled twice: {[e for e, n in by_event.items() if n > 1][:5]}"
+    )
+    assert all(label.revision == 1 for label in labels)
+    for label in labels:
+        event = expected[label.event_id].event
+        should_accept = event.confidence >= THRESHOLD
+        assert label.source == ("model" if should_accept else "crowd"), label
+        assert label.provenance.model_label == event.predicted_label
+        if label.source == "crowd":
+            assert label.provenance.n_answers == 3
+            assert len(set(label.provenance.worker_ids)) == 3
+    assert 0 < labeled_before_restart < len(stream)
+
+    dlq = watcher.records[names.dlq]
+    assert len(dlq) == len(poison)
+    reasons = Counter()
+    by_key = {record.key: record for record in poison if record.key is not None}
+    for record in dlq:
+        headers = headers_dict(record.headers)
+        assert headers["labelloop.source.topic"] == names.predictions
+        assert headers["labelloop.stage"] == "router"
+        assert headers["labelloop.error.message"]
+        reasons[headers["labelloop.error.kind"]] += 1
+        if record.key in by_key:
+            assert record.value == by_key[record.key].value, "the DLQ keeps the original bytes"
+            assert headers["labelloop.error.kind"] == by_key[record.key].expected_error
+    assert reasons == Counter(record.expected_error for record in poison)
+
+
+def test_the_loop_survives_a_killed_worker(loop_under_test: Callable[..., LoopUnderTest]) -> None:
+    loop = loop_under_test(LABELLOOP_ROUTER__ACCEPT_THRESHOLD=str(THRESHOLD))
+    names = topic_names(loop.settings)
+    stream = list(simulate(StreamSettings(events=600, train_size=300, run_id=loop.settings.app_id)))
+    watcher = TopicWatcher(loop.settings, names.labels)
+    try:
+        worker = loop.start_worker()
+        with PredictionPublisher(loop.settings) as publisher:
+            _publish(publisher, names.truth, stream)
+        watcher.wait_for(
+            lambda: watcher.count(names.labels) >= 100, 120, "the first labels", loop.worker_logs()
+        )
+        loop.stop_worker(worker, signal.SIGKILL)
+        loop.start_worker()
+        watcher.wait_for(
+            lambda: len({r.key for r in watcher.records[names.labels]}) >= len(stream),
+            240,
+            "every label after a SIGKILL",
+            loop.worker_logs(),
+        )
+    finally:
+        watcher.close()
+    keys = {record.key for record in watcher.records[names.labels]}
+    assert keys == {simulated.event.event_id.encode() for simulated in stream}

@@ -1,0 +1,221 @@
+"""The per-record loop: success, DLQ on contract errors and bugs, retries on backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from schemas import PredictionEvent, PredictionInput
+from streams.codec import H_ERROR_CLASS, H_ERROR_KIND, H_ERROR_MESSAGE, H_STAGE, headers_dict
+from streams.errors import ContractError, RetryableBackendError
+from streams.runtime import DeadLetters, Output, Record, handle_record, require_key, run_records
+
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+RECORD = Record(
+    key=b"tx-1",
+    value=b'{"event_id": "tx-1"}',
+    topic="labelloop.predictions",
+    partition=2,
+    offset=41,
+    headers=(("traceparent", b"00-abc-01"),),
+)
+
+
+@dataclass(frozen=True)
+class Sent:
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+@dataclass
+class FakeTopic:
+    """A Sender that remembers what was produced."""
+
+    sent: list[Sent] = field(default_factory=list)
+
+    async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        self.sent.append(Sent(key, value, headers))
+
+
+@dataclass
+class FakeSleep:
+    """Records the waits asked for instead of waiting."""
+
+    waits_s: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits_s.append(seconds)
+
+
+class FlakyHandler:
+    """Fails with the given errors, one per call, then succeeds."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls: list[Record] = []
+
+    async def __call__(self, record: Record) -> None:
+        self.calls.append(record)
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def dead_letters() -> tuple[DeadLetters, FakeTopic]:
+    topic = FakeTopic()
+    return DeadLetters(topic, stage="router", clock=lambda: WHEN), topic
+
+
+def run(
+    handler: FlakyHandler, letters: DeadLetters, sleep: FakeSleep, *, max_retry_wait_s: float = 30.0
+) -> bool:
+    return asyncio.run(
+        handle_record(RECORD, handler, letters, max_retry_wait_s=max_retry_wait_s, sleep=sleep)
+    )
+
+
+def test_success_returns_true_and_sends_nothing_to_the_dlq() -> None:
+    letters, dlq = dead_letters()
+    handler, sleep = FlakyHandler(), FakeSleep()
+    assert run(handler, letters, sleep) is True
+    assert handler.calls == [RECORD]
+    assert dlq.sent == []
+    assert letters.sent == 0
+    assert sleep.waits_s == []
+
+
+def test_a_contract_error_sends_the_original_record_to_the_dlq() -> None:
+    letters, dlq = dead_letters()
+    handler, sleep = FlakyHandler(ContractError("bad_key: no key", kind="bad_key")), FakeSleep()
+    assert run(handler, letters, sleep) is False
+    assert len(handler.calls) == 1
+    [sent] = dlq.sent
+    assert (sent.key, sent.value) == (RECORD.key, RECORD.value)
+    headers = headers_dict(sent.headers)
+    assert headers[H_ERROR_KIND] == "bad_key"
+    assert headers[H_ERROR_MESSAGE] == "bad_key: no key"
+    assert headers[H_STAGE] == "router"
+    assert headers["traceparent"] == "00-abc-01"
+    assert letters.sent == 1
+    assert sleep.waits_s == []
+
+
+def test_an_unexpected_error_goes_to_the_dlq_as_processing_failed() -> None:
+    letters, dlq = dead_letters()
+
+    async def divide(record: Record) -> None:
+        assert record.value is not None
+        _ = len(record.value) / 0
+
+    assert asyncio.run(handle_record(RECORD, divide, letters, sleep=FakeSleep())) is False
+    [sent] = dlq.sent
+    headers = headers_dict(sent.headers)
+    assert headers[H_ERROR_KIND] == "processing_failed"
+    assert headers[H_ERROR_CLASS] == "ZeroDivisionError"
+    assert sent.value == RECORD.value
+
+
+def test_a_retryable_backend_error_is_retried_with_the_wait_it_asks_for_capped() -> None:
+    letters, dlq = dead_letters()
+    handler = FlakyHandler(
+        RetryableBackendError("pool full", retry_after_s=2.5),
+        RetryableBackendError("rate limited", retry_after_s=600.0),
+    )
+    sleep = FakeSleep()
+    assert run(handler, letters, sleep, max_retry_wait_s=10.0) is True
+    assert sleep.waits_s == [2.5, 10.0]
+    assert handler.calls == [RECORD, RECORD, RECORD]
+    assert dlq.sent == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KafkaError(), KafkaConnectionError("broker gone"), ConnectionResetError(), TimeoutError()],
+    ids=["KafkaError", "KafkaConnectionError", "ConnectionResetError", "TimeoutError"],
+)
+def test_infrastructure_errors_are_retried(error: BaseException) -> None:
+    letters, dlq = dead_letters()
+    handler, sleep = FlakyHandler(error), FakeSleep()
+    assert run(handler, letters, sleep) is True
+    assert sleep.waits_s == [1.0]
+    assert len(handler.calls) == 2
+    assert dlq.sent == []
+
+
+def test_cancellation_is_not_swallowed() -> None:
+    letters, dlq = dead_letters()
+    handler = FlakyHandler(asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        run(handler, letters, FakeSleep())
+    assert dlq.sent == []
+
+
+def test_run_records_handles_each_record_of_a_stream_in_order() -> None:
+    messages = [
+        SimpleNamespace(key=b"a", value=b"1", topic="t", partition=0, offset=0, headers=None),
+        SimpleNamespace(key=b"b", value=b"2", topic="t", partition=0, offset=1, headers=[("h", b"v")]),
+    ]
+
+    class Stream:
+        async def events(self) -> AsyncIterator[SimpleNamespace]:
+            for message in messages:
+                yield SimpleNamespace(message=message)
+
+    seen: list[Record] = []
+
+    async def handler(record: Record) -> None:
+        seen.append(record)
+        if record.key == b"b":
+            raise ContractError("invalid: nope")
+
+    letters, dlq = dead_letters()
+
+    async def consume() -> list[bool]:
+        return [outcome async for outcome in run_records(Stream(), handler, letters)]
+
+    assert asyncio.run(consume()) == [True, False]
+    assert [(record.key, record.offset, tuple(record.headers)) for record in seen] == [
+        (b"a", 0, ()),
+        (b"b", 1, (("h", b"v"),)),
+    ]
+    assert [sent.key for sent in dlq.sent] == [b"b"]
+
+
+# --- keys and outputs --------------------------------------------------------------------
+
+
+def test_require_key_accepts_the_event_id() -> None:
+    require_key(RECORD, "tx-1")
+
+
+@pytest.mark.parametrize(("key", "named"), [(None, "no key"), (b"tx-2", "'tx-2'")], ids=["null", "wrong"])
+def test_require_key_refuses_any_other_key(key: bytes | None, named: str) -> None:
+    record = Record(key=key, value=RECORD.value, topic=RECORD.topic, partition=0, offset=0)
+    with pytest.raises(ContractError) as caught:
+        require_key(record, "tx-1")
+    assert caught.value.kind == "bad_key"
+    assert caught.value.event_id == "tx-1"
+    assert named in caught.value.message
+
+
+def test_output_encodes_key_and_value() -> None:
+    event = PredictionEvent(
+        event_id="tx-1",
+        model_name="fraud",
+        model_version="3",
+        created_at=WHEN,
+        input=PredictionInput(text="refund"),
+        predicted_label="ok",
+        scores={"ok": 0.9, "fraud": 0.1},
+    )
+    topic = FakeTopic()
+    asyncio.run(Output(topic).send("tx-1", event))
+    assert topic.sent == [Sent(b"tx-1", event.to_json_bytes(), None)]
+    assert PredictionEvent.from_json_bytes(topic.sent[0].value or b"") == event

@@ -1,0 +1,71 @@
+"""The topic catalogue: co-partitioned event topics, compacted changelogs, prefixes."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.settings import Settings, TopicSettings
+from streams.topics import CATALOGUE, TABLES, TopicNames, catalogue, changelog_name, topic_names
+
+SETTINGS = Settings(
+    topics=TopicSettings(prefix="prod.", partitions=6, replication_factor=3), app_id="ll-prod"
+)
+TOPICS = {topic.name: topic for topic in catalogue(SETTINGS)}
+
+
+def test_topic_names_are_unique() -> None:
+    assert len(TOPICS) == len(catalogue(SETTINGS)) == len(CATALOGUE) + len(TABLES)
+
+
+def test_event_topics_share_the_configured_partition_count() -> None:
+    event_topics = [f"prod.{spec.suffix}" for spec in CATALOGUE if spec.key == "event_id"]
+    assert {"prod.predictions", "prod.label-requests", "prod.crowd-answers", "prod.labels"} <= set(
+        event_topics
+    )
+    assert {TOPICS[name].partitions for name in event_topics} == {6}
+
+
+def test_commands_have_one_partition_for_a_total_order() -> None:
+    assert TOPICS["prod.commands"].partitions == 1
+
+
+def test_every_topic_gets_the_replication_factor() -> None:
+    assert {topic.replication_factor for topic in TOPICS.values()} == {3}
+
+
+def test_labels_and_truth_are_compacted_the_rest_of_the_catalogue_is_not() -> None:
+    compacted = {
+        topic.name for topic in TOPICS.values() if topic.compacted and "-changelog" not in topic.name
+    }
+    assert compacted == {"prod.labels", "prod.simulation.truth"}
+    assert TOPICS["prod.predictions"].configs["cleanup.policy"] == "delete"
+
+
+@pytest.mark.parametrize(("table", "source"), sorted(TABLES.items()))
+def test_every_table_has_a_compacted_changelog_copartitioned_with_its_source(table: str, source: str) -> None:
+    changelog = TOPICS[f"ll-prod-{table}-changelog"]
+    assert changelog.name == changelog_name(SETTINGS, table)
+    assert changelog.compacted
+    assert changelog.partitions == TOPICS[f"prod.{source}"].partitions
+
+
+def test_the_prefix_applies_to_every_catalogue_topic() -> None:
+    names = topic_names(SETTINGS)
+    assert [names[spec.suffix] for spec in CATALOGUE] == [f"prod.{spec.suffix}" for spec in CATALOGUE]
+    assert set(TOPICS) >= {names[spec.suffix] for spec in CATALOGUE}
+    assert (names.predictions, names.dlq, names.labels, names.truth, names.commands) == (
+        "prod.predictions",
+        "prod.predictions.dlq",
+        "prod.labels",
+        "prod.simulation.truth",
+        "prod.commands",
+    )
+
+
+def test_the_default_prefix() -> None:
+    assert topic_names(Settings(topics=TopicSettings())).label_requests == "labelloop.label-requests"
+
+
+def test_an_unknown_topic_is_a_key_error() -> None:
+    with pytest.raises(KeyError, match="nope"):
+        TopicNames("prod.")["nope"]
