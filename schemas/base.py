@@ -22,7 +22,8 @@ MAX_RECORD_BYTES = 900_000
 #: Identifiers: event ids, worker ids, pool and model names.
 Id = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=256, strip_whitespace=True, pattern=r"^[^\s\x00-\x1f]+$"),
+    # No stripping: " tx-1 " is refused, not silently turned into a key the producer never sent.
+    StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f]+$"),
 ]
 #: A class label: what a labeler chooses.
 ClassLabel = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]

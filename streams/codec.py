@@ -41,48 +41,44 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int = MAX_RECORD_BYT
     ...
     streams.errors.ContractError: wrong_type: CrowdAnswer must be a JSON object, got array
     """
+    text = _text(raw, max_bytes)
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        raise _contract_error(model.__name__, model.SCHEMA_VERSION, text, error) from None
+
+
+def decode_json(adapter: TypeAdapter[T], raw: bytes | None, name: str, *, version: int = 1) -> T:
+    """Like :func:`decode`, for a union of models (the ``commands`` topic)."""
+    text = _text(raw, MAX_RECORD_BYTES)
+    try:
+        return adapter.validate_json(text)
+    except ValidationError as error:
+        raise _contract_error(name, version, text, error) from None
+
+
+def _text(raw: bytes | None, max_bytes: int) -> str:
+    """The checks before parsing: present, within size, UTF-8."""
     if raw is None or len(raw) == 0:
         raise ContractError("empty: the record has no value", kind="empty")
     if len(raw) > max_bytes:
         raise ContractError(f"too_large: {len(raw)} bytes > {max_bytes}", kind="too_large")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ContractError(f"not_utf8: {error}", kind="not_utf8") from None
-    try:
-        return model.model_validate_json(text)
-    except ValidationError as error:
-        raise _contract_error(model, text, error) from None
 
 
-def decode_json(adapter: TypeAdapter[T], raw: bytes | None, name: str) -> T:
-    """Like :func:`decode`, for a union of models (the ``commands`` topic)."""
-    if raw is None or len(raw) == 0:
-        raise ContractError("empty: the record has no value", kind="empty")
-    if len(raw) > MAX_RECORD_BYTES:
-        raise ContractError(f"too_large: {len(raw)} bytes > {MAX_RECORD_BYTES}", kind="too_large")
-    try:
-        return adapter.validate_json(raw)
-    except ValidationError as error:
-        details = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
-            for item in error.errors(include_url=False, include_input=False)
-        )
-        raise ContractError(f"invalid: {name}: {details}"[:MAX_REASON_CHARS]) from None
-
-
-def _contract_error(model: type[WireModel], text: str, error: ValidationError) -> ContractError:
+def _contract_error(name: str, version: int, text: str, error: ValidationError) -> ContractError:
     first = error.errors(include_url=False, include_input=False)
     if first and first[0]["type"] == "json_invalid":
         return ContractError(f"not_json: {first[0]['msg']}", kind="not_json")
     if first and first[0]["type"] == "model_type" and not first[0]["loc"]:
         kind_of = _JSON_TYPES.get(type(json.loads(text)).__name__, "value")
-        return ContractError(
-            f"wrong_type: {model.__name__} must be a JSON object, got {kind_of}", kind="wrong_type"
-        )
+        return ContractError(f"wrong_type: {name} must be a JSON object, got {kind_of}", kind="wrong_type")
     if any(item["loc"][:1] == ("schema_version",) for item in first):
         return ContractError(
-            f"unknown_schema_version: {model.__name__} understands schema_version {model.SCHEMA_VERSION}",
+            f"unknown_schema_version: {name} understands schema_version {version}",
             kind="unknown_schema_version",
         )
     kind = "missing_field" if all(item["type"] == "missing" for item in first) else "invalid"

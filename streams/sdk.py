@@ -1,10 +1,12 @@
 """The producer and consumer SDK for users (kafka-python): publish predictions, read trusted labels.
 
->>> from streams.sdk import PredictionPublisher, LabelReader   # doctest: +SKIP
->>> with PredictionPublisher(Settings()) as publisher:          # doctest: +SKIP
-...     publisher.publish(event)
->>> for label in LabelReader(Settings(), group_id="billing"):   # doctest: +SKIP
-...     print(label.event_id, label.label, label.revision)
+Usage (needs a broker)::
+
+    from streams.sdk import LabelReader, PredictionPublisher
+    with PredictionPublisher(Settings()) as publisher:
+        publisher.publish(event)          # a schemas.PredictionEvent
+    for label in LabelReader(Settings(), group_id="billing"):
+        print(label.event_id, label.label, label.revision)
 """
 
 from __future__ import annotations

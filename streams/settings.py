@@ -13,6 +13,8 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.errors import ConfigError
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -20,7 +22,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class KafkaSettings(BaseModel):
     """How every client (faust, the SDK, the CLI) reaches Kafka."""
 
-    model_config = ConfigDict(frozen=True)
+    # hide_input_in_errors: a validation error must never repeat the password it was given.
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -48,7 +51,12 @@ class KafkaSettings(BaseModel):
     def password(self) -> SecretStr | None:
         """The SASL password, from the setting or its file (the file wins when both are set)."""
         if self.sasl_password_file is not None:
-            return SecretStr(self.sasl_password_file.read_text(encoding="utf-8").strip())
+            try:
+                return SecretStr(self.sasl_password_file.read_text(encoding="utf-8").strip())
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot read sasl_password_file {self.sasl_password_file}: {error.strerror}"
+                ) from None
         return self.sasl_password
 
     @property
@@ -95,7 +103,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="LABELLOOP_", env_nested_delimiter="__", frozen=True, extra="ignore"
+        env_prefix="LABELLOOP_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     kafka: KafkaSettings = KafkaSettings()

@@ -163,7 +163,9 @@ class SimulatedCrowd:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Spawn the configured number of workers."""
+        """Spawn the configured number of workers (idempotent)."""
+        if self._wakeup is not None:
+            return
         self._wakeup = asyncio.Condition()
         self.resize(self._target_workers)
 
@@ -209,8 +211,8 @@ class SimulatedCrowd:
 
     async def label(self, request: LabelRequest, on_answer: AnswerSink) -> None:
         """Queue ``request`` by priority and wait until ``overlap`` workers answered it."""
-        if self._wakeup is None:
-            raise RuntimeError("SimulatedCrowd.label() before start()")
+        # The dispatcher may get its first request before the app's startup task ran.
+        await self.start()
         overlap = min(request.overlap or self.settings.overlap, max(1, self._target_workers))
         loop = asyncio.get_running_loop()
         task = _Task(request, overlap, on_answer, loop.create_future(), (-request.priority, next(self._seq)))
@@ -297,7 +299,7 @@ class SimulatedCrowd:
                     request.event_id,
                 )
                 return request.prediction.predicted_label
-            await asyncio.sleep(0.05)
+            await self._sleep(0.05)
 
     # -- status --------------------------------------------------------------------------
 

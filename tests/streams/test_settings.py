@@ -144,11 +144,6 @@ def test_kafka_python_options_map_sasl_and_ssl(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KafkaSettings._sasl_complete raises a ValueError, so pydantic's ValidationError message "
-    "repeats the raw input dict (input_value=...), which includes the plaintext sasl_password",
-)
 def test_an_incomplete_sasl_config_does_not_leak_the_password_in_its_error() -> None:
     with pytest.raises(ValidationError) as caught:
         # As read from a config file or the environment: the password is a plain string.

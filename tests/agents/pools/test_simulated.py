@@ -280,10 +280,18 @@ def test_a_failing_answer_sink_fails_the_request() -> None:
         with_crowd(SimulatedCrowd(settings(), Truth()), scenario)
 
 
-def test_label_before_start_is_an_error() -> None:
+def test_label_before_start_starts_the_crowd() -> None:
+    # The dispatcher can receive its first request before the app's startup task ran.
     crowd = SimulatedCrowd(settings(), Truth())
-    with pytest.raises(RuntimeError, match=r"before start\(\)"):
-        asyncio.run(crowd.label(request("e1"), Answers()))
+    answers = Answers()
+
+    async def scenario() -> None:
+        await crowd.label(request("e1"), answers)
+        await crowd.stop()
+
+    asyncio.run(scenario())
+    assert crowd.workers == settings().workers
+    assert len(answers.received) == settings().overlap
 
 
 # --- WindowRate ----------------------------------------------------------------------------
