@@ -29,6 +29,7 @@ class Loop:
     clock: Clock = utc_now
     #: In-process counters (``stage.what``): the summary and metrics read them.
     counters: Counter[str] = field(default_factory=Counter)
+    _dead_lettered: Any = None
 
     @property
     def names(self) -> TopicNames:
@@ -44,8 +45,12 @@ class Loop:
         return Output(self.topic(name))
 
     def dead_letters(self, stage: str) -> DeadLetters:
-        """The DLQ of ``stage``."""
-        return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock)
+        """The DLQ of ``stage`` (each bad record once, even when processed again after a restart)."""
+        if self._dead_lettered is None:
+            self._dead_lettered = self.table("dead-letters")
+        return DeadLetters(
+            self.topic(self.names.dlq), stage=stage, clock=self.clock, sent=self._dead_lettered
+        )
 
     def table(self, name: str) -> Any:
         """A faust table of str keys (event ids) to JSON text; changelog from the catalogue."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -65,15 +65,31 @@ class Output:
 
 
 class DeadLetters:
-    """The DLQ of one stage: original key and bytes, the reason in headers."""
+    """The DLQ of one stage: original key and bytes, the reason in headers.
 
-    def __init__(self, topic: Sender, stage: str, clock: Clock = utc_now) -> None:
+    With a ``sent`` mapping (a faust table with a changelog), a record that is
+    processed again after a restart (its offset was not committed yet) is not
+    dead-lettered twice: the DLQ holds each bad record once.
+    """
+
+    def __init__(
+        self,
+        topic: Sender,
+        stage: str,
+        clock: Clock = utc_now,
+        sent: MutableMapping[str, str] | None = None,
+    ) -> None:
         self._topic = topic
         self.stage = stage
         self._clock = clock
+        self._sent = sent
         self.sent = 0
 
     async def send(self, record: Record, error: BaseException) -> None:
+        place = f"{record.topic}:{record.partition}:{record.offset}"
+        if self._sent is not None and place in self._sent:
+            log.info("%s: %s is in the DLQ already", self.stage, place)
+            return
         headers = dlq_headers(
             error,
             stage=self.stage,
@@ -84,6 +100,8 @@ class DeadLetters:
             original=record.headers,
         )
         await self._topic.send(key=record.key, value=record.value, headers=headers)
+        if self._sent is not None:
+            self._sent[place] = self.stage
         self.sent += 1
 
 

@@ -101,6 +101,8 @@ TABLES: dict[str, str] = {
     "aggregator-tasks": "crowd-answers",
     "learner-pending": "label-requests",
     "sim-truth": "simulation.truth",
+    # Source positions already dead-lettered (the DLQ holds each bad record once).
+    "dead-letters": "predictions",
 }
 
 

@@ -33,7 +33,7 @@ class LoopUnderTest:
         """Start a real `labelloop worker` process on this loop's topics."""
         log = (self.log_dir / f"worker-{len(self.workers)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

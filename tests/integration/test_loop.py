@@ -100,7 +100,12 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
     assert 0 < labeled_before_restart < len(stream)
 
     dlq = watcher.records[names.dlq]
-    assert len(dlq) == len(poison)
+    where = Counter(
+        (headers_dict(r.headers)["labelloop.stage"], headers_dict(r.headers)["labelloop.error.kind"])
+        for r in dlq
+    )
+    assert len(dlq) == len(poison), f"DLQ by stage and kind: {where}"
+    assert len({(r.key, r.value) for r in dlq}) == len(dlq), "a record was dead-lettered twice"
     reasons = Counter()
     by_key = {record.key: record for record in poison if record.key is not None}
     for record in dlq:
