@@ -64,6 +64,8 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_host": "127.0.0.1",
         "table_standby_replicas": 0,
         "broker_commit_interval": 1.0,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
     }
     options.update(overrides)
     return faust.App(settings.app_id, **options)

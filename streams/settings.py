@@ -120,3 +120,6 @@ class Settings(BaseSettings):
     web_enabled: bool = False
     web_port: int = Field(default=6066, ge=1, le=65_535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: How long the group waits for a silent worker before giving its partitions to others
+    #: (faust's default is 60 s; a killed worker's events wait that long).
+    session_timeout_s: float = Field(default=30.0, ge=6.0, le=300.0)

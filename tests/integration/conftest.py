@@ -85,6 +85,7 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
             "LABELLOOP_POOLS__SIMULATED__WORKERS": "20",
             "LABELLOOP_POOLS__STATUS_EVERY_S": "1",
             "LABELLOOP_LEARNER__PUBLISH_EVERY_S": "1",
+            "LABELLOOP_SESSION_TIMEOUT_S": "10",
             **env_overrides,
         }
         log_dir = tmp_path / run / "logs"
