@@ -52,13 +52,23 @@ class ModelErrorMonitor:
         return f"adwin-model-error-{self.task}"
 
     def observe_error(self, error: bool) -> tuple[float, float] | None:
-        """Feed one 0/1 error; returns (before, after) error rates when drift is detected."""
-        before = self.detector.estimation
+        """Feed one 0/1 error; returns (before, after) error rates when drift is detected.
+
+        ``before`` is the mean of the part of the window ADWIN dropped (the old
+        regime), ``after`` the mean of the part it kept (the new one).
+        """
+        total_before = float(self.detector.estimation) * float(self.detector.width)
+        width_before = float(self.detector.width)
         self.detector.update(1.0 if error else 0.0)
         self.observations += 1
         if self.detector.drift_detected and self.observations >= self.settings.min_observations:
             self.alerts += 1
-            return float(before), float(self.detector.estimation)
+            kept_width = float(self.detector.width)
+            after = float(self.detector.estimation)
+            dropped_width = width_before + 1.0 - kept_width
+            dropped_total = total_before + (1.0 if error else 0.0) - after * kept_width
+            before = dropped_total / dropped_width if dropped_width > 0 else after
+            return min(max(before, 0.0), 1.0), after
         return None
 
     def observe(
