@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import router_body
+from bench import router_body, router_capacity, router_estimation, router_threshold
 from bench.harness import Goal, Row, report
 
 
@@ -12,6 +12,10 @@ def main() -> int:
     rows: list[Row] = []
     goals: list[Goal] = []
     rows += router_body.run()
+    for module in (router_estimation, router_threshold, router_capacity):
+        more_rows, more_goals = module.run()
+        rows += more_rows
+        goals += more_goals
     sys.stdout.write(report(rows, goals) + "\n")
     return 0
 

@@ -7,9 +7,9 @@ is pickled. Every model carries ``schema_version``.
 from schemas.answers import CrowdAnswer
 from schemas.base import MAX_RECORD_BYTES, WireModel, utc_now
 from schemas.drift import DriftAlert, DriftSignal
-from schemas.labels import Label, LabelProvenance, LabelSource, RouteReason
+from schemas.labels import Label, LabelProvenance, LabelSource, RouteReason, RoutingTrace
 from schemas.metrics import Estimate, ModelMetrics
-from schemas.pools import Command, PolicyCommand, PoolAction, PoolCommand, PoolStatus
+from schemas.pools import Command, PolicyCommand, PolicyStatus, PoolAction, PoolCommand, PoolStatus
 from schemas.predictions import PredictionEvent, PredictionInput
 from schemas.requests import LabelRequest, Suggestion, Tier
 
@@ -26,12 +26,14 @@ __all__ = [
     "LabelSource",
     "ModelMetrics",
     "PolicyCommand",
+    "PolicyStatus",
     "PoolAction",
     "PoolCommand",
     "PoolStatus",
     "PredictionEvent",
     "PredictionInput",
     "RouteReason",
+    "RoutingTrace",
     "Suggestion",
     "Tier",
     "WireModel",

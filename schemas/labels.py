@@ -13,6 +13,21 @@ LabelSource = Literal["model", "crowd", "expert"]
 RouteReason = Literal["accepted", "low_confidence", "control", "audit", "escalation"]
 
 
+class RoutingTrace(WireModel):
+    """Why the router routed an event as it did: enough to explain any routing after the fact."""
+
+    measure: Literal["max_probability", "margin", "entropy"]
+    uncertainty: Probability
+    threshold: Probability
+    policy_version: Annotated[int, Field(ge=0)]
+    #: The capacity gate's state when it decided (reviews only), e.g. the review budget.
+    budget: Annotated[str, StringConstraints(max_length=512)] | None = None
+    #: Whether the online model disagreed with the production model.
+    disagreement: bool | None = None
+    #: The class whose recall an audit measures (audits only).
+    audited_class: ClassLabel | None = None
+
+
 class LabelProvenance(WireModel):
     """Where a label came from: the production model, and the humans if any."""
 
@@ -62,6 +77,7 @@ class Label(WireModel):
     route: RouteReason
     inclusion_probability: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     reason: Reason | None = None
+    routing: RoutingTrace | None = None
     decided_at: Timestamp
     prediction_created_at: Timestamp
     provenance: LabelProvenance

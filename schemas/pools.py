@@ -98,8 +98,38 @@ class PolicyCommand(WireModel):
     accept_threshold: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     per_class_thresholds: dict[Id, Annotated[float, Field(gt=0.0, le=1.0)]] | None = None
     control_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    audit_rate: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    measure: Literal["max_probability", "margin", "entropy"] | None = None
     issued_by: Issuer
     issued_at: Timestamp
+    reason: Reason
+
+
+class PolicyStatus(WireModel):
+    """The routing policy in force, keyed by task on ``policy-status`` (compacted).
+
+    Published by the router at start and after every applied PolicyCommand.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> PolicyStatus(task="default", version=2, measure="margin", accept_threshold=0.9,
+    ...              control_share=0.05, audit_rate=0.02, target_backlog=200,
+    ...              updated_at=datetime(2026, 1, 1, tzinfo=UTC), reason="drift").version
+    2
+    """
+
+    SCHEMA_VERSION = 1
+    schema_version: Literal[1] = 1
+    task: Id = "default"
+    version: Annotated[int, Field(ge=0)]
+    measure: Literal["max_probability", "margin", "entropy"]
+    accept_threshold: Annotated[float, Field(gt=0.0, le=1.0)]
+    per_class_thresholds: dict[Id, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(default_factory=dict)
+    control_share: Annotated[float, Field(ge=0.0, le=1.0)]
+    audit_rate: Annotated[float, Field(ge=0.0, le=1.0)]
+    target_backlog: Annotated[int, Field(ge=0)]
+    updated_at: Timestamp
     reason: Reason
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.base import ClassLabel, Finite, Id, Probability, Reason, Timestamp, WireModel
-from schemas.labels import RouteReason
+from schemas.labels import RouteReason, RoutingTrace
 from schemas.predictions import PredictionEvent
 
 Tier = Literal["crowd", "expert"]
@@ -58,6 +58,7 @@ class LabelRequest(WireModel):
     #: How many human answers the aggregator should collect (None: the pool's default).
     overlap: Annotated[int, Field(ge=1, le=50)] | None = None
     suggestion: Suggestion | None = None
+    routing: RoutingTrace | None = None
     requested_at: Timestamp
 
     @property

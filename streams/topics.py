@@ -86,6 +86,14 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec("pool-status", "pool name", "PoolStatus", "backlog, rates, workers, cost"),
     TopicSpec(
+        "policy-status",
+        "task",
+        "PolicyStatus",
+        "the routing policy in force (published on change)",
+        compacted=True,
+        partitions=1,
+    ),
+    TopicSpec(
         "simulation.truth",
         "event_id",
         "true label (JSON string)",
@@ -152,6 +160,10 @@ class TopicNames:
     @property
     def pool_status(self) -> str:
         return self["pool-status"]
+
+    @property
+    def policy_status(self) -> str:
+        return self["policy-status"]
 
     @property
     def truth(self) -> str:

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from schemas import CrowdAnswer, Label, LabelProvenance, LabelRequest
-from schemas.labels import RouteReason
+from schemas.labels import RouteReason, RoutingTrace
 
 
 class TaskContext(BaseModel):
@@ -34,6 +34,7 @@ class TaskContext(BaseModel):
     inclusion_probability: float
     reason: str
     overlap: int | None
+    routing: RoutingTrace | None = None
 
     @classmethod
     def of(cls, request: LabelRequest) -> TaskContext:
@@ -50,6 +51,7 @@ class TaskContext(BaseModel):
             inclusion_probability=request.inclusion_probability,
             reason=request.reason,
             overlap=request.overlap,
+            routing=request.routing,
         )
 
 
@@ -168,16 +170,26 @@ class MajorityVoteAggregator:
         source: Literal["crowd", "expert"] = (
             "expert" if all(vote.tier == "expert" for vote in state.votes) else "crowd"
         )
+        # An audit revisits an event the model labeled already: its verdict is revision 2,
+        # confirming or correcting revision 1 (so consumers see that humans checked it).
+        audit = context.route == "audit"
+        if audit:
+            verdict = "confirmed" if label == context.model_label else f"corrected {context.model_label!r}"
+            reason = f"{context.reason}: {verdict}"
+        else:
+            reason = context.reason
         decided = Label(
             event_id=event_id,
             task=context.task,
             label=label,
             source=source,
-            revision=1,
+            revision=2 if audit else 1,
+            supersedes=1 if audit else None,
             confidence=share,
             route=context.route,
             inclusion_probability=context.inclusion_probability,
-            reason=context.reason,
+            reason=reason,
+            routing=context.routing,
             decided_at=now,
             prediction_created_at=context.prediction_created_at,
             provenance=LabelProvenance(

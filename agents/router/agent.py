@@ -1,23 +1,77 @@
-"""The router agent: predictions in, a Label (accepted) or a LabelRequest (review) out, once per event."""
+"""The router agent: predictions in; a Label (accepted) or a LabelRequest (review, control, audit) out.
+
+Also keeps the router's view of the world current (pool capacity from
+``pool-status``, policy commands from ``commands``, both read whole by every
+worker) and publishes the production model's precision and recall
+estimates, measured from the control and audit labels, on ``model-metrics``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from agents.loop import Loop
-from agents.router.policy import ThresholdPolicy, model_label, review_request
-from schemas import PredictionEvent
-from streams.runtime import Record, decode_keyed, run_records
+from agents.router.estimators import PrecisionEstimator, RecallEstimator, production_metrics
+from agents.router.policy import Router, label_request, load_policy, model_label
+from schemas import Command, Label, PolicyCommand, PoolStatus, PredictionEvent, Suggestion
+from streams.broadcast import follow
+from streams.codec import decode, decode_json
+from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
+
+log = logging.getLogger(__name__)
+_COMMAND = TypeAdapter[Command](Command)
+Suggest = Callable[[PredictionEvent], Suggestion | None]
 
 
-def register(loop: Loop) -> None:
-    """Add the router to ``loop.app``."""
+@dataclass
+class Estimates:
+    """One task's precision and recall estimators and the model they measure."""
+
+    model_name: str
+    precision: PrecisionEstimator = field(default_factory=PrecisionEstimator)
+    recall: RecallEstimator = field(default_factory=RecallEstimator)
+
+
+def observe_label(estimates: dict[str, Estimates], label: Label) -> bool:
+    """Feed a human label of a control or audit route to its task's estimators; True if used."""
+    if not label.is_human:
+        return False
+    found = estimates.setdefault(label.task, Estimates(label.provenance.model_name))
+    if label.route == "control" and label.revision == 1:
+        found.precision.observe(
+            label.provenance.model_label, label.model_was_right, label.inclusion_probability
+        )
+        return True
+    if label.route == "audit" and label.routing is not None and label.routing.audited_class is not None:
+        found.recall.observe(
+            label.routing.audited_class,
+            label.label,
+            label.provenance.model_label,
+            label.inclusion_probability,
+        )
+        return True
+    return False
+
+
+def register(loop: Loop, suggest: Suggest | None = None) -> Router:
+    """Add the router to ``loop.app``; returns its live :class:`Router`."""
     names = loop.names
-    policy = ThresholdPolicy(loop.stages.router)
+    router = Router(load_policy(loop.stages.router), clock=time.monotonic)
     labels = loop.output(names.labels)
     requests = loop.output(names.label_requests)
+    policy_status = loop.output(names.policy_status)
+    metrics = loop.output(names.model_metrics)
+    commands = loop.output(names.commands)
     dead_letters = loop.dead_letters("router")
     decisions = loop.table("router-decisions")
+    estimates: dict[str, Estimates] = {}
     counters = loop.counters
 
     async def handle(record: Record) -> None:
@@ -26,17 +80,75 @@ def register(loop: Loop) -> None:
         if decisions.get(event.event_id) is not None:
             counters["router.duplicates"] += 1
             return
-        decision = policy.decide(event)
         now = loop.clock()
+        suggestion = suggest(event) if suggest is not None else None
+        decision = router.decide(event, now, suggestion)
         if decision.action == "accept":
             await labels.send(event.event_id, model_label(event, decision, now))
+            if decision.audit is not None:
+                await requests.send(event.event_id, label_request(event, decision, now, suggestion))
+                counters["router.audit"] += 1
+            counters["router.shed" if decision.shed else "router.accept"] += 1
         else:
-            await requests.send(event.event_id, review_request(event, decision, now))
-        decisions[event.event_id] = decision.action
-        counters[f"router.{decision.action}"] += 1
+            await requests.send(event.event_id, label_request(event, decision, now, suggestion))
+            counters[f"router.{decision.route}"] += 1
+        decisions[event.event_id] = decision.route
+
+    async def on_broadcast(record: Record) -> None:
+        if record.topic == names.pool_status:
+            router.gate.observe_pool(decode(PoolStatus, record.value))
+            return
+        command = decode_json(_COMMAND, record.value, "Command")
+        if isinstance(command, PolicyCommand):
+            before = router.settings
+            after = router.apply(command)
+            log.warning(
+                "routing policy v%d by %s (%s): %s",
+                router.version,
+                command.issued_by,
+                command.reason,
+                _changes(before.model_dump(), after.model_dump()),
+            )
+            await policy_status.send(command.task, router.status(command.task, loop.clock(), command.reason))
+            counters["router.policy_changes"] += 1
+
+    async def on_label(record: Record) -> None:
+        label = decode_or_skip(Label, record)
+        if label is not None and observe_label(estimates, label):
+            counters["router.estimator_labels"] += 1
 
     @loop.app.agent(loop.topic(names.predictions), name="router")
     async def route(stream: Any) -> None:
         async for ok in run_records(stream, handle, dead_letters):
             if not ok:
                 counters["router.dlq"] += 1
+
+    @loop.app.agent(loop.topic(names.labels), name="router-estimates")
+    async def estimate(stream: Any) -> None:
+        async for _ in run_records(stream, on_label, dead_letters):
+            pass
+
+    @loop.app.task  # type: ignore[untyped-decorator]
+    async def follow_capacity_and_commands() -> None:
+        await policy_status.send("default", router.status("default", loop.clock(), "worker started"))
+        try:
+            await follow(loop.settings, [names.pool_status, names.commands], on_broadcast)
+        except asyncio.CancelledError:
+            raise
+
+    @loop.app.timer(loop.stages.learner.publish_every_s)  # type: ignore[untyped-decorator]
+    async def publish_estimates() -> None:
+        now = loop.clock()
+        for task, found in estimates.items():
+            await metrics.send(
+                f"production-{found.model_name}",
+                production_metrics(found.model_name, task, now, found.precision, found.recall),
+            )
+
+    return router
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{key}: {before[key]!r} -> {after[key]!r}" for key in after if before.get(key) != after[key]
+    )

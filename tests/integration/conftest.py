@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -102,18 +103,31 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
 
 
 class TopicWatcher:
-    """Keeps reading topics from the beginning; tests wait on what has arrived."""
+    """Keeps reading topics from the beginning; tests wait on what has arrived.
+
+    aiokafka with a hard timeout on every fetch: kafka-python 3.0.12's
+    ``KafkaConsumer.poll(timeout_ms=200)`` was seen blocking forever inside
+    ``NetworkSelector.run`` (a CI hang no test timeout could interrupt).
+    """
 
     def __init__(self, settings: Settings, *topics: str) -> None:
-        from kafka import KafkaConsumer
+        from aiokafka import AIOKafkaConsumer
 
-        self._consumer: Any = KafkaConsumer(
-            *topics,
-            group_id=None,
-            auto_offset_reset="earliest",
-            client_id="labelloop-test-watcher",
-            **settings.kafka.kafka_python_options(),
-        )
+        async def start() -> Any:
+            consumer = AIOKafkaConsumer(
+                *topics,
+                bootstrap_servers=settings.kafka.bootstrap_list,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                client_id="labelloop-test-watcher",
+                max_partition_fetch_bytes=2 * 1024 * 1024,
+            )
+            await asyncio.wait_for(consumer.start(), 30)
+            return consumer
+
+        self._loop = asyncio.new_event_loop()
+        self._consumer: Any = self._loop.run_until_complete(start())
         self._seen: dict[str, dict[tuple[int, int], RawRecord]] = {topic: {} for topic in topics}
 
     @property
@@ -127,7 +141,8 @@ class TopicWatcher:
 
     def poll(self) -> None:
         """Fetch what arrived since the last call (a re-read after a client reset counts once)."""
-        for batch in self._consumer.poll(timeout_ms=200).values():
+        batches = self._loop.run_until_complete(asyncio.wait_for(self._consumer.getmany(timeout_ms=200), 30))
+        for batch in batches.values():
             for message in batch:
                 self._seen[message.topic][(message.partition, message.offset)] = RawRecord(
                     message.topic,
@@ -150,5 +165,8 @@ class TopicWatcher:
         pytest.fail(f"timed out after {timeout_s}s waiting for {what}; seen {counts}\n{logs[-4_000:]}")
 
     def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()
+        """Close the consumer and its loop."""
+        try:
+            self._loop.run_until_complete(asyncio.wait_for(self._consumer.stop(), 30))
+        finally:
+            self._loop.close()

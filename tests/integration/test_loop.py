@@ -82,19 +82,29 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
         watcher.close()
 
     labels = labels_of_events()
-    by_event = Counter(label.event_id for label in labels)
+    first = Counter(label.event_id for label in labels if label.revision == 1)
     expected = {simulated.event.event_id: simulated for simulated in stream}
-    assert set(by_event) == set(expected), "labels for unknown events, or events without a label"
-    assert max(by_event.values()) == 1, (
-        f"events labeled twice: {[e for e, n in by_event.items() if n > 1][:5]}"
-    )
-    assert all(label.revision == 1 for label in labels)
+    assert set(first) == set(expected), "labels for unknown events, or events without a label"
+    assert max(first.values()) == 1, f"events labeled twice: {[e for e, n in first.items() if n > 1][:5]}"
+    later = [label for label in labels if label.revision > 1]
+    assert all(label.route == "audit" and label.revision == 2 and label.supersedes == 1 for label in later)
+    assert len({label.event_id for label in later}) == len(later), "an event audited twice"
+    routes = Counter(label.route for label in labels if label.revision == 1)
+    assert min(routes[route] for route in ("accepted", "low_confidence", "control")) > 0, routes
     for label in labels:
         event = expected[label.event_id].event
-        should_accept = event.confidence >= THRESHOLD
-        assert label.source == ("model" if should_accept else "crowd"), label
         assert label.provenance.model_label == event.predicted_label
-        if label.source == "crowd":
+        assert label.routing is not None
+        if label.revision > 1:
+            continue
+        above = event.confidence >= THRESHOLD
+        if label.route == "accepted":
+            assert label.source == "model"
+            assert label.label == event.predicted_label
+            assert above or "not sent" in (label.reason or ""), label
+        else:
+            assert label.source == "crowd"
+            assert label.route == ("control" if above else "low_confidence"), label
             assert label.provenance.n_answers == 3
             assert len(set(label.provenance.worker_ids)) == 3
     assert 0 < labeled_before_restart < len(stream)

@@ -24,6 +24,7 @@ from schemas import (
     LabelRequest,
     ModelMetrics,
     PolicyCommand,
+    PolicyStatus,
     PoolCommand,
     PoolStatus,
     PredictionEvent,
@@ -159,6 +160,21 @@ def pool_status() -> PoolStatus:
     )
 
 
+def policy_status() -> PolicyStatus:
+    return PolicyStatus(
+        task="default",
+        version=3,
+        measure="entropy",
+        accept_threshold=0.85,
+        per_class_thresholds={"fraud": 0.95},
+        control_share=0.05,
+        audit_rate=0.02,
+        target_backlog=200,
+        updated_at=WHEN,
+        reason="operator raised the threshold",
+    )
+
+
 #: A valid example of every model that travels on a topic.
 EXAMPLES: dict[type[WireModel], Callable[[], WireModel]] = {
     PredictionEvent: prediction_event,
@@ -170,6 +186,7 @@ EXAMPLES: dict[type[WireModel], Callable[[], WireModel]] = {
     PoolCommand: pool_command,
     PolicyCommand: policy_command,
     PoolStatus: pool_status,
+    PolicyStatus: policy_status,
 }
 WIRE_MODELS = pytest.mark.parametrize("model", list(EXAMPLES), ids=lambda model: model.__name__)
 

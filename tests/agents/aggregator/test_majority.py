@@ -9,6 +9,7 @@ import pytest
 
 from agents.aggregator.majority import MajorityVoteAggregator, TaskState, majority
 from schemas import CrowdAnswer, Label, LabelRequest, PredictionEvent, PredictionInput
+from schemas.labels import RouteReason, RoutingTrace
 from schemas.requests import Tier
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -215,3 +216,88 @@ def test_the_same_events_twice_have_the_same_effect_once(answers_first: bool) ->
     assert labels == labels_once
     assert len(labels) == 1
     assert state.decided == "ok"
+
+
+# --- recall audits: the crowd's verdict is revision 2 of a label the model gave -------------
+
+
+def audit_request(overlap: int = 3) -> LabelRequest:
+    """The router's audit of an accepted "ok" that may be missed fraud."""
+    routing = RoutingTrace(
+        measure="max_probability",
+        uncertainty=0.1,
+        threshold=0.8,
+        policy_version=3,
+        audited_class="fraud",
+    )
+    return LabelRequest.model_validate(
+        request(overlap).model_dump()
+        | {
+            "route": "audit",
+            "reason": "recall audit of fraud",
+            "inclusion_probability": 0.04,
+            "routing": routing,
+        }
+    )
+
+
+@pytest.mark.parametrize("answers_first", [False, True], ids=["request_first", "answers_first"])
+def test_an_audit_the_crowd_agrees_with_confirms_the_model_label_in_revision_2(answers_first: bool) -> None:
+    answers: list[LabelRequest | CrowdAnswer] = [
+        answer("w1", "ok"),
+        answer("w2", "fraud"),
+        answer("w3", "ok"),
+    ]
+    inputs = [*answers, audit_request()] if answers_first else [audit_request(), *answers]
+    _, labels = feed(AGGREGATOR, TaskState(), inputs)
+    [label] = labels
+    assert (label.label, label.source, label.route) == ("ok", "crowd", "audit")
+    assert (label.revision, label.supersedes) == (2, 1)
+    assert label.reason == "recall audit of fraud: confirmed"
+    assert label.inclusion_probability == 0.04
+    assert label.routing == audit_request().routing
+    assert label.model_was_right
+
+
+def test_an_audit_the_crowd_disagrees_with_corrects_the_model_label() -> None:
+    _, labels = feed(
+        AGGREGATOR,
+        TaskState(),
+        [audit_request(), answer("w1", "fraud"), answer("w2", "fraud"), answer("w3", "ok")],
+    )
+    [label] = labels
+    assert (label.label, label.revision, label.supersedes) == ("fraud", 2, 1)
+    assert label.reason is not None
+    assert label.reason.startswith("recall audit of fraud: ")
+    assert "corrected" in label.reason
+    assert "'ok'" in label.reason  # the model's label it corrects
+    assert not label.reason.endswith("confirmed")
+    assert label.routing is not None
+    assert label.routing.audited_class == "fraud"
+    assert not label.model_was_right
+
+
+def test_an_audit_state_round_trips_and_decides_once() -> None:
+    inputs: list[LabelRequest | CrowdAnswer] = [audit_request(), answer("w1", "ok"), answer("w2", "ok")]
+    state, labels = feed(AGGREGATOR, TaskState(), inputs)
+    assert labels == []
+    restored = TaskState.from_json(state.to_json())
+    assert restored == state
+    assert restored.context is not None
+    assert restored.context.routing == audit_request().routing
+    state, labels = feed(
+        AGGREGATOR, restored, [answer("w3", "fraud"), answer("w3", "fraud"), audit_request()]
+    )
+    assert [(label.revision, label.reason) for label in labels] == [(2, "recall audit of fraud: confirmed")]
+
+
+@pytest.mark.parametrize("route", ["low_confidence", "control"])
+def test_requests_other_than_audits_decide_revision_1_with_their_reason(route: RouteReason) -> None:
+    routed = LabelRequest.model_validate(
+        request().model_dump() | {"route": route, "reason": "why it was sent"}
+    )
+    _, labels = feed(
+        AGGREGATOR, TaskState(), [routed, answer("w1", "ok"), answer("w2", "ok"), answer("w3", "ok")]
+    )
+    [label] = labels
+    assert (label.revision, label.supersedes, label.reason) == (1, None, "why it was sent")

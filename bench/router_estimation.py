@@ -1,0 +1,349 @@
+"""Does routing know its own precision and recall? Seeded simulations of the control group and the audit.
+
+Two goals of the issue "Routing that knows its own precision and recall":
+
+- **R1**: over 200 seeded runs, the 95% interval of auto-accept precision
+  (:class:`PrecisionEstimator` on control-group labels) covers the true
+  precision of the run's accepted events in at least 93% of runs; once with
+  a constant 5% control share, once with a share raised to 20% mid-run while
+  the model drifts (the case the 1/π weights exist for).
+- **R2**: at the same expected number of audited events, the recall estimate
+  from the importance-sampled audit (:class:`AuditSampler`) has at most 0.6x
+  the variance of one from a uniform audit. Both samples go through the same
+  :class:`RecallEstimator`, so the ratio measures the sampling design alone.
+
+The synthetic stream (:func:`synthetic_stream`): for each event a class k is
+drawn from ``prior``; the model's scores are Dirichlet (per class: Beta
+marginals) with concentration ``clear_concentration`` (a clear case) or
+``ambiguous_concentration`` (a hard one) on k and ``other_concentration`` on
+every other class, so the predicted class is usually k and the other scores
+are spread over orders of magnitude near 0. The truth is then drawn from the
+scores through a mis-calibration: P(y = j | s) ∝ s_j ** temperature, a model
+mildly overconfident for temperature < 1. With the defaults (two classes,
+``fraud`` 15%), about 85% of events reach the 0.8 threshold and the precision
+of auto-accept is about 0.93.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from agents.router.estimators import PrecisionEstimator, RecallEstimator
+from agents.router.sampling import AuditSampler, AuditSettings, ControlSampler
+from bench.harness import Goal, Row
+
+THRESHOLD = 0.8
+R1_RUNS = 200
+R1_EVENTS = 4_000
+R1_GOAL_COVERAGE = 0.93
+R2_RUNS = 400
+R2_EVENTS = 6_000
+R2_RATE = 0.02
+R2_GOAL_RATIO = 0.6
+#: How far the realised audit sizes of the two designs may differ for the comparison to count.
+R2_SIZE_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """The synthetic stream's shape (see the module docstring)."""
+
+    classes: tuple[str, ...] = ("ok", "fraud")
+    prior: tuple[float, ...] = (0.85, 0.15)
+    clear_share: float = 0.65
+    clear_concentration: float = 20.0
+    ambiguous_concentration: float = 3.0
+    other_concentration: float = 0.5
+    temperature: float = 0.85
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A simulated stream as arrays: scores (events x classes), predicted and true class indices."""
+
+    classes: tuple[str, ...]
+    scores: np.ndarray
+    truth_probabilities: np.ndarray
+    predicted: np.ndarray
+    truth: np.ndarray
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return np.asarray(self.scores.max(axis=1))
+
+    def scores_of(self, i: int) -> dict[str, float]:
+        return {label: float(score) for label, score in zip(self.classes, self.scores[i], strict=True)}
+
+
+def synthetic_stream(spec: StreamSpec, events: int, rng: np.random.Generator) -> Stream:
+    """Draw ``events`` predictions and their true classes (see the module docstring)."""
+    k = len(spec.classes)
+    kind = rng.choice(k, size=events, p=np.asarray(spec.prior))
+    own = np.where(
+        rng.random(events) < spec.clear_share, spec.clear_concentration, spec.ambiguous_concentration
+    )
+    alpha = np.full((events, k), spec.other_concentration)
+    alpha[np.arange(events), kind] = own
+    gammas = rng.gamma(alpha)
+    scores = gammas / gammas.sum(axis=1, keepdims=True)
+    tempered = spec.temperature * np.log(np.clip(scores, 1e-300, 1.0))
+    truth_probabilities = np.exp(tempered - tempered.max(axis=1, keepdims=True))
+    truth_probabilities /= truth_probabilities.sum(axis=1, keepdims=True)
+    draws = rng.random(events)[:, None]
+    truth = np.minimum((truth_probabilities.cumsum(axis=1) < draws).sum(axis=1), k - 1)
+    return Stream(spec.classes, scores, truth_probabilities, scores.argmax(axis=1), truth)
+
+
+# --- R1: auto-accept precision from the control group --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PrecisionRun:
+    covered: bool
+    covered_unweighted: bool
+    covered_auto_accepted: bool
+    width: float
+    control_labels: int
+    true_precision: float
+
+
+def precision_run(seed: int, spec: StreamSpec, shares: tuple[float, float], drifted: StreamSpec) -> PrecisionRun:
+    """One run: the first half of the stream at ``shares[0]``, the second (from ``drifted``) at ``shares[1]``."""
+    rng = np.random.default_rng(seed)
+    half = R1_EVENTS // 2
+    halves = (synthetic_stream(spec, half, rng), synthetic_stream(drifted, R1_EVENTS - half, rng))
+    control = ControlSampler()
+    weighted, unweighted = PrecisionEstimator(), PrecisionEstimator()
+    right_total = accepted_total = 0
+    right_auto = auto_total = 0
+    for part, (stream, share) in enumerate(zip(halves, shares, strict=True)):
+        accepted = np.flatnonzero(stream.confidence >= THRESHOLD)
+        right = stream.predicted[accepted] == stream.truth[accepted]
+        right_total += int(right.sum())
+        accepted_total += len(accepted)
+        for i, was_right in zip(accepted.tolist(), right.tolist(), strict=True):
+            predicted = stream.classes[stream.predicted[i]]
+            if control.decide(f"r1-{seed}-{part}-{i}", share):
+                weighted.observe(predicted, was_right, share)
+                unweighted.observe(predicted, was_right, 1.0)
+            else:
+                right_auto += was_right
+                auto_total += 1
+    truth = right_total / accepted_total
+    truth_auto = right_auto / auto_total
+    estimate, naive = weighted.estimate(), unweighted.estimate()
+    if estimate is None or naive is None:
+        return PrecisionRun(False, False, False, 1.0, 0, truth)
+    assert estimate.lower is not None and estimate.upper is not None
+    assert naive.lower is not None and naive.upper is not None
+    return PrecisionRun(
+        covered=estimate.lower <= truth <= estimate.upper,
+        covered_unweighted=naive.lower <= truth <= naive.upper,
+        covered_auto_accepted=estimate.lower <= truth_auto <= estimate.upper,
+        width=estimate.upper - estimate.lower,
+        control_labels=estimate.n,
+        true_precision=truth,
+    )
+
+
+# --- R2: recall from the audit, importance vs uniform ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRun:
+    true_recall: float
+    importance: float | None
+    uniform: float | None
+    uniform_unstratified: float | None
+    every_class: float | None
+    importance_covered: bool
+    importance_labels: int
+    uniform_labels: int
+    best_ratio: float
+
+
+def recall_run(seed: int, spec: StreamSpec, audited: str) -> RecallRun:
+    """One run: the same accepted events audited by AuditSampler and by a uniform sample."""
+    rng = np.random.default_rng(1_000_003 + seed)
+    stream = synthetic_stream(spec, R2_EVENTS, rng)
+    target = stream.classes.index(audited)
+    accepted = np.flatnonzero(stream.confidence >= THRESHOLD)
+    importance = AuditSampler(AuditSettings(rate=R2_RATE, positive_class=audited, salt=f"audit-{seed}"))
+    every_class = AuditSampler(AuditSettings(rate=R2_RATE, salt=f"audit-all-{seed}"))
+    uniform_draws = rng.random(len(accepted)) < R2_RATE
+    estimators = {name: RecallEstimator() for name in ("importance", "uniform", "unstratified", "every")}
+    # The router knows how many events it accepted per predicted class (the unstratified one is not told).
+    predicted_counts = np.bincount(stream.predicted[accepted], minlength=len(stream.classes))
+    for name in ("importance", "uniform", "every"):
+        for label, count in zip(stream.classes, predicted_counts.tolist(), strict=True):
+            estimators[name].observe_accepted(label, count)
+    labels = {"importance": 0, "uniform": 0}
+    for i, drawn_uniformly in zip(accepted.tolist(), uniform_draws.tolist(), strict=True):
+        predicted, truth = stream.classes[stream.predicted[i]], stream.classes[stream.truth[i]]
+        scores = stream.scores_of(i)
+        event_id = f"r2-{seed}-{i}"
+        for name, sampler in (("importance", importance), ("every", every_class)):
+            decision = sampler.decide(event_id, scores, predicted)
+            if decision is not None:
+                estimators[name].observe(decision.audited_class, truth, predicted, decision.inclusion_probability)
+                labels["importance"] += name == "importance"
+        if drawn_uniformly:
+            for name in ("uniform", "unstratified"):
+                estimators[name].observe(audited, truth, predicted, R2_RATE)
+            labels["uniform"] += 1
+    of_class = stream.truth[accepted] == target
+    true_recall = float((stream.predicted[accepted][of_class] == target).mean())
+    estimates = {name: estimator.estimate(audited) for name, estimator in estimators.items()}
+    found = estimates["importance"]
+    return RecallRun(
+        true_recall=true_recall,
+        importance=found.value if found is not None else None,
+        uniform=_value(estimates["uniform"]),
+        uniform_unstratified=_value(estimates["unstratified"]),
+        every_class=_value(estimates["every"]),
+        importance_covered=found is not None
+        and found.lower is not None
+        and found.upper is not None
+        and found.lower <= true_recall <= found.upper,
+        importance_labels=labels["importance"],
+        uniform_labels=labels["uniform"],
+        best_ratio=_best_possible_ratio(stream, accepted, target, true_recall),
+    )
+
+
+def _value(estimate: object) -> float | None:
+    value = getattr(estimate, "value", None)
+    return float(value) if value is not None else None
+
+
+def _best_possible_ratio(stream: Stream, accepted: np.ndarray, target: int, recall: float) -> float:
+    """Variance ratio of the best Poisson audit that knows the true P(class | scores), vs uniform.
+
+    Same post-stratified estimator: π ∝ sqrt(E[z² | s]) with z the linearised
+    residual of the recall, so (mean sqrt(E z²))² / mean E z² is the smallest
+    ratio any score-driven audit of the same size can reach on this stream.
+    """
+    predicted = stream.predicted[accepted]
+    chance = stream.truth_probabilities[accepted, target]
+    expected_z2 = np.zeros(len(accepted))
+    for k in range(len(stream.classes)):
+        domain = predicted == k
+        if not domain.any():
+            continue
+        share = float((stream.truth[accepted][domain] == target).mean())
+        slope = (1.0 - recall) if k == target else recall
+        p = chance[domain]
+        expected_z2[domain] = slope**2 * (p * (1.0 - share) ** 2 + (1.0 - p) * share**2)
+    return float(np.sqrt(expected_z2).mean() ** 2 / expected_z2.mean())
+
+
+def _error_variance(runs: list[RecallRun], field_name: str) -> tuple[float, int]:
+    """Variance of (estimate - true recall) over the runs that produced an estimate."""
+    errors = [
+        value - run.true_recall for run in runs if (value := getattr(run, field_name)) is not None
+    ]
+    return statistics.variance(errors), len(errors)
+
+
+def run() -> tuple[list[Row], list[Goal]]:
+    """Measure R1 and R2 on seeded simulations."""
+    spec = StreamSpec()
+    drifted = replace(spec, temperature=0.6)
+    rows: list[Row] = []
+    goals: list[Goal] = []
+
+    variants = {
+        "5% control share": ((0.05, 0.05), spec),
+        "share 5%->20% mid-run, model drifts": ((0.05, 0.20), drifted),
+    }
+    for name, (shares, second_half) in variants.items():
+        runs = [precision_run(seed, spec, shares, second_half) for seed in range(R1_RUNS)]
+        coverage = sum(run.covered for run in runs) / len(runs)
+        rows.append(Row(f"R1 coverage, {name}", 100 * coverage, 95.0, "%", "nominal 95%"))
+        rows.append(
+            Row(
+                "R1   unweighted proportion, same runs",
+                100 * sum(run.covered_unweighted for run in runs) / len(runs),
+                100 * coverage,
+                "%",
+                "1/π-weighted coverage",
+            )
+        )
+        rows.append(
+            Row(
+                "R1   covers precision of auto-accepted only",
+                100 * sum(run.covered_auto_accepted for run in runs) / len(runs),
+                100 * coverage,
+                "%",
+                "coverage of all at/above threshold",
+            )
+        )
+        rows.append(
+            Row(
+                "R1   mean interval width",
+                statistics.fmean(run.width for run in runs),
+                statistics.fmean(run.true_precision for run in runs),
+                "",
+                f"mean true precision; {statistics.fmean(run.control_labels for run in runs):.0f} labels",
+            )
+        )
+        goals.append(
+            Goal(
+                "R1",
+                f"{100 * coverage:.1f}% of {len(runs)} runs cover ({name})",
+                f">= {100 * R1_GOAL_COVERAGE:.0f}%",
+                coverage >= R1_GOAL_COVERAGE,
+            )
+        )
+
+    recall_runs = [recall_run(seed, spec, "fraud") for seed in range(R2_RUNS)]
+    importance_var, importance_n = _error_variance(recall_runs, "importance")
+    uniform_var, uniform_n = _error_variance(recall_runs, "uniform")
+    unstratified_var, _ = _error_variance(recall_runs, "uniform_unstratified")
+    every_var, _ = _error_variance(recall_runs, "every_class")
+    importance_size = statistics.fmean(run.importance_labels for run in recall_runs)
+    uniform_size = statistics.fmean(run.uniform_labels for run in recall_runs)
+    ratio = importance_var / uniform_var
+    sizes_match = abs(importance_size / uniform_size - 1.0) <= R2_SIZE_TOLERANCE
+    rows += [
+        Row("R2 recall(fraud) error variance, importance", importance_var, uniform_var, "", "uniform audit"),
+        Row("R2   audited events per run", importance_size, uniform_size, "", "uniform audit"),
+        Row(
+            "R2   best possible ratio (knows P(y|s))",
+            statistics.fmean(run.best_ratio for run in recall_runs),
+            ratio,
+            "",
+            "measured ratio",
+        ),
+        Row("R2   uniform, no accepted counts (HT)", unstratified_var, uniform_var, "", "uniform, stratified"),
+        Row("R2   importance vs uniform HT", importance_var, unstratified_var, "", "uniform, HT"),
+        Row("R2   audit every class (positive_class=None)", every_var, uniform_var, "", "uniform audit"),
+        Row(
+            "R2   recall interval coverage, importance",
+            100 * sum(run.importance_covered for run in recall_runs) / len(recall_runs),
+            95.0,
+            "%",
+            "nominal 95%",
+        ),
+        Row(
+            "R2   mean true recall(fraud)",
+            statistics.fmean(run.true_recall for run in recall_runs),
+            math.sqrt(uniform_var),
+            "",
+            "uniform audit's error sd",
+        ),
+    ]
+    goals.append(
+        Goal(
+            "R2",
+            f"variance ratio {ratio:.2f} over {min(importance_n, uniform_n)} runs, "
+            f"audit sizes {importance_size:.1f} vs {uniform_size:.1f}",
+            f"<= {R2_GOAL_RATIO}",
+            ratio <= R2_GOAL_RATIO and sizes_match,
+        )
+    )
+    return rows, goals
