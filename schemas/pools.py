@@ -98,7 +98,8 @@ class PolicyCommand(WireModel):
     accept_threshold: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     per_class_thresholds: dict[Id, Annotated[float, Field(gt=0.0, le=1.0)]] | None = None
     control_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    audit_rate: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    #: The recall audit's share of accepted events; it cannot be switched off (0), only made small.
+    audit_rate: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     measure: Literal["max_probability", "margin", "entropy"] | None = None
     issued_by: Issuer
     issued_at: Timestamp

@@ -67,7 +67,11 @@ async def follow(
                     except asyncio.CancelledError:
                         raise
                     except Exception:
-                        log.exception("broadcast record %s[%d]@%d skipped", message.topic,
-                                      message.partition, message.offset)
+                        log.exception(
+                            "broadcast record %s[%d]@%d skipped",
+                            message.topic,
+                            message.partition,
+                            message.offset,
+                        )
     finally:
         await consumer.stop()

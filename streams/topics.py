@@ -106,6 +106,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 #: ``<app_id>-<table>-changelog``, co-partitioned with the source.
 TABLES: dict[str, str] = {
     "router-decisions": "predictions",
+    # Human labels the router's estimators and tuner have counted (each once).
+    "router-estimated": "labels",
     "aggregator-tasks": "crowd-answers",
     "learner-pending": "label-requests",
     "sim-truth": "simulation.truth",

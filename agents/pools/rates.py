@@ -17,8 +17,10 @@ class WindowRate:
     0.0
     """
 
-    def __init__(self, window_s: float = 60.0) -> None:
+    def __init__(self, window_s: float = 60.0, min_span_s: float = 10.0) -> None:
         self.window_s = window_s
+        #: The shortest span a rate is measured over, so one early event is not read as a flood.
+        self.min_span_s = min(min_span_s, window_s)
         self._times: deque[float] = deque()
         self._first: float | None = None
 
@@ -34,5 +36,5 @@ class WindowRate:
             self._times.popleft()
         if self._first is None:
             return 0.0
-        span_s = min(self.window_s, max(now - self._first, 1.0))
+        span_s = min(self.window_s, max(now - self._first, self.min_span_s))
         return len(self._times) * 60.0 / span_s

@@ -41,7 +41,7 @@ class Estimates:
 
 def observe_label(estimates: dict[str, Estimates], label: Label) -> bool:
     """Feed a human label of a control or audit route to its task's estimators; True if used."""
-    if not label.is_human:
+    if not label.is_human or label.route not in ("control", "audit"):
         return False
     found = estimates.setdefault(label.task, Estimates(label.provenance.model_name))
     if label.route == "control" and label.revision == 1:
@@ -71,6 +71,7 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
     commands = loop.output(names.commands)
     dead_letters = loop.dead_letters("router")
     decisions = loop.table("router-decisions")
+    estimated = loop.table("router-estimated")
     estimates: dict[str, Estimates] = {}
     counters = loop.counters
 
@@ -114,8 +115,19 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
 
     async def on_label(record: Record) -> None:
         label = decode_or_skip(Label, record)
-        if label is not None and observe_label(estimates, label):
+        if label is None or not label.is_human:
+            return
+        # Labels come at least once: a redelivered one must not count twice.
+        seen = f"{label.event_id}/{label.revision}"
+        if estimated.get(seen) is not None:
+            return
+        estimated[seen] = label.route
+        if observe_label(estimates, label):
             counters["router.estimator_labels"] += 1
+        tuned = router.learn_from(label, loop.clock())
+        if tuned is not None:
+            # Through the commands topic, like an operator's: every worker applies it the same way.
+            await commands.send("policy", tuned)
 
     @loop.app.agent(loop.topic(names.predictions), name="router")
     async def route(stream: Any) -> None:

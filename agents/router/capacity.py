@@ -43,6 +43,8 @@ class GateDecision:
 
     admitted: bool
     budget_per_min: float | None
+    #: Why there is no budget (gate disabled, no or stale pool status), when there is none.
+    unlimited_because: str | None
     candidates_per_min: float
     cutoff: float | None
     backlog: float | None
@@ -50,7 +52,7 @@ class GateDecision:
     def describe(self) -> str:
         """The budget state, for the routing trace."""
         if self.budget_per_min is None:
-            return "no pool status yet: every review admitted"
+            return f"{self.unlimited_because or 'no budget'}: every review admitted"
         cutoff = "none" if self.cutoff is None else f"{self.cutoff:.3f}"
         return (
             f"review budget {self.budget_per_min:.1f}/min for {self.candidates_per_min:.1f}/min candidates, "
@@ -130,18 +132,23 @@ class ReviewGate:
         self._seen += 1
         candidates = self._candidates.per_min(now)
         backlog = self.backlog_estimate()
-        if (
-            not self.settings.enabled
-            or backlog is None
-            or now - self._reported_at > self.settings.stale_after_s
-        ):
+        unlimited = (
+            "capacity-aware routing off"
+            if not self.settings.enabled
+            else "no pool status yet"
+            if backlog is None
+            else "pool status stale"
+            if now - self._reported_at > self.settings.stale_after_s
+            else None
+        )
+        if unlimited is not None or backlog is None:
             self._sent_since_report += 1
-            return GateDecision(True, None, candidates, None, backlog)
+            return GateDecision(True, None, unlimited, candidates, None, backlog)
         steer = (self.settings.target_backlog - backlog) * 60.0 / self.settings.horizon_s
         budget = max(0.0, self._capacity_per_min - self._reserved.per_min(now) + steer)
         if budget >= candidates:
             self._sent_since_report += 1
-            return GateDecision(True, budget, candidates, None, backlog)
+            return GateDecision(True, budget, None, candidates, None, backlog)
         cutoff, tie_share = self._cutoff(budget / candidates if candidates else 0.0)
         admitted = cutoff is not None and value > cutoff
         if cutoff is not None and value == cutoff:
@@ -152,7 +159,7 @@ class ReviewGate:
                 self._tie_credit -= 1.0
         if admitted:
             self._sent_since_report += 1
-        return GateDecision(admitted, budget, candidates, cutoff, backlog)
+        return GateDecision(admitted, budget, None, candidates, cutoff, backlog)
 
     def _cutoff(self, share: float) -> tuple[float | None, float]:
         """The value cutoff that admits ``share`` of recent candidates, and the share of ties to admit.

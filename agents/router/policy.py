@@ -159,7 +159,9 @@ class Router:
         """Accept, review, control or audit ``event``."""
         settings = self.settings
         unsure = uncertainty(event.scores, settings.measure)
-        confidence = 1.0 - unsure
+        # Never more confident than the score of the label we would accept (a producer may
+        # predict a label that is not its top score).
+        confidence = min(1.0 - unsure, event.confidence)
         threshold = self.threshold_for(event.predicted_label)
         disagreement = None if suggestion is None else suggestion.label != event.predicted_label
         trace = RoutingTrace(

