@@ -390,6 +390,13 @@ def _print_summary(console: Console, summary: dict[str, Any], home: Path) -> Non
     for key in (
         "events",
         "labeled",
+        "routes",
+        "shed_by_capacity",
+        "audits",
+        "audit_corrections",
+        "auto_accept_precision_estimate",
+        "auto_accept_precision_true",
+        "recall_estimates",
         "accepted_share",
         "reviewed_share",
         "label_accuracy",
