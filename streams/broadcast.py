@@ -54,14 +54,7 @@ async def follow(
             batches = await consumer.getmany(timeout_ms=500)
             for messages in batches.values():
                 for message in messages:
-                    record = Record(
-                        key=message.key,
-                        value=message.value,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        headers=tuple(message.headers or ()),
-                    )
+                    record = Record.of(message)
                     try:
                         await handle(record)
                     except asyncio.CancelledError:

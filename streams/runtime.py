@@ -40,6 +40,18 @@ class Record:
     offset: int
     headers: Sequence[tuple[str, bytes]] = ()
 
+    @classmethod
+    def of(cls, message: Any) -> Record:
+        """The record of a consumed message (faust's or aiokafka's: the same attributes)."""
+        return cls(
+            key=message.key,
+            value=message.value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            headers=tuple(message.headers or ()),
+        )
+
     @property
     def key_text(self) -> str | None:
         """The key as text (keys are UTF-8 event ids), or None."""
@@ -168,15 +180,7 @@ async def run_records(stream: Any, handler: Handler, dead_letters: DeadLetters) 
     """Iterate a faust stream of raw records through :func:`handle_record` (yields per record)."""
     async for event in stream.events():
         message = event.message
-        record = Record(
-            key=message.key,
-            value=message.value,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            headers=tuple(message.headers or ()),
-        )
-        yield await handle_record(record, handler, dead_letters)
+        yield await handle_record(Record.of(message), handler, dead_letters)
 
 
 def require_key(record: Record, event_id: str) -> None:

@@ -31,7 +31,25 @@ class DeliveryError(LabelloopError):
     """Kafka did not acknowledge one or more published records."""
 
 
-class PredictionPublisher:
+class _Closing:
+    """``with`` support for the SDK's clients: leaving the block closes the client."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PredictionPublisher(_Closing):
     """Publish predictions to ``predictions``, keyed by ``event_id``.
 
     acks=all with idempotence (kafka-python's defaults, set explicitly),
@@ -86,17 +104,6 @@ class PredictionPublisher:
             self.flush()
         finally:
             self._producer.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,7 @@ def read_records(
     return records
 
 
-class LabelReader:
+class LabelReader(_Closing):
     """Iterate trusted Labels from ``labels``.
 
     With a ``group_id`` the reader commits its position (a service reading
@@ -194,17 +201,6 @@ class LabelReader:
     def close(self) -> None:
         """Close the consumer (committing the position when there is a group)."""
         self._consumer.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def latest_labels(labels: Sequence[Label]) -> dict[str, Label]:
