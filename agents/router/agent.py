@@ -86,6 +86,10 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
         decision = router.decide(event, now, suggestion)
         if decision.action == "accept":
             await labels.send(event.event_id, model_label(event, decision, now))
+            # The audit's population: recall scales each class's audit share to these counts.
+            estimates.setdefault(event.task, Estimates(event.model_name)).recall.observe_accepted(
+                event.predicted_label
+            )
             if decision.audit is not None:
                 await requests.send(event.event_id, label_request(event, decision, now, suggestion))
                 counters["router.audit"] += 1
