@@ -284,6 +284,7 @@ def run() -> tuple[list[Row], list[Goal]]:
         "5% control share": ((0.05, 0.05), spec),
         "share 5%->20% mid-run, model drifts": ((0.05, 0.20), drifted),
     }
+    r1_parts: list[tuple[str, float]] = []
     for name, (shares, second_half) in variants.items():
         runs = [precision_run(seed, spec, shares, second_half) for seed in range(R1_RUNS)]
         coverage = sum(run.covered for run in runs) / len(runs)
@@ -315,14 +316,17 @@ def run() -> tuple[list[Row], list[Goal]]:
                 f"mean true precision; {statistics.fmean(run.control_labels for run in runs):.0f} labels",
             )
         )
-        goals.append(
-            Goal(
-                "R1",
-                f"{100 * coverage:.1f}% of {len(runs)} runs cover ({name})",
-                f">= {100 * R1_GOAL_COVERAGE:.0f}%",
-                coverage >= R1_GOAL_COVERAGE,
-            )
+        r1_parts.append((f"{100 * coverage:.1f}% of {len(runs)} runs cover ({name})", coverage))
+
+    # One line for R1: it holds when every variant holds.
+    goals.append(
+        Goal(
+            "R1",
+            "; ".join(text for text, _ in r1_parts),
+            f">= {100 * R1_GOAL_COVERAGE:.0f}% in every variant",
+            all(coverage >= R1_GOAL_COVERAGE for _, coverage in r1_parts),
         )
+    )
 
     recall_runs = [recall_run(seed, spec, "fraud") for seed in range(R2_RUNS)]
     # Compare on the runs where every design gave an estimate (each needs an audited event of

@@ -1,0 +1,28 @@
+"""The benchmarks stay importable and print goal lines in the agreed form (figures live in `make bench`)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from bench.harness import Goal, Row, report
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["bench.router_body", "bench.router_estimation", "bench.router_threshold", "bench.router_capacity"],
+)
+def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
+    assert callable(importlib.import_module(module).run)
+
+
+def test_goal_lines_say_holds_or_fails() -> None:
+    assert Goal("R9", "0.5", "<= 0.6", True).line() == "goal R9: 0.5 (goal: <= 0.6) holds"
+    assert Goal("R9", "0.7", "<= 0.6", False).line() == "goal R9: 0.7 (goal: <= 0.6) FAILS"
+
+
+def test_the_report_prints_ratios_against_same_run_baselines(tmp_path: object) -> None:
+    text = report([Row("thing", 2.0, 4.0, "us", "the other thing")], [Goal("R9", "x", "y", True)])
+    assert "0.50x" in text
+    assert text.splitlines()[-1] == "goal R9: x (goal: y) holds"
