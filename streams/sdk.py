@@ -118,6 +118,19 @@ class RawRecord:
     headers: Sequence[tuple[str, bytes]]
     timestamp_ms: int
 
+    @classmethod
+    def of(cls, message: Any) -> RawRecord:
+        """The record of a consumed message (kafka-python's or aiokafka's: the same attributes)."""
+        return cls(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            tuple(message.headers or ()),
+            message.timestamp,
+        )
+
 
 def _consumer(settings: Settings, topic: str, group_id: str | None, from_beginning: bool) -> Any:
     from kafka import KafkaConsumer
@@ -144,17 +157,7 @@ def read_records(
             batch = consumer.poll(timeout_ms=200)
             for messages in batch.values():
                 for message in messages:
-                    records.append(
-                        RawRecord(
-                            message.topic,
-                            message.partition,
-                            message.offset,
-                            message.key,
-                            message.value,
-                            tuple(message.headers or ()),
-                            message.timestamp,
-                        )
-                    )
+                    records.append(RawRecord.of(message))
                 last_new = time.monotonic()
     finally:
         consumer.close()

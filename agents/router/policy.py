@@ -172,29 +172,39 @@ class Router:
             disagreement=disagreement,
         )
         priority = self._priority(unsure, disagreement, event, now)
+
+        def decided(
+            action: Action, route: RouteReason, reason: str, inclusion: float, **more: Any
+        ) -> Decision:
+            return Decision(
+                action,
+                route,
+                reason,
+                confidence,
+                unsure,
+                threshold,
+                inclusion,
+                priority,
+                more.pop("trace", trace),
+                **more,
+            )
+
         if confidence >= threshold:
             if self.controls.decide(event.event_id, settings.control_share):
                 self.gate.reserve()
-                return Decision(
+                return decided(
                     "review",
                     "control",
                     f"control group (share {settings.control_share:.3f}) of confidence {confidence:.3f} "
                     f">= threshold {threshold:.3f}",
-                    confidence,
-                    unsure,
-                    threshold,
                     settings.control_share,
-                    priority,
-                    trace,
                 )
-            return self._accept(
-                event,
-                confidence,
-                unsure,
-                threshold,
-                priority,
-                trace,
+            return decided(
+                "accept",
+                "accepted",
                 f"confidence {confidence:.3f} >= threshold {threshold:.3f} ({settings.measure})",
+                1.0,
+                **self._audit(event, trace),
             )
         gate = self.gate.admit(priority)
         trace = trace.model_copy(update={"budget": gate.describe()})
@@ -203,49 +213,23 @@ class Router:
             f"({settings.measure})"
         )
         if gate.admitted:
-            return Decision(
-                "review", "low_confidence", why, confidence, unsure, threshold, 1.0, priority, trace
-            )
-        return self._accept(
-            event,
-            confidence,
-            unsure,
-            threshold,
-            priority,
-            trace,
-            f"{why}; not sent: {_shed_reason(gate)}",
-            shed=True,
-        )
-
-    def _accept(
-        self,
-        event: PredictionEvent,
-        confidence: float,
-        unsure: float,
-        threshold: float,
-        priority: float,
-        trace: RoutingTrace,
-        reason: str,
-        *,
-        shed: bool = False,
-    ) -> Decision:
-        audit = self.audits.decide(event.event_id, event.scores, event.predicted_label)
-        if audit is not None:
-            self.gate.reserve()
-            trace = trace.model_copy(update={"audited_class": audit.audited_class})
-        return Decision(
+            return decided("review", "low_confidence", why, 1.0, trace=trace)
+        return decided(
             "accept",
             "accepted",
-            reason,
-            confidence,
-            unsure,
-            threshold,
+            f"{why}; not sent: {_shed_reason(gate)}",
             1.0,
-            priority,
-            trace,
-            audit=audit,
-            shed=shed,
+            shed=True,
+            **self._audit(event, trace),
         )
+
+    def _audit(self, event: PredictionEvent, trace: RoutingTrace) -> dict[str, Any]:
+        """Draw an accepted event into the recall audit: the decision's ``audit`` and ``trace``."""
+        audit = self.audits.decide(event.event_id, event.scores, event.predicted_label)
+        if audit is None:
+            return {"audit": None, "trace": trace}
+        self.gate.reserve()
+        return {"audit": audit, "trace": trace.model_copy(update={"audited_class": audit.audited_class})}
 
     def _priority(
         self, unsure: float, disagreement: bool | None, event: PredictionEvent, now: datetime

@@ -144,15 +144,7 @@ class TopicWatcher:
         batches = self._loop.run_until_complete(asyncio.wait_for(self._consumer.getmany(timeout_ms=200), 30))
         for batch in batches.values():
             for message in batch:
-                self._seen[message.topic][(message.partition, message.offset)] = RawRecord(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.key,
-                    message.value,
-                    tuple(message.headers or ()),
-                    message.timestamp,
-                )
+                self._seen[message.topic][(message.partition, message.offset)] = RawRecord.of(message)
 
     def wait_for(self, done: Callable[[], bool], timeout_s: float, what: str, logs: str = "") -> None:
         """Poll until ``done()`` or fail after ``timeout_s``, saying what was awaited."""
