@@ -82,20 +82,21 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
             counters["router.duplicates"] += 1
             return
         now = loop.clock()
-        suggestion = suggest(event) if suggest is not None else None
-        decision = router.decide(event, now, suggestion)
+        # The online model is asked only for events a human will see (see Router.decide).
+        decision = router.decide(event, now, (lambda: suggest(event)) if suggest is not None else None)
         if decision.action == "accept":
             await labels.send(event.event_id, model_label(event, decision, now))
             # The audit's population: recall scales each class's audit share to these counts.
-            estimates.setdefault(event.task, Estimates(event.model_name)).recall.observe_accepted(
-                event.predicted_label
-            )
+            found = estimates.get(event.task)
+            if found is None:
+                found = estimates[event.task] = Estimates(event.model_name)
+            found.recall.observe_accepted(event.predicted_label)
             if decision.audit is not None:
-                await requests.send(event.event_id, label_request(event, decision, now, suggestion))
+                await requests.send(event.event_id, label_request(event, decision, now))
                 counters["router.audit"] += 1
             counters["router.shed" if decision.shed else "router.accept"] += 1
         else:
-            await requests.send(event.event_id, label_request(event, decision, now, suggestion))
+            await requests.send(event.event_id, label_request(event, decision, now))
             counters[f"router.{decision.route}"] += 1
         decisions[event.event_id] = decision.route
 

@@ -16,6 +16,7 @@ The core is pure: events, settings and the gate's clock in; decisions out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +113,8 @@ class Decision:
     audit: AuditDecision | None = None
     #: True when a would-review event was accepted because the pools were full.
     shed: bool = False
+    #: The online model's suggestion, for the events a human will see.
+    suggestion: Suggestion | None = None
 
 
 class Router:
@@ -155,27 +158,46 @@ class Router:
         """The acceptance threshold of ``label``."""
         return self.settings.per_class_thresholds.get(label, self.settings.accept_threshold)
 
-    def decide(self, event: PredictionEvent, now: datetime, suggestion: Suggestion | None = None) -> Decision:
-        """Accept, review, control or audit ``event``."""
+    def decide(
+        self,
+        event: PredictionEvent,
+        now: datetime,
+        suggestion: Suggestion | Callable[[], Suggestion | None] | None = None,
+    ) -> Decision:
+        """Accept, review, control or audit ``event``.
+
+        ``suggestion`` is the online model's label, or a function that makes it: it is
+        asked only for events a human will see (plain accepts skip the model call).
+        """
         settings = self.settings
         unsure = uncertainty(event.scores, settings.measure)
         # Never more confident than the score of the label we would accept (a producer may
         # predict a label that is not its top score).
         confidence = min(1.0 - unsure, event.confidence)
         threshold = self.threshold_for(event.predicted_label)
-        disagreement = None if suggestion is None else suggestion.label != event.predicted_label
-        trace = RoutingTrace(
-            measure=settings.measure,
-            uncertainty=unsure,
-            threshold=threshold,
-            policy_version=self.version,
-            disagreement=disagreement,
-        )
-        priority = self._priority(unsure, disagreement, event, now)
+        asked: list[Suggestion | None] = []
+
+        def suggested() -> Suggestion | None:
+            if not asked:
+                asked.append(suggestion() if callable(suggestion) else suggestion)
+            return asked[0]
+
+        def traced(**more: Any) -> RoutingTrace:
+            found = suggested() if more.pop("with_suggestion", True) else None
+            return RoutingTrace(
+                measure=settings.measure,
+                uncertainty=unsure,
+                threshold=threshold,
+                policy_version=self.version,
+                disagreement=None if found is None else found.label != event.predicted_label,
+                **more,
+            )
 
         def decided(
             action: Action, route: RouteReason, reason: str, inclusion: float, **more: Any
         ) -> Decision:
+            trace = more.pop("trace", None) or traced()
+            priority = self._priority(unsure, trace.disagreement, event, now)
             return Decision(
                 action,
                 route,
@@ -185,7 +207,8 @@ class Router:
                 threshold,
                 inclusion,
                 priority,
-                more.pop("trace", trace),
+                trace,
+                suggestion=suggested() if action == "review" or more.get("audit") else None,
                 **more,
             )
 
@@ -204,10 +227,11 @@ class Router:
                 "accepted",
                 f"confidence {confidence:.3f} >= threshold {threshold:.3f} ({settings.measure})",
                 1.0,
-                **self._audit(event, trace),
+                **self._audit(event, traced),
             )
-        gate = self.gate.admit(priority)
-        trace = trace.model_copy(update={"budget": gate.describe()})
+        review_trace = traced()
+        gate = self.gate.admit(self._priority(unsure, review_trace.disagreement, event, now))
+        trace = review_trace.model_copy(update={"budget": gate.describe()})
         why = (
             f"confidence {confidence:.3f} < threshold {threshold:.3f} for {event.predicted_label} "
             f"({settings.measure})"
@@ -220,16 +244,19 @@ class Router:
             f"{why}; not sent: {_shed_reason(gate)}",
             1.0,
             shed=True,
-            **self._audit(event, trace),
+            **self._audit(event, lambda with_suggestion=True, **more: trace.model_copy(update=more)),
         )
 
-    def _audit(self, event: PredictionEvent, trace: RoutingTrace) -> dict[str, Any]:
-        """Draw an accepted event into the recall audit: the decision's ``audit`` and ``trace``."""
+    def _audit(self, event: PredictionEvent, traced: Callable[..., RoutingTrace]) -> dict[str, Any]:
+        """Draw an accepted event into the recall audit: the decision's ``audit`` and ``trace``.
+
+        Only an audited event asks for the online model's suggestion (a human will see it).
+        """
         audit = self.audits.decide(event.event_id, event.scores, event.predicted_label)
         if audit is None:
-            return {"audit": None, "trace": trace}
+            return {"audit": None, "trace": traced(with_suggestion=False)}
         self.gate.reserve()
-        return {"audit": audit, "trace": trace.model_copy(update={"audited_class": audit.audited_class})}
+        return {"audit": audit, "trace": traced(audited_class=audit.audited_class)}
 
     def _priority(
         self, unsure: float, disagreement: bool | None, event: PredictionEvent, now: datetime
@@ -346,7 +373,7 @@ def label_request(
         inclusion_probability=audit.inclusion_probability
         if audit is not None
         else decision.inclusion_probability,
-        suggestion=suggestion,
+        suggestion=suggestion if suggestion is not None else decision.suggestion,
         routing=decision.trace,
         requested_at=now,
     )
