@@ -44,10 +44,18 @@ def _settings() -> object:
 
 
 def _local_broker(port: int | None) -> object:
+    """The local broker on ``port``; another port than the configured one gets its own data folder.
+
+    So ``labelloop broker stop --port 19092`` can never stop the broker of another port.
+    """
     from streams.broker import BrokerSettings, LocalBroker
 
-    settings = BrokerSettings() if port is None else BrokerSettings(port=port, controller_port=port + 1)
-    return LocalBroker(settings)
+    configured = BrokerSettings()
+    if port is None or port == configured.port:
+        return LocalBroker(configured)
+    return LocalBroker(
+        BrokerSettings(port=port, controller_port=port + 1, home=configured.home.with_name(f"kafka-{port}"))
+    )
 
 
 @broker_app.command("start")
