@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from bench import router_body, router_capacity, router_estimation, router_threshold
+from bench import ingestion, router_body, router_capacity, router_estimation, router_threshold, throughput
 from bench.harness import Goal, Row, report
 
 
 def main() -> int:
     rows: list[Row] = []
     goals: list[Goal] = []
-    rows += router_body.run()
-    for module in (router_estimation, router_threshold, router_capacity):
+    body_rows = router_body.run()
+    rows += body_rows
+    for module in (router_estimation, router_threshold, router_capacity, throughput, ingestion):
         more_rows, more_goals = module.run()
         rows += more_rows
         goals += more_goals
+    goals.append(throughput.body_goal(body_rows))
     sys.stdout.write(report(rows, goals) + "\n")
     return 0
 

@@ -49,6 +49,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_credentials": broker_credentials(settings.kafka),
         "processing_guarantee": settings.processing_guarantee,
         "producer_acks": -1,
+        # 5 ms of linger lets aiokafka fill batches: at 0 faust's per-record sends wake the
+        # sender for almost every record (bench: +14 % router throughput at 10 ms).
+        "producer_linger": 0.005,
         "topic_partitions": settings.topics.partitions,
         "topic_replication_factor": settings.topics.replication_factor,
         "topic_allow_declare": False,

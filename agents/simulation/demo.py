@@ -166,7 +166,7 @@ def _start_worker(settings: Settings, demo: DemoSettings, log_path: Path) -> sub
     }
     log_file = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

@@ -78,12 +78,15 @@ def drifting_stream(settings: StreamSettings) -> Iterator[tuple[dict[Any, float]
     if settings.drift_at >= 1.0:
         return iter(before)
     after = synth.SEA(variant=settings.variant_after, noise=settings.noise, seed=settings.seed + 2)
+    position = int(settings.events * settings.drift_at)
     stream = synth.ConceptDriftStream(
         stream=before,
         drift_stream=after,
         seed=settings.seed,
-        position=int(settings.events * settings.drift_at),
-        width=settings.drift_width,
+        position=position,
+        # River's sigmoid overflows math.exp once position / width passes ~177 (a 40k-event
+        # run with the default width): widen the drift just enough for long runs.
+        width=max(settings.drift_width, position // 150 + 1),
     )
     return iter(stream)
 

@@ -1,0 +1,345 @@
+"""[F1] The faust router on a real broker against a plain aiokafka consume→produce passthrough.
+
+Both read the same 200k ``PredictionEvent`` records (~300 bytes of JSON, keyed
+by ``event_id``, 4 partitions) from one pre-filled ``predictions`` topic on
+the bench broker (Kafka 4.1 on 127.0.0.1:29092, started here if nothing
+answers there, and then stopped again):
+
+- **baseline**: one ``AIOKafkaConsumer`` + one ``AIOKafkaProducer`` in this
+  process copying every record to another 4-partition topic, with the
+  producer and consumer settings faust's transport uses (acks=all,
+  idempotent, linger 0, 16 KiB batches, 1 MiB partition fetches) and a
+  commit every second; timed from the first record consumed to the last
+  copy acknowledged;
+- **figure**: the real worker (``python -m streams.cli worker``, every stage
+  registered, as deployed) in a subprocess. Its rate is that of the growth
+  of the ``labels`` + ``label-requests`` end offsets, polled every 0.5 s,
+  from the first poll that sees an output record to the one that sees all.
+
+The worker runs with ``accept_threshold=0.01`` (every event is accepted:
+max-probability confidence is at least 0.5), the capacity gate off, no
+control share and an audit rate of 1e-6, so the crowd, dispatcher and
+aggregator stay idle and what is measured is the router's path. The other
+stages that read ``labels`` (the router's estimator, the learner, the
+monitor) run as they do in production and share the worker's one event loop.
+
+The CPU time of each side per record (``/proc`` of the worker, the process
+time of the passthrough) is printed as a second row.
+
+[F2] The goal line of the router's body without Kafka (``bench/router_body.py``)
+is decided here too, from its row (:func:`body_goal`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.simulation.stream import StreamSettings, simulate
+from bench.harness import Goal, Row
+from streams.broker import BrokerSettings, LocalBroker, is_reachable
+from streams.codec import encode
+from streams.settings import KafkaSettings, Settings, TopicSettings
+from streams.topics import create_topics, delete_topics, topic_names
+
+RECORDS = 200_000
+PARTITIONS = 4
+#: Distinct simulated events; the 200k records are these with fresh event ids.
+TEMPLATES = 2_000
+POLL_EVERY_S = 0.5
+#: The worker must start producing within this. Its rate is read over at most ROUTER_WINDOW_S
+#: after that (a worker at the goal's 10k/s routes all 200k in 20 s; a slower one is cut off
+#: so ``make bench`` stays short, and the goal line says how many it routed).
+STARTUP_DEADLINE_S = 90.0
+ROUTER_WINDOW_S = 60.0
+GOAL_RATIO = 0.7
+GOAL_RATE_PER_S = 10_000.0
+BODY_GOAL_RATIO = 2.0
+REPO = Path(__file__).resolve().parent.parent
+BENCH_BROKER = BrokerSettings(port=29092, controller_port=29093, home=REPO / ".labelloop" / "bench-kafka")
+#: faust's aiokafka transport settings under our create_app (see faust.transport.drivers.aiokafka).
+FAUST_PRODUCER = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 0,
+    "max_batch_size": 16_384,
+    "max_request_size": 1_000_000,
+}
+FAUST_CONSUMER = {
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    "max_partition_fetch_bytes": 1024**2,
+    "fetch_max_wait_ms": 1500,
+}
+COMMIT_EVERY_S = 1.0
+#: The worker's environment on top of ours: nearly everything accepted, the crowd idle.
+ROUTER_ENV = {
+    "LABELLOOP_ROUTER__ACCEPT_THRESHOLD": "0.01",
+    "LABELLOOP_ROUTER__CAPACITY__ENABLED": "false",
+    "LABELLOOP_ROUTER__CONTROL_SHARE": "0",
+    "LABELLOOP_ROUTER__AUDIT__RATE": "0.000001",
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Records moved per second, and the CPU seconds the mover spent per record."""
+
+    per_s: float
+    cpu_s_per_record: float
+    records: int
+
+
+def run() -> tuple[list[Row], list[Goal]]:
+    """Measure both on the bench broker; topics are deleted and the broker stopped if started here."""
+    # aiokafka warns of retries on topics a moment old (no leader yet); they are retried and succeed.
+    for name in ("aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    broker = LocalBroker(BENCH_BROKER)
+    started_here = not is_reachable(broker.bootstrap)
+    bootstrap = broker.start()
+    stamp = f"{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
+    router_settings = _settings(bootstrap, f"bench-f1-{stamp}")
+    passthrough_settings = _settings(bootstrap, f"bench-f1-{stamp}-passthrough")
+    try:
+        create_topics(router_settings)
+        create_topics(passthrough_settings)
+        asyncio.run(prefill(router_settings))
+        source = topic_names(router_settings).predictions
+        target = topic_names(passthrough_settings).labels
+        baseline = asyncio.run(passthrough(bootstrap, source, target, passthrough_settings.app_id))
+        figure = router_rate(router_settings)
+    finally:
+        for settings in (router_settings, passthrough_settings):
+            with contextlib.suppress(Exception):  # a failed cleanup must not hide the run's error
+                delete_topics(settings)
+        if started_here:
+            broker.stop()
+    rows = [
+        Row("router on Kafka (events/s)", figure.per_s, baseline.per_s, "/s", "aiokafka passthrough"),
+        Row(
+            "router on Kafka, CPU per event",
+            figure.cpu_s_per_record * 1e6,
+            baseline.cpu_s_per_record * 1e6,
+            "us",
+            "aiokafka passthrough",
+        ),
+    ]
+    ratio = figure.per_s / baseline.per_s
+    done = figure.records >= RECORDS
+    goal = Goal(
+        "F1",
+        f"router {figure.per_s:,.0f} events/s = {ratio:.2f}x passthrough {baseline.per_s:,.0f}/s"
+        + ("" if done else f" (over {figure.records:,} of {RECORDS:,}: cut off after {ROUTER_WINDOW_S:g} s)"),
+        f">= {GOAL_RATIO}x passthrough and >= {GOAL_RATE_PER_S:,.0f}/s",
+        done and ratio >= GOAL_RATIO and figure.per_s >= GOAL_RATE_PER_S,
+    )
+    return rows, [goal]
+
+
+def body_goal(rows: list[Row]) -> Goal:
+    """[F2] The router's body per event (``bench/router_body.py``) is at most 2x the sum of its parts."""
+    body = next(row for row in rows if row.name.startswith("router body per event"))
+    return Goal(
+        "F2",
+        f"router body {body.figure:.1f} us/event = {body.ratio:.2f}x "
+        f"the sum of its parts {body.baseline:.1f} us",
+        f"<= {BODY_GOAL_RATIO:g}x",
+        body.ratio <= BODY_GOAL_RATIO,
+    )
+
+
+def _settings(bootstrap: str, name: str) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topics=TopicSettings(prefix=f"{name}.", partitions=PARTITIONS),
+        app_id=name,
+    )
+
+
+def prediction_records(count: int = RECORDS) -> Iterator[tuple[bytes, bytes]]:
+    """``count`` valid PredictionEvents as (key, value): simulated ones, each id made unique.
+
+    >>> key, value = next(prediction_records(1))
+    >>> key, b'"event_id":"bench-0000000"' in value, 250 < len(value) < 350
+    (b'bench-0000000', True, True)
+    """
+    stream = StreamSettings(events=min(count, TEMPLATES), train_size=200, run_id="tmpl")
+    templates = [
+        (simulated.event.event_id.encode(), encode(simulated.event)) for simulated in simulate(stream)
+    ]
+    for index in range(count):
+        template_id, value = templates[index % len(templates)]
+        event_id = f"bench-{index:07d}".encode()
+        yield event_id, value.replace(b'"' + template_id + b'"', b'"' + event_id + b'"', 1)
+
+
+async def prefill(settings: Settings) -> None:
+    """Write the records to ``predictions`` in big batches, each on its key's partition."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    topic = topic_names(settings).predictions
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        acks="all",
+        max_batch_size=512 * 1024,
+        max_request_size=2 * 1024**2,
+    )
+    await producer.start()
+    try:
+        partitions = list(range(PARTITIONS))
+        partition_of = DefaultPartitioner()  # murmur2 of the key, as every Kafka producer does
+        batches = [producer.create_batch() for _ in partitions]
+        sent: list[asyncio.Future[Any]] = []
+        for key, value in prediction_records():
+            partition = partition_of(key, partitions, partitions)
+            if batches[partition].append(key=key, value=value, timestamp=None) is None:
+                sent.append(await producer.send_batch(batches[partition], topic, partition=partition))
+                batches[partition] = producer.create_batch()
+                batches[partition].append(key=key, value=value, timestamp=None)
+        for partition, batch in enumerate(batches):
+            if batch.record_count():
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def passthrough(bootstrap: str, source: str, target: str, group: str) -> Rate:
+    """Copy every record of ``source`` to ``target`` as faust's transport would, and time it."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, **FAUST_CONSUMER)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **FAUST_PRODUCER)
+    await producer.start()
+    await consumer.start()
+    try:
+        copied = 0
+        first_s = first_cpu_s = 0.0
+        committed_s = time.monotonic()
+        in_flight: list[asyncio.Future[Any]] = []
+        while copied < RECORDS:
+            fetched = await consumer.getmany(timeout_ms=1_000)
+            for records in fetched.values():
+                for record in records:
+                    if copied == 0:
+                        first_s, first_cpu_s = time.perf_counter(), time.process_time()
+                    in_flight.append(await producer.send(target, record.value, key=record.key))
+                    copied += 1
+            if time.monotonic() - committed_s >= COMMIT_EVERY_S:
+                await consumer.commit()
+                committed_s = time.monotonic()
+            if len(in_flight) >= 10_000:  # bound the memory of pending acks; sends go on meanwhile
+                await asyncio.gather(*in_flight)
+                in_flight.clear()
+        await asyncio.gather(*in_flight)
+        elapsed_s = time.perf_counter() - first_s
+        cpu_s = time.process_time() - first_cpu_s
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return Rate(per_s=copied / elapsed_s, cpu_s_per_record=cpu_s / copied, records=copied)
+
+
+def router_rate(settings: Settings) -> Rate:
+    """Run the worker on the pre-filled topic; the growth rate of its outputs' end offsets."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    names = topic_names(settings)
+    outputs = [
+        TopicPartition(topic, p) for topic in (names.labels, names.label_requests) for p in range(PARTITIONS)
+    ]
+    with tempfile.TemporaryDirectory(prefix="labelloop-bench-") as data_dir:
+        log_path = Path(data_dir) / "worker.log"
+        env = os.environ | ROUTER_ENV
+        env |= {
+            "LABELLOOP_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "LABELLOOP_TOPICS__PREFIX": settings.topics.prefix,
+            "LABELLOOP_TOPICS__PARTITIONS": str(PARTITIONS),
+            "LABELLOOP_APP_ID": settings.app_id,
+            "LABELLOOP_DATA_DIR": data_dir,
+        }
+        offsets = KafkaConsumer(**settings.kafka.kafka_python_options())
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            return _watch(worker, offsets, outputs, log_path)
+        finally:
+            offsets.close()
+            _stop(worker)
+
+
+def _watch(worker: subprocess.Popen[bytes], offsets: Any, outputs: list[Any], log_path: Path) -> Rate:
+    """Poll the outputs' end offsets until every record is routed (or the deadline passes)."""
+    started_s = time.monotonic()
+    first: tuple[float, int, float] | None = None  # (when, how many, worker CPU s) at the first output
+    last = (0.0, 0, 0.0)
+    while True:
+        time.sleep(POLL_EVERY_S)
+        now_s = time.monotonic()
+        routed = sum(offsets.end_offsets(outputs).values())
+        cpu_s = _cpu_s(worker.pid)
+        if worker.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3_000:]
+            raise RuntimeError(f"the worker exited with {worker.returncode} after {routed} records:\n{tail}")
+        if routed and first is None:
+            first = (now_s, routed, cpu_s)
+        last = (now_s, routed, cpu_s)
+        if routed >= RECORDS:
+            break
+        if first is None and now_s - started_s > STARTUP_DEADLINE_S:
+            tail = log_path.read_text(errors="replace")[-3_000:]
+            raise RuntimeError(f"the worker produced nothing in {STARTUP_DEADLINE_S:g} s:\n{tail}")
+        if first is not None and now_s - first[0] >= ROUTER_WINDOW_S:
+            break  # too slow: report what it did (the goal fails on the count)
+    assert first is not None
+    records = last[1] - first[1]
+    if records <= 0:
+        return Rate(per_s=0.0, cpu_s_per_record=float("inf"), records=last[1])
+    return Rate(
+        per_s=records / (last[0] - first[0]),
+        cpu_s_per_record=(last[2] - first[2]) / records,
+        records=last[1],
+    )
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from ``/proc`` (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" that ends the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker (faust shuts down cleanly on it); SIGKILL it if it lingers."""
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=10)
