@@ -47,7 +47,7 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
         label = decode_or_skip(Label, record)
         if label is None or not label.is_human:
             return
-        weight = 1.0 / label.inclusion_probability
+        weight = min(1.0 / label.inclusion_probability, settings.max_weight)
         waiting = pending.get(label.event_id)
         if waiting is None:
             # The label overtook its request: keep it until the input arrives.

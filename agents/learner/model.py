@@ -38,6 +38,10 @@ class LearnerSettings(BaseModel):
     window: int = Field(default=500, ge=10)
     #: Publish metrics every this many seconds.
     publish_every_s: float = Field(default=5.0, gt=0.0)
+    #: Importance weights (1 / inclusion probability) are clipped here before they scale an SGD
+    #: step: an audit label can weigh 500, and a 500x step throws a logistic regression off
+    #: (truncated importance weighting: a little bias for bounded variance).
+    max_weight: float = Field(default=10.0, ge=1.0)
 
 
 def build_model(kind: ModelKind) -> base.Classifier:
