@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.aggregator.majority import TaskContext, majority
+from agents.aggregator.majority import MajorityVoteAggregator, TaskState
 from agents.learner.model import OnlineLearner, build_model, features_of
 from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings
 from agents.pools.simulated import SimulatedWorker
@@ -34,7 +34,7 @@ from agents.router.capacity import CapacitySettings
 from agents.router.policy import Router, RouterSettings, label_request
 from agents.simulation.stream import StreamSettings, simulate
 from bench.harness import Goal, Row
-from schemas import Label, LabelProvenance, PredictionInput
+from schemas import CrowdAnswer, Label, PredictionInput
 from streams.codec import decode, encode
 
 LABELS = 20_000
@@ -72,6 +72,7 @@ def crowd_labels(count: int = LABELS, seed: int = 11) -> list[Labelled]:
         clock=lambda: 0.0,
     )
     now = datetime(2026, 1, 1, tzinfo=UTC)
+    aggregator = MajorityVoteAggregator(default_overlap=len(workers))
     labelled: list[Labelled] = []
     # A few more events than labels: the rare event at confidence 1.0 is accepted, not labelled.
     # (Not twice as many: River's ConceptDriftStream overflows math.exp when the drift is
@@ -81,32 +82,23 @@ def crowd_labels(count: int = LABELS, seed: int = 11) -> list[Labelled]:
         decision = router.decide(event, now)
         if decision.action != "review" or decision.audit is not None:
             continue
-        context = TaskContext.of(label_request(event, decision, now))
-        classes = sorted(event.scores)
-        answers = [worker.answer(simulated.truth, classes) for worker in workers]
-        label, share = majority(answers)
-        decided = Label(
-            event_id=event.event_id,
-            task=context.task,
-            label=label,
-            source="crowd",
-            confidence=share,
-            route=context.route,
-            inclusion_probability=context.inclusion_probability,
-            reason=context.reason,
-            routing=context.routing,
-            decided_at=now,
-            prediction_created_at=context.prediction_created_at,
-            provenance=LabelProvenance(
-                model_name=context.model_name,
-                model_version=context.model_version,
-                model_label=context.model_label,
-                model_confidence=context.model_confidence,
-                n_answers=len(answers),
+        # The real aggregator turns the request and three workers' answers into the Label.
+        state, _ = aggregator.observe_request(TaskState(), label_request(event, decision, now), now)
+        decided = None
+        for worker in workers:
+            answer = CrowdAnswer(
+                event_id=event.event_id,
+                task_id=f"{event.event_id}/simulated",
                 pool="simulated",
-                worker_ids=[worker.worker_id for worker in workers],
-            ),
-        )
+                worker_id=worker.worker_id,
+                label=worker.answer(simulated.truth, sorted(event.scores)),
+                time_spent_s=2.0,
+                answered_at=now,
+                overlap=len(workers),
+            )
+            state, decided = aggregator.observe_answer(state, answer, event.event_id, now)
+        assert decided is not None
+        label = decided.label
         model_input = event.input
         labelled.append(Labelled(encode(decided), model_input, features_of(model_input, "linear"), label))
         if len(labelled) == count:

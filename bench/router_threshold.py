@@ -16,11 +16,11 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agents.router.policy import Router, RouterSettings
+from agents.router.policy import Router, RouterSettings, provenance
 from agents.router.sampling import AuditSettings
 from agents.router.tuning import TuningSettings
 from bench.harness import Goal, Row
-from schemas import Label, LabelProvenance, PredictionEvent, PredictionInput
+from schemas import Label, PredictionEvent, PredictionInput
 
 TARGET = 0.95
 EVENTS = 30_000
@@ -131,12 +131,7 @@ def tuned_run(stream: list[Scored], z: float) -> tuple[float, float, float]:
                 routing=decision.trace,
                 decided_at=now,
                 prediction_created_at=event.created_at,
-                provenance=LabelProvenance(
-                    model_name=event.model_name,
-                    model_version=event.model_version,
-                    model_label=event.predicted_label,
-                    model_confidence=event.confidence,
-                ),
+                provenance=provenance(event),
             )
             command = router.learn_from(label, now)
             if command is not None:
