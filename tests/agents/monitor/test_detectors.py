@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings
-from schemas import Label, LabelProvenance
+from schemas import Label
 from schemas.labels import LabelSource, RouteReason
+from tests import factories
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -33,19 +34,8 @@ def label(
     revision: int = 1,
     route: RouteReason = "low_confidence",
 ) -> Label:
-    return Label(
-        event_id="tx-1",
-        label=human_label,
-        source=source,
-        revision=revision,
-        supersedes=revision - 1 if revision > 1 else None,
-        confidence=1.0,
-        route=route,
-        decided_at=WHEN,
-        prediction_created_at=WHEN,
-        provenance=LabelProvenance(
-            model_name="fraud-model", model_version="3", model_label=model_label, model_confidence=0.6
-        ),
+    return factories.human_label(
+        route, human_label=human_label, model_label=model_label, source=source, revision=revision
     )
 
 

@@ -11,8 +11,9 @@ from agents.router.agent import Estimates, observe_label
 from agents.router.estimators import PrecisionEstimator, RecallEstimator
 from agents.router.policy import Router, RouterSettings, label_request
 from agents.router.sampling import AuditSettings
-from schemas import CrowdAnswer, Label, LabelProvenance, PredictionEvent, PredictionInput
+from schemas import CrowdAnswer, Label, PredictionEvent, PredictionInput
 from schemas.labels import LabelSource, RouteReason, RoutingTrace
+from tests import factories
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = CREATED + timedelta(minutes=1)
@@ -40,22 +41,19 @@ def label(
     task: str = "payments",
     event_id: str = "tx-1",
 ) -> Label:
-    return Label(
-        event_id=event_id,
-        task=task,
-        label=human_label,
+    return factories.human_label(
+        route,
+        human_label=human_label,
+        model_label=model_label,
         source=source,
         revision=revision,
-        supersedes=revision - 1 if revision > 1 else None,
-        confidence=1.0,
-        route=route,
         inclusion_probability=inclusion_probability,
         routing=routing,
+        task=task,
+        event_id=event_id,
         decided_at=NOW,
-        prediction_created_at=CREATED,
-        provenance=LabelProvenance(
-            model_name="fraud-model", model_version="3", model_label=model_label, model_confidence=0.9
-        ),
+        created_at=CREATED,
+        model_confidence=0.9,
     )
 
 

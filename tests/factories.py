@@ -1,0 +1,47 @@
+"""Wire objects the tests build again and again, with defaults a test overrides by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from schemas import Label, LabelProvenance, LabelSource, RouteReason, RoutingTrace
+
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def human_label(
+    route: RouteReason = "low_confidence",
+    *,
+    human_label: str = "fraud",
+    model_label: str = "ok",
+    source: LabelSource = "crowd",
+    revision: int = 1,
+    inclusion_probability: float = 1.0,
+    routing: RoutingTrace | None = None,
+    task: str = "default",
+    event_id: str = "tx-1",
+    decided_at: datetime = WHEN,
+    created_at: datetime = WHEN,
+    model_confidence: float = 0.6,
+) -> Label:
+    """A Label for event ``event_id`` (revision > 1 supersedes the one before)."""
+    return Label(
+        event_id=event_id,
+        task=task,
+        label=human_label,
+        source=source,
+        revision=revision,
+        supersedes=revision - 1 if revision > 1 else None,
+        confidence=1.0,
+        route=route,
+        inclusion_probability=inclusion_probability,
+        routing=routing,
+        decided_at=decided_at,
+        prediction_created_at=created_at,
+        provenance=LabelProvenance(
+            model_name="fraud-model",
+            model_version="3",
+            model_label=model_label,
+            model_confidence=model_confidence,
+        ),
+    )
