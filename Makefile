@@ -7,10 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-# kcat (Debian) is the outside client the wire-contract test and the README use.
-KCAT_INSTALL := command -v kcat >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
-	&& (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) \
-	|| echo 'kcat is not installed and we are not root: its test will be skipped'; }
+# Debian tools the tests drive from outside: kcat (the wire-contract test and the README) and
+# headless chromium + chromium-driver (the expert page's browser test).
+APT_TOOLS := kcat chromium chromium-driver
+TOOLS_INSTALL := { command -v kcat && command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
+	|| { [ "$$(id -u)" = 0 ] \
+	&& (apt-get update -qq && apt-get install -y -qq $(APT_TOOLS) >/dev/null) \
+	|| echo 'kcat/chromium are not installed and we are not root: their tests will be skipped'; }
 
 .PHONY: install tools demo test test-unit test-kafka lint format bench broker-start broker-stop schemas clean
 
@@ -23,7 +26,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 tools:
-	@$(KCAT_INSTALL)
+	@$(TOOLS_INSTALL)
 
 demo: install
 	$(BIN)/labelloop demo
