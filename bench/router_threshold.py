@@ -5,16 +5,23 @@ and whose prediction is right with probability c**1.2 (an over-confident
 model). The Router starts at threshold 0.9 with a 5 % control group and a 2 %
 recall audit, and its tuner re-sets the threshold from the human labels it
 gets (reviews and control, weighted by 1 / inclusion probability) toward 95 %
-precision of the accepted events. The oracle knows every true label and picks
-the lowest threshold whose accepted events reach 95 % precision on the same
-stream; it needs no control group.
+precision of the accepted events, with the calibrated estimator (a Platt curve
+fitted to every human label, averaged over every routed event above a
+candidate threshold; see :mod:`agents.router.tuning`). The oracle knows every
+true label and picks the lowest threshold whose accepted events reach 95 %
+precision on the same stream; it needs no control group or audit. The goal's
+figure is the mean over five seeded streams (one stream's ratio moves by
+about ±0.1x with its seed); rows show the worst stream, the direct
+(control-group only) estimator and the tuner without its safety margin.
 """
 
 from __future__ import annotations
 
 import random
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from agents.router.policy import Router, RouterSettings, provenance
 from agents.router.sampling import AuditSettings
@@ -24,6 +31,8 @@ from schemas import Label, PredictionEvent, PredictionInput
 
 TARGET = 0.95
 EVENTS = 30_000
+#: Streams R3 averages over: one stream's figure moves by about ±0.1x with its seed.
+SEEDS = (11, 12, 13, 14, 15)
 
 
 @dataclass(frozen=True)
@@ -74,37 +83,63 @@ def oracle_share(confidences: list[float], right: list[bool], target: float) -> 
 
 
 def run() -> tuple[list[Row], list[Goal]]:
-    """One tuned run against the oracle on the same stream (and, for comparison, without a safety margin)."""
-    stream = overconfident_stream(EVENTS, seed=11)
-    ours, precision, threshold = tuned_run(stream, z=TuningSettings().z)
-    bare, bare_precision, _ = tuned_run(stream, z=0.0)
-    confidences = [s.event.confidence for s in stream]
-    oracle, oracle_threshold = oracle_share(
-        confidences, [s.event.predicted_label == s.truth for s in stream], TARGET
-    )
-    ratio = ours / oracle if oracle else float("inf")
+    """Tuned runs against the oracle on the same streams (and, for comparison, other tuners)."""
+    runs = []
+    for seed in SEEDS:
+        stream = overconfident_stream(EVENTS, seed=seed)
+        ours, precision, threshold = tuned_run(stream, z=TuningSettings().z)
+        oracle, oracle_threshold = oracle_share(
+            [s.event.confidence for s in stream], [s.event.predicted_label == s.truth for s in stream], TARGET
+        )
+        runs.append((seed, ours, precision, threshold, oracle, oracle_threshold))
+    ours_mean = statistics.fmean(run[1] for run in runs)
+    oracle_mean = statistics.fmean(run[4] for run in runs)
+    ratio = ours_mean / oracle_mean if oracle_mean else float("inf")
+    worst = max(runs, key=lambda run: run[1] / run[4])
+    first = overconfident_stream(EVENTS, seed=SEEDS[0])
+    direct, direct_precision, _ = tuned_run(first, z=TuningSettings().z, estimator="direct")
+    bare, bare_precision, _ = tuned_run(first, z=0.0)
     rows = [
-        Row("R3 share sent to humans, tuned to 95% precision", ours, oracle, "", "oracle threshold's share"),
-        Row("R3 precision of what was accepted", precision, TARGET, "", "target"),
-        Row("R3   same, tuner without safety margin (z=0)", bare, oracle, "", "oracle threshold's share"),
+        Row(
+            f"R3 share sent to humans, tuned to 95% (mean of {len(SEEDS)})",
+            ours_mean,
+            oracle_mean,
+            "",
+            "oracle threshold's share",
+        ),
+        Row(
+            "R3 precision of what was accepted (mean)",
+            statistics.fmean(run[2] for run in runs),
+            TARGET,
+            "",
+            "target",
+        ),
+        Row(f"R3   worst stream (seed {worst[0]})", worst[1], worst[4], "", "oracle threshold's share"),
+        Row(f"R3   direct estimator (seed {SEEDS[0]})", direct, runs[0][1], "", "calibrated estimator"),
+        Row("R3   precision accepted, direct", direct_precision, TARGET, "", "target"),
+        Row("R3   calibrated, no safety margin (z=0)", bare, runs[0][4], "", "oracle threshold's share"),
         Row("R3   precision accepted with z=0", bare_precision, TARGET, "", "target"),
     ]
     figure = (
-        f"{ours:.3f} of events to humans vs the oracle's {oracle:.3f} = {ratio:.2f}x "
-        f"(final threshold {threshold:.2f}, oracle {oracle_threshold:.2f}; "
-        f"accepted precision {precision:.3f})"
+        f"{ours_mean:.3f} of events to humans vs the oracle's {oracle_mean:.3f} = {ratio:.2f}x "
+        f"over {len(SEEDS)} streams (worst {worst[1] / worst[4]:.2f}x; final thresholds "
+        f"{', '.join(f'{run[3]:.3f}' for run in runs)} vs oracle "
+        f"{', '.join(f'{run[5]:.3f}' for run in runs)}; accepted precision "
+        f"{min(run[2] for run in runs):.3f}-{max(run[2] for run in runs):.3f})"
     )
     return rows, [Goal("R3", figure, "<= 1.2x", ratio <= 1.2)]
 
 
-def tuned_run(stream: list[Scored], z: float) -> tuple[float, float, float]:
+def tuned_run(
+    stream: list[Scored], z: float, estimator: Literal["calibrated", "direct"] = "calibrated"
+) -> tuple[float, float, float]:
     """Share sent to humans, precision of the accepted events and the final threshold of one run."""
     router = Router(
         RouterSettings(
             accept_threshold=0.9,
             control_share=0.05,
             audit=AuditSettings(rate=0.02),
-            tuning=TuningSettings(target_precision=TARGET, every=200, z=z),
+            tuning=TuningSettings(target_precision=TARGET, every=200, z=z, estimator=estimator),
         ),
         clock=lambda: 0.0,
     )

@@ -175,6 +175,8 @@ class Router:
         # predict a label that is not its top score).
         confidence = min(1.0 - unsure, event.confidence)
         threshold = self.threshold_for(event.predicted_label)
+        if settings.tuning.target_precision is not None:
+            self.tuner.observe_event(confidence)
         asked: list[Suggestion | None] = []
 
         def suggested() -> Suggestion | None:
