@@ -1,0 +1,462 @@
+"""Who to trust: per-worker skill estimates from golden tasks, expert audits, agreement and Dawid–Skene.
+
+The aggregator weighs each vote by what the :class:`SkillBook` knows of its
+worker. Evidence comes in four kinds, strongest first:
+
+- **golden answers** (``CrowdAnswer.golden_label`` set): the truth is known;
+- **expert audits**: an expert's label on an event is the truth for the crowd
+  votes on it (the Chimera arrangement: experts audit the crowd, Sun et al., 2014);
+- **Dawid–Skene refits** over a recent window (:mod:`agents.aggregator.dawid_skene`):
+  an EM estimate of every worker's confusion matrix from the answers alone;
+- **agreement** with confident aggregates, used only until a Dawid–Skene
+  estimate exists (it is the poor man's version of the same thing).
+
+A worker's accuracy is the mean of a Beta posterior: a prior of
+``prior_strength`` pseudo-answers at ``prior_accuracy``, plus graded answers
+(golden, audits) at full weight, plus agreement or Dawid–Skene evidence at a
+reduced weight (it is estimated, not observed). A new worker starts at the
+prior. Per class, a Dirichlet posterior gives the worker's confusion matrix:
+its prior rows are the worker's one-coin accuracy (or the Dawid–Skene rows
+when known), updated by the graded answers, so a worker who always answers
+one class is seen as such once the golden tasks cover two classes.
+
+A worker is **flagged as a spammer** when the evidence says their answers
+carry (almost) no information about the truth: graded accuracy credibly near
+chance, or a confusion matrix whose rows are nearly identical (the answer does
+not depend on the true class; the spammer score of Raykar & Yu, 2012).
+
+References
+----------
+Dawid, A. P. & Skene, A. M. (1979). Maximum likelihood estimation of observer
+error-rates using the EM algorithm. JRSS C 28(1), 20–28.
+
+Sun, C., Rampalli, N., Yang, F. & Doan, A. (2014). Chimera: Large-scale
+classification using machine learning, rules, and crowdsourcing. PVLDB 7(13).
+
+Ipeirotis, P., Provost, F. & Wang, J. (2010). Quality management on Amazon
+Mechanical Turk. HCOMP (golden data and EM-estimated confusion matrices; spammers).
+
+Raykar, V. C. & Yu, S. (2012). Eliminating spammers and ranking annotators for
+crowdsourced labeling tasks. JMLR 13, 491–518.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.base import Id, Probability, Timestamp, WireModel
+
+#: Confusion entries are kept away from 0 so one vote never rules a class out for good.
+_FLOOR = 0.005
+
+
+class SkillSettings(BaseModel):
+    """How evidence becomes skill (``LABELLOOP_AGGREGATOR__SKILLS__*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Accuracy of a worker nobody knows anything about yet.
+    prior_accuracy: float = Field(default=0.7, gt=0.0, lt=1.0)
+    #: Weight of that prior, in answers.
+    prior_strength: float = Field(default=4.0, gt=0.0)
+    #: Weight of one agreement (or disagreement) with a confident aggregate, in graded answers.
+    agreement_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Weight of one answer behind a Dawid–Skene estimate, in graded answers.
+    dawid_skene_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: At most this many answers of a Dawid–Skene estimate count (a refit is not the truth).
+    dawid_skene_cap: int = Field(default=200, ge=1)
+    #: Weight of the prior rows of a worker's confusion matrix, in answers per true class.
+    confusion_strength: float = Field(default=4.0, gt=0.0)
+    #: Graded answers (golden + audits) before the accuracy rule may flag a worker.
+    min_graded: int = Field(default=10, ge=1)
+    #: Flag when the upper credible bound of graded accuracy is below chance + this margin.
+    spam_margin: float = Field(default=0.15, ge=0.0, le=1.0)
+    #: Width of that credible bound, in posterior standard deviations.
+    spam_z: float = Field(default=1.64, gt=0.0)
+    #: Flag when the rows of the confusion matrix differ by less than this (mean total variation).
+    spam_informativeness: float = Field(default=0.2, ge=0.0, le=1.0)
+    #: Graded answers per true class before that class's row counts for the informativeness.
+    min_graded_per_class: int = Field(default=5, ge=1)
+    #: Answers in the window before a Dawid–Skene confusion may flag a worker.
+    min_dawid_skene_answers: int = Field(default=30, ge=1)
+
+
+class WorkerRecord(BaseModel):
+    """The evidence about one worker: counts (mergeable by addition) and the latest refit."""
+
+    pool: str = ""
+    answers: int = 0
+    golden_right: int = 0
+    golden_total: int = 0
+    audit_right: int = 0
+    audit_total: int = 0
+    agreed: int = 0
+    agreement_total: int = 0
+    #: Graded answers (golden and audits): true class -> answered class -> count.
+    graded: dict[str, dict[str, int]] = {}
+    dawid_skene_accuracy: float | None = None
+    dawid_skene_answers: int = 0
+    #: The latest refit's confusion: true class -> answered class -> probability.
+    dawid_skene_confusion: dict[str, dict[str, float]] | None = None
+    flagged: bool = False
+    updated_at: datetime | None = None
+
+    @property
+    def graded_right(self) -> int:
+        return self.golden_right + self.audit_right
+
+    @property
+    def graded_total(self) -> int:
+        return self.golden_total + self.audit_total
+
+
+class WorkerSkill(WireModel):
+    """A worker's published skill, keyed by ``worker_id`` on ``worker-skills`` (compacted).
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> book = SkillBook()
+    >>> when = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> for i in range(40):   # right half the time on two classes: a coin, not a worker
+    ...     _ = book.observe_golden("w1", "sim", "cat", "dog" if i % 2 else "cat", when)
+    >>> skill = book.skill("w1")
+    >>> skill.n_golden, skill.golden_accuracy, skill.flagged_spammer
+    (40, 0.5, True)
+    """
+
+    SCHEMA_VERSION = 1
+    schema_version: Literal[1] = 1
+    worker_id: Id
+    pool: str
+    #: The estimate the aggregator weighs votes with.
+    accuracy: Probability
+    n_golden: Annotated[int, Field(ge=0)]
+    golden_accuracy: Probability | None = None
+    n_audited: Annotated[int, Field(ge=0)]
+    audited_accuracy: Probability | None = None
+    n_answers: Annotated[int, Field(ge=0)]
+    #: Share of the worker's answers that agreed with a confident aggregate.
+    agreement: Probability | None = None
+    dawid_skene_accuracy: Probability | None = None
+    flagged_spammer: bool
+    updated_at: Timestamp | None = None
+
+
+def _share(right: int, total: int) -> float | None:
+    return right / total if total else None
+
+
+def _mean_total_variation(rows: Sequence[Mapping[str, float]], classes: Sequence[str]) -> float:
+    """Mean total-variation distance between pairs of rows: 0 when the answer ignores the truth."""
+    pairs = list(itertools.combinations(rows, 2))
+    if not pairs:
+        return 1.0
+    return sum(0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in classes) for a, b in pairs) / len(pairs)
+
+
+class SkillBook:
+    """Per-worker skill estimates; the aggregator's answer to "how much is this vote worth".
+
+    Parameters
+    ----------
+    settings
+        Priors, evidence weights and the spammer rule.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> when = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> book = SkillBook()
+    >>> book.accuracy_of("new") is None
+    True
+    >>> for truth in ["cat", "dog"] * 5:
+    ...     _ = book.observe_golden("good", "sim", truth, truth, when)
+    ...     _ = book.observe_golden("lazy", "sim", truth, "cat", when)   # always says cat
+    >>> round(book.accuracy_of("good"), 3), round(book.accuracy_of("lazy"), 3)
+    (0.914, 0.557)
+    >>> book.is_flagged("good"), book.is_flagged("lazy")
+    (False, True)
+    >>> p = book.posterior([("good", "dog"), ("lazy", "cat")], ["cat", "dog"])
+    >>> max(p, key=p.__getitem__)
+    'dog'
+    """
+
+    def __init__(self, settings: SkillSettings | None = None) -> None:
+        self.settings = settings or SkillSettings()
+        self.workers: dict[str, WorkerRecord] = {}
+        self.classes: set[str] = set()
+
+    # -- evidence ------------------------------------------------------------------------
+
+    def record(self, worker_id: str, pool: str = "") -> WorkerRecord:
+        """The worker's record (created at the prior when new)."""
+        record = self.workers.get(worker_id)
+        if record is None:
+            record = self.workers[worker_id] = WorkerRecord(pool=pool)
+        elif pool and not record.pool:
+            record.pool = pool
+        return record
+
+    def observe_answer(self, worker_id: str, pool: str, now: datetime) -> None:
+        """Count one (non-golden) answer of the worker."""
+        record = self.record(worker_id, pool)
+        record.answers += 1
+        record.updated_at = now
+
+    def observe_golden(self, worker_id: str, pool: str, truth: str, answered: str, now: datetime) -> bool:
+        """Grade a golden answer; True when this flags the worker (it was not flagged before)."""
+        record = self._grade(worker_id, pool, truth, answered, now)
+        record.golden_total += 1
+        record.golden_right += truth == answered
+        return self._reflag(record)
+
+    def observe_audit(self, worker_id: str, pool: str, truth: str, answered: str, now: datetime) -> bool:
+        """Grade a crowd answer against an expert's label; True when this newly flags the worker."""
+        record = self._grade(worker_id, pool, truth, answered, now)
+        record.audit_total += 1
+        record.audit_right += truth == answered
+        return self._reflag(record)
+
+    def observe_agreement(self, worker_id: str, pool: str, agreed: bool, now: datetime) -> None:
+        """Record whether the worker's vote agreed with a confident aggregate."""
+        record = self.record(worker_id, pool)
+        record.agreement_total += 1
+        record.agreed += agreed
+        record.updated_at = now
+
+    def observe_dawid_skene(
+        self,
+        worker_id: str,
+        accuracy: float,
+        answers: int,
+        confusion: Mapping[str, Mapping[str, float]] | None,
+        now: datetime,
+    ) -> bool:
+        """Replace the worker's Dawid–Skene estimate with a new refit's; True when this newly flags them."""
+        record = self.record(worker_id)
+        record.dawid_skene_accuracy = min(max(accuracy, 0.0), 1.0)
+        record.dawid_skene_answers = answers
+        record.dawid_skene_confusion = (
+            None if confusion is None else {c: dict(row) for c, row in confusion.items()}
+        )
+        if confusion is not None:
+            self.classes.update(confusion)
+        record.updated_at = now
+        return self._reflag(record)
+
+    def _grade(self, worker_id: str, pool: str, truth: str, answered: str, now: datetime) -> WorkerRecord:
+        self.classes.update((truth, answered))
+        record = self.record(worker_id, pool)
+        row = record.graded.setdefault(truth, {})
+        row[answered] = row.get(answered, 0) + 1
+        record.updated_at = now
+        return record
+
+    def _reflag(self, record: WorkerRecord) -> bool:
+        was = record.flagged
+        record.flagged = self._spammer(record)
+        return record.flagged and not was
+
+    # -- estimates -----------------------------------------------------------------------
+
+    def _beta(self, record: WorkerRecord, *, graded: bool) -> tuple[float, float]:
+        """(right, wrong) pseudo-counts of the worker's accuracy posterior."""
+        settings = self.settings
+        right = settings.prior_accuracy * settings.prior_strength
+        wrong = (1.0 - settings.prior_accuracy) * settings.prior_strength
+        if graded:
+            right += record.graded_right
+            wrong += record.graded_total - record.graded_right
+        if record.dawid_skene_accuracy is not None:
+            weight = settings.dawid_skene_weight * min(record.dawid_skene_answers, settings.dawid_skene_cap)
+            right += weight * record.dawid_skene_accuracy
+            wrong += weight * (1.0 - record.dawid_skene_accuracy)
+        else:
+            right += settings.agreement_weight * record.agreed
+            wrong += settings.agreement_weight * (record.agreement_total - record.agreed)
+        return right, wrong
+
+    def accuracy_of(self, worker_id: str) -> float | None:
+        """The worker's estimated accuracy, or None for a worker never seen (an ``AccuracyOf``)."""
+        record = self.workers.get(worker_id)
+        if record is None:
+            return None
+        right, wrong = self._beta(record, graded=True)
+        return right / (right + wrong)
+
+    def is_flagged(self, worker_id: str) -> bool:
+        """Whether the worker is currently flagged as a spammer."""
+        record = self.workers.get(worker_id)
+        return record is not None and record.flagged
+
+    def confusion_of(self, worker_id: str, classes: Sequence[str]) -> dict[str, dict[str, float]]:
+        """P(answer | true class) over ``classes``: prior rows (one-coin or Dawid–Skene) plus graded answers.
+
+        >>> book = SkillBook(SkillSettings(prior_accuracy=0.8))
+        >>> {answer: round(p, 3) for answer, p in book.confusion_of("new", ["cat", "dog"])["cat"].items()}
+        {'cat': 0.8, 'dog': 0.2}
+        """
+        k = max(len(classes), 2)
+        record = self.workers.get(worker_id)
+        if record is None:
+            a = self.settings.prior_accuracy
+            graded: dict[str, dict[str, int]] = {}
+            fitted: dict[str, dict[str, float]] | None = None
+        else:
+            right, wrong = self._beta(record, graded=False)
+            a = right / (right + wrong)
+            graded, fitted = record.graded, record.dawid_skene_confusion
+        strength = self.settings.confusion_strength
+        confusion: dict[str, dict[str, float]] = {}
+        for truth in classes:
+            prior_row = fitted.get(truth) if fitted is not None else None
+            if prior_row is None:
+                prior = {k_: a if k_ == truth else (1.0 - a) / (k - 1) for k_ in classes}
+            else:
+                floored = {k_: max(prior_row.get(k_, 0.0), _FLOOR) for k_ in classes}
+                total = sum(floored.values())
+                prior = {k_: value / total for k_, value in floored.items()}
+            counts = graded.get(truth, {})
+            n = sum(counts.get(k_, 0) for k_ in classes)
+            confusion[truth] = {
+                k_: max((strength * prior[k_] + counts.get(k_, 0)) / (strength + n), _FLOOR) for k_ in classes
+            }
+        return confusion
+
+    def posterior(self, votes: Sequence[tuple[str, str]], classes: Iterable[str]) -> dict[str, float]:
+        """P(true class | votes) over ``classes`` and every voted label, with each worker's confusion.
+
+        A uniform prior over the classes: with every worker at the same
+        one-coin accuracy above chance this ranks classes exactly as a
+        majority vote does.
+
+        >>> book = SkillBook()
+        >>> p = book.posterior([("w1", "cat"), ("w2", "cat"), ("w3", "dog")], ["cat", "dog"])
+        >>> round(p["cat"], 3)
+        0.7
+        """
+        candidates = sorted(set(classes) | {label for _, label in votes})
+        if len(candidates) < 2:
+            return dict.fromkeys(candidates, 1.0)
+        log_score = dict.fromkeys(candidates, 0.0)
+        for worker, label in votes:
+            confusion = self.confusion_of(worker, candidates)
+            for truth in candidates:
+                log_score[truth] += math.log(confusion[truth][label])
+        top = max(log_score.values())
+        weights = {label: math.exp(score - top) for label, score in log_score.items()}
+        total = sum(weights.values())
+        return {label: weight / total for label, weight in weights.items()}
+
+    def informativeness(self, worker_id: str) -> float | None:
+        """How much the worker's answers depend on the truth (1 perfect, 0 a spammer), from graded answers.
+
+        The mean total-variation distance between the rows of the graded
+        confusion matrix (add-one smoothed), over the classes with at least
+        ``min_graded_per_class`` graded answers; None with fewer than two such classes.
+        """
+        record = self.workers.get(worker_id)
+        return None if record is None else self._graded_informativeness(record)
+
+    def _graded_informativeness(self, record: WorkerRecord) -> float | None:
+        classes = sorted(self.classes)
+        rows = []
+        for counts in record.graded.values():
+            n = sum(counts.values())
+            if n >= self.settings.min_graded_per_class:
+                rows.append({k: (counts.get(k, 0) + 1) / (n + len(classes)) for k in classes})
+        return _mean_total_variation(rows, classes) if len(rows) >= 2 else None
+
+    def _spammer(self, record: WorkerRecord) -> bool:
+        settings = self.settings
+        chance = 1.0 / max(len(self.classes), 2)
+        if record.graded_total >= settings.min_graded:
+            right, wrong = record.graded_right + 1, record.graded_total - record.graded_right + 1
+            mean = right / (right + wrong)
+            sd = math.sqrt(mean * (1.0 - mean) / (right + wrong + 1))
+            if mean + settings.spam_z * sd < chance + settings.spam_margin:
+                return True
+        graded = self._graded_informativeness(record)
+        if graded is not None and graded < settings.spam_informativeness:
+            return True
+        fitted = record.dawid_skene_confusion
+        if fitted is not None and record.dawid_skene_answers >= settings.min_dawid_skene_answers:
+            classes = sorted(self.classes | set(fitted))
+            if _mean_total_variation(list(fitted.values()), classes) < settings.spam_informativeness:
+                return True
+        return False
+
+    # -- publication and storage ---------------------------------------------------------
+
+    def skill(self, worker_id: str) -> WorkerSkill:
+        """The worker's skill as published on ``worker-skills``."""
+        record = self.workers.get(worker_id) or WorkerRecord()
+        accuracy = self.accuracy_of(worker_id)
+        return WorkerSkill(
+            worker_id=worker_id,
+            pool=record.pool,
+            accuracy=self.settings.prior_accuracy if accuracy is None else accuracy,
+            n_golden=record.golden_total,
+            golden_accuracy=_share(record.golden_right, record.golden_total),
+            n_audited=record.audit_total,
+            audited_accuracy=_share(record.audit_right, record.audit_total),
+            n_answers=record.answers,
+            agreement=_share(record.agreed, record.agreement_total),
+            dawid_skene_accuracy=record.dawid_skene_accuracy,
+            flagged_spammer=record.flagged,
+            updated_at=record.updated_at,
+        )
+
+    def merge(self, other: SkillBook) -> None:
+        """Add another book's evidence to this one (counts add; the newer refit wins)."""
+        self.classes |= other.classes
+        for worker_id, theirs in other.workers.items():
+            mine = self.record(worker_id, theirs.pool)
+            for name in (
+                "answers", "golden_right", "golden_total", "audit_right", "audit_total", "agreed",
+                "agreement_total",
+            ):  # fmt: skip
+                setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+            for truth, counts in theirs.graded.items():
+                row = mine.graded.setdefault(truth, {})
+                for answered, count in counts.items():
+                    row[answered] = row.get(answered, 0) + count
+            newer = mine.updated_at is None or (
+                theirs.updated_at is not None and theirs.updated_at > mine.updated_at
+            )
+            if theirs.dawid_skene_accuracy is not None and (mine.dawid_skene_accuracy is None or newer):
+                mine.dawid_skene_accuracy = theirs.dawid_skene_accuracy
+                mine.dawid_skene_answers = theirs.dawid_skene_answers
+                mine.dawid_skene_confusion = theirs.dawid_skene_confusion
+            if newer:
+                mine.updated_at = theirs.updated_at
+        for record in self.workers.values():
+            record.flagged = self._spammer(record)
+
+    def to_json(self) -> str:
+        """Compact JSON of the evidence (settings are configuration, not state)."""
+        return _Snapshot(classes=sorted(self.classes), workers=self.workers).model_dump_json(
+            exclude_defaults=True
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None, settings: SkillSettings | None = None) -> SkillBook:
+        """A stored book, or an empty one."""
+        book = cls(settings)
+        if text:
+            snapshot = _Snapshot.model_validate_json(text)
+            book.classes = set(snapshot.classes)
+            book.workers = snapshot.workers
+        return book
+
+
+class _Snapshot(BaseModel):
+    classes: list[str] = []
+    workers: dict[str, WorkerRecord] = {}
