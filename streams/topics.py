@@ -94,6 +94,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         partitions=1,
     ),
     TopicSpec(
+        "worker-skills",
+        "pool/worker_id",
+        "WorkerSkill",
+        "compacted: each labeler's estimated skill (golden tasks, expert audits, Dawid–Skene)",
+        compacted=True,
+    ),
+    TopicSpec(
         "simulation.truth",
         "event_id",
         "true label (JSON string)",
@@ -166,6 +173,10 @@ class TopicNames:
     @property
     def policy_status(self) -> str:
         return self["policy-status"]
+
+    @property
+    def worker_skills(self) -> str:
+        return self["worker-skills"]
 
     @property
     def truth(self) -> str:
