@@ -256,7 +256,7 @@ class ExpertServer:
             redirect = web.HTTPSeeOther("/")
             if self._token is not None and self._token_ok(request.query["token"]):
                 redirect.set_cookie(TOKEN_COOKIE, request.query["token"], httponly=True, samesite="Strict")
-            return redirect
+            raise redirect
         return web.Response(
             text=(_STATIC / "page.html").read_text("utf-8"),
             content_type="text/html",
