@@ -1,0 +1,1 @@
+"""The Toloka pool: a crowd on Toloka driven through toloka-kit."""

@@ -1,0 +1,1 @@
+"""Local stand-ins of services the tests cannot reach (Toloka)."""
