@@ -51,10 +51,26 @@ def request(event_id: str, *, priority: float = 0.5, overlap: int | None = None)
     )
 
 
+#: A plain crowd: good workers only, no per-class spread, same speed, nobody abandons or leaves,
+#: fixed overlap 3. Tests of the realistic crowd turn on what they exercise.
+PLAIN: dict[str, object] = {
+    "workers": 3,
+    "mean_service_s": 0.001,
+    "overlap": 3,
+    "overlap_min": 3,
+    "truth_wait_s": 0.01,
+    "spammer_share": 0.0,
+    "careless_share": 0.0,
+    "class_accuracy_spread": 0.0,
+    "speed_spread": 0.0,
+    "abandon_probability": 0.0,
+    "session_mean_s": None,
+    "warmup_s": 0.0,
+}
+
+
 def settings(**changes: object) -> SimulatedCrowdSettings:
-    return SimulatedCrowdSettings.model_validate(
-        {"workers": 3, "mean_service_s": 0.001, "overlap": 3, "truth_wait_s": 0.01} | changes
-    )
+    return SimulatedCrowdSettings.model_validate(PLAIN | changes)
 
 
 def with_crowd(crowd: SimulatedCrowd, scenario: Callable[[SimulatedCrowd], Awaitable[T]]) -> T:
