@@ -333,9 +333,9 @@ class SkillBook:
     def posterior(self, votes: Sequence[tuple[str, str]], classes: Iterable[str]) -> dict[str, float]:
         """P(true class | votes) over ``classes`` and every voted label, with each worker's confusion.
 
-        A uniform prior over the classes: with every worker at the same
-        one-coin accuracy above chance this ranks classes exactly as a
-        majority vote does.
+        Votes of flagged workers are left out. A uniform prior over the classes:
+        with every worker at the same one-coin accuracy above chance this ranks
+        classes exactly as a majority vote does.
 
         >>> book = SkillBook()
         >>> p = book.posterior([("w1", "cat"), ("w2", "cat"), ("w3", "dog")], ["cat", "dog"])
@@ -345,11 +345,15 @@ class SkillBook:
         candidates = sorted(set(classes) | {label for _, label in votes})
         if len(candidates) < 2:
             return dict.fromkeys(candidates, 1.0)
-        log_score = dict.fromkeys(candidates, 0.0)
+        terms: dict[str, list[float]] = {truth: [] for truth in candidates}
         for worker, label in votes:
+            if self.is_flagged(worker):
+                continue  # a spammer's answer says nothing about the truth
             confusion = self.confusion_of(worker, candidates)
             for truth in candidates:
-                log_score[truth] += math.log(confusion[truth][label])
+                terms[truth].append(math.log(confusion[truth][label]))
+        # fsum is exactly rounded: classes with the same multiset of terms tie exactly, whatever the order.
+        log_score = {truth: math.fsum(values) for truth, values in terms.items()}
         top = max(log_score.values())
         weights = {label: math.exp(score - top) for label, score in log_score.items()}
         total = sum(weights.values())
