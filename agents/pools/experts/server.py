@@ -37,7 +37,7 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from agents.pools.experts.expert_queue import AnswerRefusedError, Lease
 from schemas import CrowdAnswer, LabelRequest
 from schemas.base import ClassLabel, Id
-from streams.errors import BackendError
+from streams.errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +194,20 @@ class ExpertServer:
     # -- serving -------------------------------------------------------------------------
 
     async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (port 0: a free one); the port bound."""
+        """Listen on ``host:port`` (port 0: a free one); the port bound.
+
+        Raises ``ConfigError`` when the address cannot be bound (a port in use, another worker's page).
+        """
         runner = web.AppRunner(self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            await runner.cleanup()
+            raise ConfigError(
+                f"the expert page cannot listen on {host}:{port} ({error.strerror or error}); "
+                "set LABELLOOP_POOLS__EXPERTS__PORT to a free port"
+            ) from error
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         return self._port

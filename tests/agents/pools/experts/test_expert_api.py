@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from agents.pools.base import LabelingBackend
 from agents.pools.experts import ExpertPool, ExpertPoolSettings, ExpertServer
 from schemas import CrowdAnswer, LabelRequest, PoolStatus
+from streams.errors import ConfigError
 from tests.agents.pools.experts.builders import ManualClock, expert_request
 
 T = TypeVar("T")
@@ -464,3 +465,20 @@ def test_start_serves_on_a_free_port_and_never_logs_the_token(caplog: pytest.Log
     assert TOKEN not in repr(pool.settings)
     with pytest.raises(RuntimeError, match="not running"):
         _ = pool.port
+
+
+def test_a_port_in_use_is_a_config_error_that_names_the_setting() -> None:
+    async def main() -> str:
+        first = ExpertPool(ExpertPoolSettings(port=0))
+        await first.start()
+        try:
+            second = ExpertPool(ExpertPoolSettings(port=first.port))
+            with pytest.raises(ConfigError) as error:
+                await second.start()
+            return str(error.value)
+        finally:
+            await first.stop()
+
+    message = asyncio.run(main())
+    assert "cannot listen on 127.0.0.1:" in message
+    assert "LABELLOOP_POOLS__EXPERTS__PORT" in message

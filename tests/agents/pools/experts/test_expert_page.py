@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pydantic import SecretStr
 
 from agents.pools.experts import ExpertPool, ExpertPoolSettings
 from schemas import CrowdAnswer
@@ -103,6 +105,23 @@ def loop_thread() -> Iterator[LoopThread]:
         thread.close()
 
 
+def wait_for_backlog(loop_thread: LoopThread, pool: ExpertPool, count: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while loop_thread.call(lambda: pool.queue.backlog(time.monotonic())) < count:
+        assert time.monotonic() < deadline, "the requests never reached the queue"
+        time.sleep(0.01)
+
+
+def test_missing_chromium_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium"):
+        chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must install them"):
+        chromium_or_skip()
+
+
 def test_an_expert_answers_by_click_and_by_key_in_priority_order(
     browser: Any, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
@@ -125,10 +144,7 @@ def test_an_expert_answers_by_click_and_by_key_in_priority_order(
     ]
     labeling = [loop_thread.submit(pool.label(request, keep)) for request in requests]
     try:
-        deadline = time.monotonic() + WAIT_S
-        while loop_thread.call(lambda: pool.queue.backlog(time.monotonic())) < len(requests):
-            assert time.monotonic() < deadline, "the requests never reached the queue"
-            time.sleep(0.01)
+        wait_for_backlog(loop_thread, pool, len(requests))
 
         wait = WebDriverWait(browser, WAIT_S)
         browser.get(f"http://127.0.0.1:{pool.port}/")
@@ -199,3 +215,39 @@ def test_an_expert_answers_by_click_and_by_key_in_priority_order(
         ("experts", "expert", "Ada-Lovelace", 1)
     }
     assert all(a.time_spent_s > 0 for a in answers)
+
+
+def test_with_a_token_the_page_works_from_the_operators_link(browser: Any, loop_thread: LoopThread) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pool = ExpertPool(ExpertPoolSettings(port=0, poll_s=0.2, token=SecretStr("link-secret")))
+    loop_thread.run(pool.start())
+    answers: list[CrowdAnswer] = []
+
+    async def keep(answer: CrowdAnswer) -> None:
+        answers.append(answer)
+
+    labeling = loop_thread.submit(pool.label(expert_request("tx-1", text=ROUTINE), keep))
+    try:
+        wait_for_backlog(loop_thread, pool, 1)
+        wait = WebDriverWait(browser, WAIT_S)
+        base = f"http://127.0.0.1:{pool.port}/"
+        browser.get(base)
+        wait.until(lambda driver: driver.find_element(By.ID, "name-input")).send_keys("grace")
+        browser.find_element(By.CSS_SELECTOR, "#name-form button[type=submit]").click()
+        message = wait.until(lambda driver: driver.find_element(By.ID, "message"))
+        wait.until(lambda driver: "needs an access token" in message.text)
+        assert loop_thread.call(lambda: pool.queue.in_progress(time.monotonic())) == 0
+
+        browser.get(base + "?token=link-secret")
+        wait.until(lambda driver: driver.find_element(By.ID, "task-text").text == ROUTINE)
+        assert browser.current_url == base  # the token left the address bar for an HttpOnly cookie
+        assert browser.execute_script("return document.cookie") == ""
+        browser.find_element(By.CSS_SELECTOR, '#labels button[data-label="ok"]').click()
+        labeling.result(timeout=WAIT_S)
+    finally:
+        labeling.cancel()
+        loop_thread.run(pool.stop())
+
+    assert [(a.event_id, a.worker_id, a.label) for a in answers] == [("tx-1", "grace", "ok")]
