@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
 
+from agents.aggregator.overlap import DynamicOverlap, OverlapSettings
 from agents.pools.base import LabelingBackend
 from agents.pools.rates import WindowRate
 from agents.pools.simulated import SimulatedCrowd, SimulatedCrowdSettings
+from agents.simulation.crowd import WorkerProfile
 from schemas import CrowdAnswer, LabelRequest, PoolStatus, PredictionEvent, PredictionInput
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -308,6 +311,228 @@ def test_label_before_start_starts_the_crowd() -> None:
     asyncio.run(scenario())
     assert crowd.workers == settings().workers
     assert len(answers.received) == settings().overlap
+
+
+# --- the realistic crowd: dynamic overlap, deadlines, churn, make-up ------------------------
+
+
+def perfect(worker_id: str, mean_service_s: float = 0.001, **changes: object) -> WorkerProfile:
+    """A good worker who is always right (``changes`` tweak its profile)."""
+    profile = WorkerProfile(worker_id, "good", 1.0, mean_service_s, service_sigma=0.0)
+    return dataclasses.replace(profile, **changes)  # type: ignore[arg-type]
+
+
+def says(worker_id: str, label: str) -> WorkerProfile:
+    """A spammer who always answers ``label`` (the pets' classes sort as cat, dog)."""
+    return WorkerProfile(
+        worker_id,
+        "spammer",
+        0.0,
+        0.001,
+        service_sigma=0.0,
+        spammer="constant",
+        favourite=["cat", "dog"].index(label),
+    )
+
+
+def run_one(crowd: SimulatedCrowd, sink: Answers, *, settle_s: float = 0.0) -> PoolStatus:
+    """Label one request, wait ``settle_s`` for stragglers, return the status then."""
+
+    async def scenario(crowd: SimulatedCrowd) -> PoolStatus:
+        await crowd.label(request("e1"), sink)
+        await asyncio.sleep(settle_s)
+        return crowd.status(WHEN)
+
+    return with_crowd(crowd, scenario)
+
+
+def test_dynamic_overlap_stops_at_two_when_workers_agree() -> None:
+    sink = Answers()
+    crowd = SimulatedCrowd(
+        settings(overlap_min=2, overlap=5), Truth("cat"), crowd_profiles=[perfect(f"w{i}") for i in range(5)]
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> PoolStatus:
+        await asyncio.gather(*(crowd.label(request(f"e{index}"), sink) for index in range(4)))
+        return crowd.status(WHEN)
+
+    status = with_crowd(crowd, scenario)
+    assert len(sink.received) == 8
+    assert {answer.overlap for answer in sink.received} == {2}
+    assert status.overlap == 2  # what the tasks took lately, for the capacity in events
+
+
+def test_dynamic_overlap_asks_more_workers_while_they_disagree() -> None:
+    sink = Answers()
+    # The spammer takes the task first; the rule wants more until "cat" is 0.9 likely.
+    profiles = [says("w0", "dog"), *(perfect(f"w{i}") for i in range(1, 5))]
+    crowd = SimulatedCrowd(settings(overlap_min=2, overlap=5), Truth("cat"), crowd_profiles=profiles)
+    run_one(crowd, sink)
+    votes = [(answer.worker_id, answer.label) for answer in sink.received]
+    assert sorted(votes) == [("w0", "dog"), ("w1", "cat"), ("w2", "cat"), ("w3", "cat")]
+    rule = DynamicOverlap(OverlapSettings(minimum=2, maximum=5, confidence=0.9))
+    ordered = [(answer.worker_id, answer.label) for answer in sink.received]
+    # Each answer carries the rule's target after counting it; the last one closes the task.
+    assert [answer.overlap for answer in sink.received] == [
+        rule.target(ordered[: index + 1], classes=2) for index in range(len(ordered))
+    ]
+    assert sink.received[-1].overlap == 4
+
+
+def test_dynamic_overlap_stops_at_the_maximum() -> None:
+    sink = Answers()
+    profiles = [says("w0", "dog"), perfect("w1"), says("w2", "dog"), perfect("w3"), perfect("w4")]
+    crowd = SimulatedCrowd(settings(overlap_min=2, overlap=3), Truth("cat"), crowd_profiles=profiles)
+    run_one(crowd, sink)
+    assert len(sink.received) == 3
+    assert sink.received[-1].overlap == 3
+    assert len({answer.worker_id for answer in sink.received}) == 3
+
+
+def test_a_request_overlap_means_fixed_overlap() -> None:
+    sink = Answers()
+    crowd = SimulatedCrowd(
+        settings(overlap_min=2, overlap=5), Truth("cat"), crowd_profiles=[perfect(f"w{i}") for i in range(5)]
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> None:
+        await crowd.label(request("e1", overlap=4), sink)
+
+    with_crowd(crowd, scenario)
+    assert [answer.overlap for answer in sink.received] == [4, 4, 4, 4]
+
+
+def test_an_abandoned_assignment_expires_and_the_task_goes_to_another_worker() -> None:
+    sink = Answers()
+    quitter = perfect("w0", abandon_probability=1.0)
+    crowd = SimulatedCrowd(
+        settings(overlap=1, overlap_min=1, assignment_timeout_s=0.02), Truth("cat"), crowd_profiles=[quitter]
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> tuple[int, int]:
+        pending = asyncio.create_task(crowd.label(request("e1"), sink))
+        await asyncio.sleep(0.07)  # alone, the quitter gets the task again, and quits again
+        assert sink.received == []
+        assert crowd.backlog + crowd.in_progress == 1  # never dropped
+        crowd.resize(2)  # a newcomer joins: it gets the task, the quitter no longer does
+        await pending
+        return crowd.status(WHEN).tasks_done, crowd.abandoned
+
+    tasks_done, abandoned = with_crowd(crowd, scenario)
+    assert tasks_done == 1
+    assert abandoned >= 2
+    assert crowd.expired_assignments >= 2
+    assert [(answer.worker_id, answer.label) for answer in sink.received] == [("simulated-w1", "cat")]
+
+
+def test_a_late_answer_after_reassignment_is_used_once() -> None:
+    sink = Answers()
+    slow, fast = perfect("slow", mean_service_s=0.15), perfect("fast", mean_service_s=0.001)
+    crowd = SimulatedCrowd(
+        settings(overlap=1, overlap_min=1, assignment_timeout_s=0.03),
+        Truth("cat"),
+        crowd_profiles=[slow, fast],
+    )
+    status = run_one(crowd, sink, settle_s=0.3)  # label() returns with fast's answer; slow's comes later
+    assert [(answer.worker_id, answer.overlap) for answer in sink.received] == [("fast", 1), ("slow", 2)]
+    assert (crowd.expired_assignments, crowd.late_answers) == (1, 1)
+    assert (status.answers_total, status.tasks_done, status.in_progress) == (2, 1, 0)
+
+
+def test_a_late_answer_before_the_task_completes_counts_towards_it() -> None:
+    sink = Answers()
+    # Both answers are needed; the slow one expires, goes to "other", and still arrives first.
+    slow = perfect("slow", mean_service_s=0.15)
+    other = perfect("other", mean_service_s=0.09)  # takes over at 0.1, answers in time at 0.19
+    crowd = SimulatedCrowd(
+        settings(overlap=2, overlap_min=2, assignment_timeout_s=0.1),
+        Truth("cat"),
+        crowd_profiles=[slow, perfect("fast"), other],
+    )
+    run_one(crowd, sink, settle_s=0.15)
+    assert [answer.worker_id for answer in sink.received] == ["fast", "slow", "other"]
+    # slow's late answer completed the task (stamp 2); other's came after and says 3 were counted.
+    assert [answer.overlap for answer in sink.received] == [2, 2, 3]
+    assert crowd.late_answers == 1
+
+
+def test_churn_keeps_the_headcount_and_newcomers_answer() -> None:
+    sink = Answers()
+    crowd = SimulatedCrowd(
+        settings(workers=4, session_mean_s=0.03, warmup_s=0.005, assignment_timeout_s=0.05, overlap_min=2),
+        Truth("cat"),
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> list[int]:
+        headcounts = []
+        for index in range(40):
+            await crowd.label(request(f"e{index}"), sink)
+            headcounts.append(crowd.workers)
+        return headcounts
+
+    headcounts = with_crowd(crowd, scenario)
+    assert set(headcounts) == {4}
+    assert crowd.departed > 4  # every seat turned over at least once
+    by_event: dict[str, list[CrowdAnswer]] = {}
+    for answer in sink.received:
+        by_event.setdefault(answer.event_id, []).append(answer)
+    assert len(by_event) == 40  # a leaver's task went to someone else
+    assert all(len({a.worker_id for a in answers}) == len(answers) for answers in by_event.values())
+    newcomers = {answer.worker_id for answer in sink.received} - {f"simulated-w{i}" for i in range(4)}
+    assert newcomers
+
+
+def test_a_newcomer_warms_up_before_it_answers() -> None:
+    crowd = SimulatedCrowd(settings(workers=1, warmup_s=0.1), Truth())
+
+    async def scenario(crowd: SimulatedCrowd) -> tuple[float, float, int, int]:
+        crowd.resize(3)
+        warming = crowd.status(WHEN).capacity_per_min
+        counted = crowd.warming
+        await asyncio.sleep(0.15)
+        return warming, crowd.status(WHEN).capacity_per_min, counted, crowd.warming
+
+    warming, warm, counted, left = with_crowd(crowd, scenario)
+    assert (counted, left) == (2, 0)
+    assert warming == pytest.approx(60 / 0.001)
+    assert warm == pytest.approx(3 * 60 / 0.001)
+
+
+def test_the_crowd_has_spammers_and_careless_workers_at_the_configured_shares() -> None:
+    crowd = SimulatedCrowd(settings(workers=20, spammer_share=0.2, careless_share=0.1), Truth())
+
+    async def scenario(crowd: SimulatedCrowd) -> list[str]:
+        return [profile.kind for profile in crowd.profiles]
+
+    kinds = with_crowd(crowd, scenario)
+    assert (kinds.count("spammer"), kinds.count("careless"), kinds.count("good")) == (4, 2, 14)
+    again = SimulatedCrowd(settings(workers=20, spammer_share=0.2, careless_share=0.1), Truth())
+    assert with_crowd(again, scenario) == [
+        profile.kind for profile in crowd.profiles
+    ]  # same seed, same crowd
+
+
+def test_the_default_crowd_labels_a_batch_with_dynamic_overlap() -> None:
+    # Defaults as the demo runs them (spammers, careless workers, abandonment, sessions), sped up.
+    sink = Answers()
+    crowd = SimulatedCrowd(
+        SimulatedCrowdSettings(
+            mean_service_s=0.002, assignment_timeout_s=0.05, warmup_s=0.01, session_mean_s=0.5
+        ),
+        Truth("cat"),
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> None:
+        await asyncio.gather(*(crowd.label(request(f"e{index}"), sink) for index in range(60)))
+
+    with_crowd(crowd, scenario)
+    per_event: dict[str, int] = {}
+    for answer in sink.received:
+        per_event[answer.event_id] = per_event.get(answer.event_id, 0) + 1
+    assert len(per_event) == 60
+    assert min(per_event.values()) >= 2
+    assert max(per_event.values()) <= 3 + crowd.late_answers
+    assert sum(answer.label == "cat" for answer in sink.received) / len(sink.received) > 0.7
 
 
 # --- WindowRate ----------------------------------------------------------------------------
