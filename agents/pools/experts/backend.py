@@ -132,9 +132,12 @@ class ExpertPool:
 
     def resize(self, workers: int) -> None:
         """Record the staffing an operator or the autoscaler asked for (nobody is hired by this)."""
+        changed = self.requested_workers != max(0, workers)
         self.requested_workers = max(0, workers)
         staffing = self.staffing()
-        log.info(
+        # The autoscaler may ask the same every tick: say it once, at info, when it changes.
+        log.log(
+            logging.INFO if changed else logging.DEBUG,
             "experts: %d asked for, %d active, %d needed for the current arrivals",
             staffing.requested,
             staffing.active,

@@ -17,7 +17,7 @@ from agents.pools.base import LabelingBackend
 from agents.pools.experts import ExpertPool, ExpertPoolSettings, ExpertServer
 from schemas import CrowdAnswer, LabelRequest, PoolStatus
 from streams.errors import ConfigError
-from tests.agents.pools.experts.builders import ManualClock, expert_request
+from tests.agents.pools.experts.expert_builders import ManualClock, expert_request
 
 T = TypeVar("T")
 TOKEN = "correct-horse-battery"

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from agents.pools.experts import ExpertPool, ExpertPoolSettings
 from schemas import CrowdAnswer
-from tests.agents.pools.experts.builders import expert_request
+from tests.agents.pools.experts.expert_builders import expert_request
 
 T = TypeVar("T")
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.pools.experts import AnswerRefusedError, ExpertQueue
-from tests.agents.pools.experts.builders import expert_request
+from tests.agents.pools.experts.expert_builders import expert_request
 
 
 def queue_with(*priorities: float, overlap: int = 1, lease_s: float = 60.0) -> ExpertQueue:
