@@ -413,7 +413,7 @@ class SimulatedCrowd:
 
     def _take(self, worker: SimulatedWorker) -> _Task | None:
         """The highest-priority task this worker has not had; else one it let expire, if nobody else can."""
-        if self._paused:
+        if self._paused or not worker.active:  # one who just left or retired takes nothing more
             return None
         for _, task in self._pending:
             if worker.worker_id not in task.assigned:

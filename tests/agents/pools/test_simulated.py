@@ -507,6 +507,21 @@ def test_churn_keeps_the_headcount_and_newcomers_answer() -> None:
     assert newcomers
 
 
+def test_a_worker_leaving_mid_task_never_answers_and_its_task_is_reassigned() -> None:
+    sink = Answers()
+    # Its session (about 1 s) ends long before its 10 s answer; newcomers come from the plain settings.
+    leaver = perfect("leaver", mean_service_s=10.0, session_mean_s=1.0)
+    crowd = SimulatedCrowd(
+        settings(overlap=1, overlap_min=1, assignment_timeout_s=20.0, warmup_s=5.0),
+        Truth("cat"),
+        crowd_profiles=[leaver],
+    )
+    status = run_one(crowd, sink, settle_s=30.0)
+    assert [answer.worker_id for answer in sink.received] == ["simulated-w1"]
+    assert (crowd.departed, crowd.expired_assignments, crowd.late_answers) == (1, 1, 0)
+    assert (status.workers, status.tasks_done) == (1, 1)
+
+
 def test_a_newcomer_warms_up_before_it_answers() -> None:
     crowd = SimulatedCrowd(settings(workers=1, warmup_s=0.1), Truth())
 
