@@ -182,6 +182,12 @@ class TolokaStandIn:
         self._ids = itertools.count(1)
         self._rng = random.Random(self.faults.seed)
         self._turn = 0
+        # Indexes the simulation reads every tick.
+        self._done_by: dict[tuple[str, str], set[str]] = {}
+        self._by_worker: dict[tuple[str, str], list[Json]] = {}
+        self._open_tasks: dict[str, list[Json]] = {}
+        self._golden_tasks: dict[str, list[Json]] = {}
+        self._banned: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
 
@@ -196,7 +202,7 @@ class TolokaStandIn:
             pass
 
         Handler.standin = standin
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -234,7 +240,7 @@ class TolokaStandIn:
 
     def banned(self) -> set[str]:
         """Tolokers with a restriction."""
-        return {restriction["user_id"] for restriction in self.restrictions}
+        return set(self._banned)
 
     # -- simulation ----------------------------------------------------------------------
 
@@ -245,26 +251,22 @@ class TolokaStandIn:
         self._turn = (self._turn + 1) % max(1, len(self.workers))
         for pool in [pool for pool in self.pools.values() if pool["status"] == "OPEN"]:
             for worker in order:
-                if worker.user_id not in self.banned():
+                if worker.user_id not in self._banned:
                     self._issue(pool, worker, now)
 
     def _issue(self, pool: Json, worker: Worker, now: datetime) -> None:
         mixer = pool.get("mixer_config") or {"real_tasks_count": 1, "golden_tasks_count": 0}
-        done_by = {
-            task["id"]
-            for assignment in self.assignments.values()
-            if assignment["user_id"] == worker.user_id and assignment["pool_id"] == pool["id"]
-            for task in assignment["tasks"]
-        }
-        pool_tasks = [task for task in self.tasks.values() if task["pool_id"] == pool["id"]]
-        real = [
-            task
-            for task in pool_tasks
-            if not task.get("known_solutions") and task["remaining_overlap"] > 0 and task["id"] not in done_by
-        ][: int(mixer.get("real_tasks_count", 1))]
+        done_by = self._done_by.setdefault((worker.user_id, pool["id"]), set())
+        wanted = int(mixer.get("real_tasks_count", 1))
+        real: list[Json] = []
+        for task in self._open_tasks.get(pool["id"], []):
+            if task["remaining_overlap"] > 0 and task["id"] not in done_by:
+                real.append(task)
+                if len(real) == wanted:
+                    break
         if not real:
             return
-        golden = [task for task in pool_tasks if task.get("known_solutions") and task["id"] not in done_by][
+        golden = [task for task in self._golden_tasks.get(pool["id"], []) if task["id"] not in done_by][
             : int(mixer.get("golden_tasks_count", 0))
         ]
         suite = real + golden
@@ -277,18 +279,15 @@ class TolokaStandIn:
                 if task.get("known_solutions")
                 else self.truth.get(str(task["input_values"].get("event_id")))
             )
-            solutions.append(
-                {
-                    "output_values": {
-                        "label": self.answer(worker.user_id, task["input_values"], truth, classes)
-                    }
-                }
-            )
+            label = self.answer(worker.user_id, task["input_values"], truth, classes)
+            solutions.append({"output_values": {"label": label}})
         for task in real:
             task["remaining_overlap"] -= 1
+        done_by.update(task["id"] for task in suite)
+        self._open_tasks[pool["id"]] = [t for t in self._open_tasks[pool["id"]] if t["remaining_overlap"] > 0]
         spent_s = worker.suite_s * random.Random(f"t/{worker.user_id}/{suite[0]['id']}").uniform(0.7, 1.3)
         assignment_id = self._new_id()
-        self.assignments[assignment_id] = {
+        assignment = self.assignments[assignment_id] = {
             "id": assignment_id,
             "task_suite_id": self._new_id(),
             "pool_id": pool["id"],
@@ -303,6 +302,7 @@ class TolokaStandIn:
             "mixed": True,
             "owner": {"id": "requester-1", "myself": True},
         }
+        self._by_worker.setdefault((worker.user_id, pool["id"]), []).append(assignment)
         self._quality_control(pool, worker.user_id)
 
     def _classes(self, pool: Json) -> list[str]:
@@ -312,10 +312,7 @@ class TolokaStandIn:
 
     def _quality_control(self, pool: Json, user_id: str) -> None:
         """Apply the pool's golden-set and submit-time rules to one Toloker (RESTRICTION_V2 bans)."""
-        mine = sorted(
-            (a for a in self.assignments.values() if a["user_id"] == user_id and a["pool_id"] == pool["id"]),
-            key=lambda a: a["id"],
-        )
+        mine = self._by_worker.get((user_id, pool["id"]), [])
         for config in (pool.get("quality_control") or {}).get("configs", []):
             collector = config.get("collector_config", {})
             parameters = collector.get("parameters", {})
@@ -352,8 +349,9 @@ class TolokaStandIn:
                     action = rule.get("action", {})
                     if (
                         action.get("type") in ("RESTRICTION_V2", "RESTRICTION")
-                        and user_id not in self.banned()
+                        and user_id not in self._banned
                     ):
+                        self._banned.add(user_id)
                         self.restrictions.append(
                             {
                                 "id": self._new_id(),
@@ -488,6 +486,8 @@ class TolokaStandIn:
             task.setdefault("infinite_overlap", False)
             self.tasks[task["id"]] = task
             self.created_tasks.append(task)
+            index = self._golden_tasks if task.get("known_solutions") else self._open_tasks
+            index.setdefault(task["pool_id"], []).append(task)
             created[str(index)] = task
             log.append(
                 {"type": "TASK_CREATE", "success": True, "input": item, "output": {"task_id": task["id"]}}
@@ -529,7 +529,14 @@ class TolokaStandIn:
         used = task["overlap"] - task["remaining_overlap"]
         task["overlap"] = max(overlap, used)
         task["remaining_overlap"] = task["overlap"] - used
+        self._reopen(task)
         return task
+
+    def _reopen(self, task: Json) -> None:
+        open_tasks = self._open_tasks.setdefault(task["pool_id"], [])
+        if task["remaining_overlap"] > 0 and all(other["id"] != task["id"] for other in open_tasks):
+            open_tasks.append(task)
+            open_tasks.sort(key=lambda other: str(other["id"]))
 
     def _review(self, assignment_id: str, body: Json) -> Json:
         assignment = self._get(self.assignments, assignment_id)
@@ -547,6 +554,7 @@ class TolokaStandIn:
                 stored = self.tasks[task["id"]]
                 if not stored.get("known_solutions"):
                     stored["remaining_overlap"] += 1
+                    self._reopen(stored)
         return assignment
 
     # -- faults --------------------------------------------------------------------------
@@ -585,6 +593,13 @@ def _compare(value: Any, suffix: str, bound: str) -> bool:
     else:
         left, right = str(value), bound
     return bool({"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[suffix])
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out and hung up is expected here (slow faults), not worth a traceback."""
 
 
 class _Handler(BaseHTTPRequestHandler):

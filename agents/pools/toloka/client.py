@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import urllib3.exceptions
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from toloka.async_client import AsyncTolokaClient
 from toloka.client.exceptions import ApiError
@@ -137,7 +138,8 @@ def transport_retry(settings: TolokaSettings) -> TolokaRetry:
         retry_quotas=None,
         total=settings.transport_retries,
         status_forcelist=list(TRANSPORT_STATUSES),
-        allowed_methods=["HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"],
+        # Not POST: a create retried after a lost answer duplicates (tasks get operation ids from us).
+        allowed_methods=["HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"],
         backoff_factor=settings.backoff_base_s,
         respect_retry_after_header=False,
         raise_on_status=False,
@@ -204,6 +206,11 @@ def is_retryable(error: BaseException) -> bool:
     """429, 408 and 5xx answers, timeouts and broken connections are worth another try."""
     if isinstance(error, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
         return True
+    # toloka-kit maps httpx errors to urllib3's for its retryer, and re-raises those it does not retry.
+    if isinstance(error, urllib3.exceptions.TimeoutError | urllib3.exceptions.ProtocolError):
+        return True
+    if isinstance(error, urllib3.exceptions.MaxRetryError | urllib3.exceptions.NewConnectionError):
+        return True
     status = status_of(error)
     return status is not None and (status in (408, 429) or status >= 500)
 
@@ -251,7 +258,7 @@ class RetryPolicy:
     def backoff_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
         settings = self.settings
-        ceiling = min(settings.backoff_max_s, settings.backoff_base_s * 2 ** (attempt - 1))
+        ceiling = min(settings.backoff_max_s, settings.backoff_base_s * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
     async def call(

@@ -1,0 +1,722 @@
+"""The Toloka pool: requests become Toloka tasks, reviewed Toloka answers become CrowdAnswers.
+
+A :class:`TolokaBackend` implements :class:`agents.pools.base.LabelingBackend`
+over toloka-kit's ``AsyncTolokaClient`` (never a blocking call on the loop):
+
+- **start** finds the spec's project and pool by their names (a restart reuses
+  them) or creates them, uploads the spec's golden tasks (honeypots with
+  ``known_solutions``, infinite overlap) and opens the pool. The pool mixes
+  golden tasks into every task suite at ``golden_rate`` and carries the
+  quality-control rules: a ban on low golden accuracy and on fast submits.
+- **label** uploads one task per request with a deterministic
+  ``operation_id`` (a retry after a lost answer is ``OPERATION_ALREADY_EXISTS``
+  and returns the first upload), then waits until the shared dynamic-overlap
+  rule (:mod:`agents.aggregator.overlap`) has enough answers; while it asks
+  for more, the task's overlap is raised (``set-overlap-or-min``). Each answer
+  is stamped with the target after counting it.
+- **one poller** reads the pool's submitted assignments incrementally (by
+  ``submitted`` time, each assignment once), grades the golden tasks in each,
+  accepts it or rejects it (golden accuracy below
+  ``accept_min_golden_accuracy``; Toloka then hands its tasks out again), and
+  reports golden answers (flagged with ``golden_label``) and, for accepted
+  assignments, the real answers through each request's sink.
+
+A request delivered again after a crash finds its task (same operation id) and
+recovers the answers already accepted for it, so nothing is uploaded twice
+and nothing is lost; answers are counted once per Toloker.
+
+Toloka's own ``dynamic_overlap_config`` needs Toloka-side aggregation and
+worker skills; the loop keeps one stopping rule for every pool instead, and
+drives it through the task's overlap.
+
+References
+----------
+Toloka API: tasks, operations, assignments (https://toloka.ai/docs/api/).
+toloka-kit 1.2.3: ``toloka.async_client.AsyncTolokaClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from toloka.async_client import AsyncTolokaClient
+from toloka.client import Assignment, Pool, Task
+from toloka.client.actions import RestrictionV2
+from toloka.client.collectors import AssignmentSubmitTime, GoldenSet
+from toloka.client.conditions import FastSubmittedCount, GoldenSetAnswersCount, GoldenSetCorrectAnswersRate
+from toloka.client.exceptions import ConflictStateApiError
+from toloka.client.operations import Operation
+from toloka.client.pool.mixer_config import MixerConfig
+from toloka.client.task import CreateTasksParameters, TaskOverlapPatch
+
+from agents.aggregator.overlap import AccuracyOf, DynamicOverlap, OverlapSettings
+from agents.pools.base import AnswerSink
+from agents.pools.rates import WindowRate
+from agents.pools.toloka.client import (
+    RetryPolicy,
+    TolokaSettings,
+    build_client,
+    describe,
+    is_retryable,
+    operation_id,
+)
+from agents.pools.toloka.spec import OUTPUT_FIELD, LabelingSpec, input_values
+from schemas import CrowdAnswer, LabelRequest, PoolStatus, Tier, utc_now
+from streams.errors import BackendError, RejectedBackendError
+
+log = logging.getLogger(__name__)
+
+#: Assignments read per page by the poller.
+PAGE_SIZE = 100
+#: Assignments reviewed at once by the poller.
+REVIEW_CONCURRENCY = 16
+#: A Toloker counts as active for pool-status while they submitted within this window.
+ACTIVE_WINDOW = timedelta(minutes=10)
+
+
+def _value(status: Any) -> str:
+    return str(getattr(status, "value", status))
+
+
+def _aware(moment: datetime | None, fallback: datetime) -> datetime:
+    if moment is None:
+        return fallback
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def request_key(request: LabelRequest) -> str:
+    """What makes two deliveries the same request (and so the same Toloka task)."""
+    return "\x1f".join((request.event_id, request.route, request.requested_at.isoformat()))
+
+
+@dataclass(eq=False)
+class _Pending:
+    request: LabelRequest
+    on_answer: AnswerSink
+    done: asyncio.Future[None]
+    classes: int
+    rule: DynamicOverlap
+    asked: int
+    task_id: str | None = None
+    votes: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How an assignment is reviewed, from its golden answers."""
+
+    accept: bool
+    golden_total: int
+    golden_right: int
+
+    @property
+    def comment(self) -> str:
+        if self.golden_total == 0:
+            return "Thank you"
+        return f"{self.golden_right} of {self.golden_total} control answers right"
+
+
+class TolokaBackend:
+    """A Toloka pool driven through toloka-kit (see the module docstring).
+
+    Parameters
+    ----------
+    settings
+        URL, token, names, golden rate, reward, overlap, QC thresholds, polling and retries.
+    spec
+        The labeling spec (``settings.spec_path`` or the packaged default when None).
+    client
+        An ``AsyncTolokaClient`` (built from ``settings`` when None).
+    accuracy_of
+        Worker accuracies for the dynamic-overlap rule (None: the prior for everyone).
+    golden_sink
+        Where golden answers go when no request of this backend shares their task suite.
+    clock, sleep, rng
+        Time, waiting and jitter (injected in tests).
+    """
+
+    tier: Tier = "crowd"
+
+    def __init__(
+        self,
+        settings: TolokaSettings,
+        *,
+        spec: LabelingSpec | None = None,
+        client: AsyncTolokaClient | None = None,
+        accuracy_of: AccuracyOf | None = None,
+        golden_sink: AnswerSink | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.spec = spec or LabelingSpec.load(settings.spec_path)
+        self._client = client
+        self._clock = clock
+        self._sleep = sleep
+        self.retry = RetryPolicy(settings, rng=rng, sleep=sleep)
+        self.overlap = OverlapSettings(
+            minimum=settings.overlap_min or self.spec.overlap_min,
+            maximum=max(settings.overlap_max or self.spec.overlap_max, settings.overlap_min or 1),
+            confidence=settings.overlap_confidence,
+        )
+        self._accuracy_of = accuracy_of
+        self._golden_sink = golden_sink
+        self.project_id: str | None = None
+        self.pool_id: str | None = None
+        #: Golden task id -> its known label.
+        self.golden: dict[str, str] = {}
+        self._start_lock: asyncio.Lock | None = None
+        self._reviews: asyncio.Semaphore | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._by_key: dict[str, _Pending] = {}
+        self._by_task: dict[str, _Pending] = {}
+        self._cursor: datetime | None = None
+        self._seen: dict[str, datetime] = {}
+        self._paused = False
+        self._target_workers: int | None = None
+        self._switches: set[asyncio.Task[None]] = set()
+        self._arrivals = WindowRate()
+        self._last_seen: dict[str, datetime] = {}
+        self.answers_total = 0
+        self.tasks_done = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.golden_answers = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def client(self) -> AsyncTolokaClient:
+        if self._client is None:
+            self._client = build_client(self.settings)
+        return self._client
+
+    async def start(self) -> None:
+        """Find or create the project and pool, upload golden tasks, open the pool, start polling."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._poller is not None:
+                return
+            self.project_id = await self._ensure_project()
+            self.pool_id = await self._ensure_pool(self.project_id)
+            await self._upload_golden(self.pool_id)
+            if not self._paused:
+                await self._set_open(True)
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll_forever(), name="labelloop-toloka"
+            )
+            log.info("toloka pool %s of project %s is serving", self.pool_id, self.project_id)
+
+    async def stop(self) -> None:
+        """Stop polling; the pool stays open for other workers, unanswered requests stay unacknowledged."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        await asyncio.gather(*self._switches, return_exceptions=True)
+
+    def pause(self) -> None:
+        """Close the pool: Tolokers get no new task suites (submitted ones are still reviewed)."""
+        self._paused = True
+        self._switch(False)
+
+    def resume(self) -> None:
+        """Open the pool again."""
+        self._paused = False
+        self._switch(True)
+
+    def resize(self, workers: int) -> None:
+        """Toloka sizes its crowd itself: 0 closes the pool, more opens it again; the target is reported."""
+        self._target_workers = max(0, workers)
+        if workers == 0 and not self._paused:
+            self.pause()
+        elif workers > 0 and self._paused:
+            self.resume()
+
+    def _switch(self, open_pool: bool) -> None:
+        if self.pool_id is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._set_open(open_pool))
+        self._switches.add(task)
+        task.add_done_callback(self._switches.discard)
+
+    # -- project, pool, golden tasks ------------------------------------------------------
+
+    async def _ensure_project(self) -> str:
+        key = self.spec.project_key
+
+        async def find() -> str | None:
+            async for project in self._search(self.client.find_projects, status="ACTIVE"):
+                if project.private_comment == key:
+                    return str(project.id)
+            return None
+
+        async def create() -> str:
+            return str((await self.client.create_project(self.spec.project())).id)
+
+        return await self._find_or_create(find, create, "project")
+
+    @property
+    def pool_name(self) -> str:
+        return f"{self.settings.pool_name}-{self.spec.fingerprint}"
+
+    def pool(self, project_id: str) -> Pool:
+        """The pool this backend creates: reward, overlap, golden mix, manual review, QC rules."""
+        settings = self.settings
+        real, golden = self.mix
+        pool = Pool(
+            project_id=project_id,
+            private_name=self.pool_name,
+            may_contain_adult_content=False,
+            will_expire=self._clock() + timedelta(days=365),
+            reward_per_assignment=settings.reward_per_assignment or self.spec.reward_per_assignment,
+            assignment_max_duration_seconds=settings.assignment_max_duration_s,
+            auto_accept_solutions=False,
+            auto_accept_period_day=7,
+            defaults=Pool.Defaults(
+                default_overlap_for_new_tasks=self.overlap.minimum,
+                default_overlap_for_new_task_suites=self.overlap.minimum,
+            ),
+            mixer_config=MixerConfig(
+                real_tasks_count=real,
+                golden_tasks_count=golden,
+                training_tasks_count=0,
+            ),
+        )
+        quality_control = pool.quality_control
+        assert quality_control is not None
+        if golden:
+            quality_control.add_action(
+                collector=GoldenSet(history_size=settings.ban_golden_history),
+                conditions=[
+                    GoldenSetAnswersCount >= settings.ban_golden_min_answers,
+                    GoldenSetCorrectAnswersRate < settings.ban_golden_accuracy_below_pct,
+                ],
+                action=RestrictionV2(
+                    scope="PROJECT",
+                    duration=settings.ban_days,
+                    duration_unit="DAYS",
+                    private_comment="low golden",
+                ),
+            )
+        quality_control.add_action(
+            collector=AssignmentSubmitTime(
+                history_size=settings.fast_history, fast_submit_threshold_seconds=settings.fast_submit_s
+            ),
+            conditions=[FastSubmittedCount >= settings.fast_submits_to_ban],
+            action=RestrictionV2(
+                scope="PROJECT", duration=settings.ban_days, duration_unit="DAYS", private_comment="too fast"
+            ),
+        )
+        return pool
+
+    @property
+    def mix(self) -> tuple[int, int]:
+        """Real and golden tasks per task suite (at least one golden when golden tasks are on)."""
+        settings = self.settings
+        golden = 0
+        if settings.golden_rate > 0 and self.spec.golden:
+            wanted = round(settings.tasks_per_suite * settings.golden_rate)
+            golden = min(settings.tasks_per_suite - 1, max(1, wanted))
+        return settings.tasks_per_suite - golden, golden
+
+    async def _ensure_pool(self, project_id: str) -> str:
+        async def find() -> str | None:
+            async for pool in self._search(self.client.find_pools, project_id=project_id):
+                if pool.private_name == self.pool_name and _value(pool.status) in ("OPEN", "CLOSED"):
+                    return str(pool.id)
+            return None
+
+        async def create() -> str:
+            return str((await self.client.create_pool(self.pool(project_id))).id)
+
+        return await self._find_or_create(find, create, "pool")
+
+    async def _find_or_create(
+        self, find: Callable[[], Awaitable[str | None]], create: Callable[[], Awaitable[str]], what: str
+    ) -> str:
+        """Creates have no operation id: look before every attempt, so a lost answer never duplicates."""
+        for attempt in range(1, self.settings.max_attempts + 1):
+            found = await self.retry.call(find, f"find {what}")
+            if found is not None:
+                return found
+            try:
+                created = await create()
+                log.info("toloka: created %s %s", what, created)
+                return created
+            except Exception as error:
+                if attempt == self.settings.max_attempts or not is_retryable(error):
+                    raise
+                log.info("toloka create %s: %s, looking again", what, describe(error))
+                await self._sleep(self.retry.backoff_s(attempt))
+        raise BackendError(
+            f"toloka: could not create the {what}"
+        )  # pragma: no cover - loop returns or raises
+
+    async def _search(self, find: Callable[..., Awaitable[Any]], **filters: Any) -> Any:
+        """Every item of a search, page by page (by id)."""
+        after: str | None = None
+        while True:
+            page_filters = dict(filters, **({"id_gt": after} if after else {}))
+
+            async def one_page(page_filters: dict[str, Any] = page_filters) -> Any:
+                return await find(sort=["id"], limit=PAGE_SIZE, **page_filters)
+
+            page = await self.retry.call(one_page, "search")
+            for item in page.items:
+                yield item
+            if not page.has_more or not page.items:
+                return
+            after = page.items[-1].id
+
+    async def _upload(self, tasks: list[Task], key: str, what: str, event_id: str | None = None) -> list[str]:
+        """Upload ``tasks`` once (operation id from ``key``) and return their Toloka ids, in order."""
+        assert self.pool_id is not None
+        parameters = CreateTasksParameters(
+            operation_id=operation_id(self.pool_id, key),
+            async_mode=True,
+            allow_defaults=False,
+            open_pool=False,
+            skip_invalid_items=False,
+        )
+        for index, task in enumerate(tasks):
+            # toloka-kit's own marker: the operation log names each created task by it.
+            cast(dict[str, Any], task._unexpected)["__item_idx"] = str(index)
+        operation = await self.retry.call(
+            lambda: self.client.create_tasks_async(tasks, parameters), f"upload {what}", event_id=event_id
+        )
+        finished = await self._finished(operation, what, event_id)
+        entries = await self.retry.call(
+            lambda: self.client.get_operation_log(str(finished.id)), f"read {what} log", event_id=event_id
+        )
+        ids: dict[int, str] = {}
+        for entry in entries:
+            output, given = entry.output or {}, entry.input or {}
+            if entry.success and "task_id" in output:
+                ids[int(given.get("__item_idx", len(ids)))] = str(output["task_id"])
+        if len(ids) != len(tasks):
+            raise RejectedBackendError(f"toloka refused {len(tasks) - len(ids)} {what}", event_id=event_id)
+        return [ids[index] for index in sorted(ids)]
+
+    async def _finished(self, operation: Operation, what: str, event_id: str | None) -> Operation:
+        deadline = asyncio.get_running_loop().time() + self.settings.operation_timeout_s
+        operation_id = str(operation.id)
+        while _value(operation.status) in ("PENDING", "RUNNING"):
+            if asyncio.get_running_loop().time() > deadline:
+                raise BackendError(f"toloka {what} did not finish in time", event_id=event_id)
+            await self._sleep(self.settings.poll_interval_s)
+            operation = await self.retry.call(
+                lambda: self.client.get_operation(operation_id), f"read {what}", event_id=event_id
+            )
+        if _value(operation.status) != "SUCCESS":
+            raise RejectedBackendError(f"toloka {what} failed: {_value(operation.status)}", event_id=event_id)
+        return operation
+
+    async def _upload_golden(self, pool_id: str) -> None:
+        if not self.spec.golden or self.settings.golden_rate == 0:
+            return
+        tasks = [
+            Task(
+                pool_id=pool_id,
+                input_values={"event_id": f"golden-{golden.key}", **golden.input},
+                known_solutions=[
+                    Task.KnownSolution(output_values={OUTPUT_FIELD: golden.label}, correctness_weight=1)
+                ],
+                infinite_overlap=True,
+            )
+            for golden in self.spec.golden
+        ]
+        ids = await self._upload(tasks, f"golden/{self.spec.fingerprint}", "golden tasks")
+        self.golden = {task_id: golden.label for task_id, golden in zip(ids, self.spec.golden, strict=True)}
+
+    async def _set_open(self, open_pool: bool) -> None:
+        assert self.pool_id is not None
+        pool_id = self.pool_id
+        call = self.client.open_pool_async if open_pool else self.client.close_pool_async
+        operation = await self.retry.call(lambda: call(pool_id), "open pool" if open_pool else "close pool")
+        if operation is not None:
+            await self._finished(operation, "pool switch", None)
+
+    # -- labeling ------------------------------------------------------------------------
+
+    async def label(self, request: LabelRequest, on_answer: AnswerSink) -> None:
+        """Upload ``request`` as a task (once) and return when the overlap rule has its answers."""
+        await self.start()
+        key = request_key(request)
+        existing = self._by_key.get(key)
+        if existing is not None:  # the same request twice at once: one task, one wait
+            await asyncio.shield(existing.done)
+            return
+        classes = list(request.prediction.scores)
+        unknown = sorted(set(classes) - set(self.spec.class_values))
+        if unknown:
+            raise RejectedBackendError(
+                f"classes {unknown} are not in the Toloka spec", event_id=request.event_id
+            )
+        if request.overlap is not None:
+            rule = DynamicOverlap(OverlapSettings.fixed(request.overlap), self._accuracy_of)
+        else:
+            rule = DynamicOverlap(self.overlap, self._accuracy_of)
+        pending = _Pending(
+            request=request,
+            on_answer=on_answer,
+            done=asyncio.get_running_loop().create_future(),
+            classes=len(self.spec.class_values),
+            rule=rule,
+            asked=rule.target([], len(self.spec.class_values)),
+        )
+        self._by_key[key] = pending
+        self._arrivals.add(asyncio.get_running_loop().time())
+        try:
+            assert self.pool_id is not None
+            task = Task(pool_id=self.pool_id, input_values=input_values(request), overlap=pending.asked)
+            [task_id] = await self._upload([task], key, "task", request.event_id)
+            pending.task_id = task_id
+            self._by_task[task_id] = pending
+            await self._recover(pending)
+            await pending.done
+        finally:
+            self._by_key.pop(key, None)
+            if pending.task_id is not None:
+                self._by_task.pop(pending.task_id, None)
+
+    async def _recover(self, pending: _Pending) -> None:
+        """Answers accepted before this process knew the task (a redelivery, or a poll racing the upload)."""
+        assert pending.task_id is not None
+        task_id = pending.task_id
+        page = await self.retry.call(
+            lambda: self.client.find_assignments(
+                task_id=task_id, status=["ACCEPTED"], sort=["submitted", "id"], limit=PAGE_SIZE
+            ),
+            "recover answers",
+            event_id=pending.request.event_id,
+        )
+        for assignment in page.items or []:
+            await self._report(assignment, accepted=True, goldens=False)
+
+    # -- the poller ----------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Toloka down for longer than the retries: poll again later
+                log.warning("toloka poll failed: %s", describe(error))
+            await self._sleep(self.settings.poll_interval_s)
+
+    async def poll_once(self) -> int:
+        """Review and report every assignment submitted since the last poll; returns how many."""
+        assert self.pool_id is not None
+        pool_id = self.pool_id
+        processed = 0
+        while True:
+            filters: dict[str, Any] = {"pool_id": pool_id, "status": ["SUBMITTED", "ACCEPTED", "REJECTED"]}
+            if self._cursor is not None:
+                filters["submitted_gte"] = self._cursor
+
+            async def one_page(filters: dict[str, Any] = filters) -> Any:
+                return await self.client.find_assignments(
+                    sort=["submitted", "id"], limit=PAGE_SIZE, **filters
+                )
+
+            page = await self.retry.call(one_page, "read assignments")
+            fresh = [assignment for assignment in page.items or [] if str(assignment.id) not in self._seen]
+            # Reviews of one page run side by side (each is an HTTP round trip); the cursor then
+            # moves past the page, or only up to the earliest assignment that failed (read again).
+            outcomes = await asyncio.gather(
+                *(self._process_bounded(a) for a in fresh), return_exceptions=True
+            )
+            failed: list[datetime] = []
+            for assignment, outcome in zip(fresh, outcomes, strict=True):
+                submitted = _aware(assignment.submitted, self._clock())
+                if isinstance(outcome, BaseException):
+                    failed.append(submitted)
+                    continue
+                self._seen[str(assignment.id)] = submitted
+                self._cursor = submitted if self._cursor is None else max(self._cursor, submitted)
+                processed += 1
+            if failed:
+                self._cursor = min(failed) if self._cursor is None else min(self._cursor, min(failed))
+                error = next(outcome for outcome in outcomes if isinstance(outcome, BaseException))
+                raise error
+            if not page.has_more:
+                break
+            if not fresh:  # a page of one submitted instant, all seen: wait for the next poll
+                log.warning("toloka: more than %d assignments share one submitted time", PAGE_SIZE)
+                break
+        if self._cursor is not None:
+            self._seen = {key: moment for key, moment in self._seen.items() if moment >= self._cursor}
+        return processed
+
+    def verdict(self, assignment: Assignment) -> Verdict:
+        """Accept unless the golden answers in the suite are right less often than the threshold."""
+        total = right = 0
+        for task, solution in zip(assignment.tasks or [], assignment.solutions or [], strict=False):
+            known = self._known(task)
+            if known is None:
+                continue
+            total += 1
+            right += (solution.output_values or {}).get(OUTPUT_FIELD) == known
+        accept = total == 0 or right / total >= self.settings.accept_min_golden_accuracy
+        return Verdict(accept, total, right)
+
+    def _known(self, task: Any) -> str | None:
+        """The known answer of a golden task (ours, else the one Toloka sent), None for a real task."""
+        known = self.golden.get(str(task.id))
+        if known is None and task.known_solutions:
+            known = str((task.known_solutions[0].output_values or {}).get(OUTPUT_FIELD))
+        return known
+
+    async def _process_bounded(self, assignment: Assignment) -> None:
+        if self._reviews is None:
+            self._reviews = asyncio.Semaphore(REVIEW_CONCURRENCY)
+        async with self._reviews:
+            await self._process(assignment)
+
+    async def _process(self, assignment: Assignment) -> None:
+        status = _value(assignment.status)
+        if status == "SUBMITTED":
+            verdict = self.verdict(assignment)
+            status = await self._review(assignment, verdict)
+        self._last_seen[str(assignment.user_id)] = _aware(assignment.submitted, self._clock())
+        await self._report(assignment, accepted=status == "ACCEPTED", goldens=True)
+
+    async def _review(self, assignment: Assignment, verdict: Verdict) -> str:
+        call = self.client.accept_assignment if verdict.accept else self.client.reject_assignment
+        what = "accept assignment" if verdict.accept else "reject assignment"
+        assignment_id = str(assignment.id)
+        try:
+            reviewed = await self.retry.call(lambda: call(assignment_id, verdict.comment), what)
+            status = _value(reviewed.status)
+        except ConflictStateApiError:  # reviewed already (by our retry that timed out, or another worker)
+            current = await self.retry.call(
+                lambda: self.client.get_assignment(assignment_id), "read assignment"
+            )
+            status = _value(current.status)
+        if status == "ACCEPTED":
+            self.accepted += 1
+        elif status == "REJECTED":
+            self.rejected += 1
+            log.info("toloka: rejected assignment %s (%s)", assignment.id, verdict.comment)
+        return status
+
+    async def _report(self, assignment: Assignment, *, accepted: bool, goldens: bool) -> None:
+        """Golden answers always (once); real answers of accepted assignments, once per Toloker and task."""
+        submitted = _aware(assignment.submitted, self._clock())
+        created = _aware(assignment.created, submitted)
+        worker = str(assignment.user_id)
+        pairs = list(zip(assignment.tasks or [], assignment.solutions or [], strict=False))
+        time_spent_s = max(0.0, (submitted - created).total_seconds()) / max(1, len(pairs))
+        sink = next(
+            (self._by_task[str(task.id)].on_answer for task, _ in pairs if str(task.id) in self._by_task),
+            self._golden_sink,
+        )
+        for task, solution in pairs:
+            label = str((solution.output_values or {}).get(OUTPUT_FIELD))
+            task_id = str(task.id)
+            known = self._known(task)
+            if known is not None:
+                if goldens and sink is not None:
+                    self.golden_answers += 1
+                    await sink(
+                        CrowdAnswer(
+                            event_id=str((task.input_values or {}).get("event_id") or f"golden-{task_id}"),
+                            task_id=task_id,
+                            pool=self.name,
+                            tier="crowd",
+                            worker_id=worker,
+                            label=label,
+                            time_spent_s=round(time_spent_s, 3),
+                            answered_at=submitted,
+                            golden_label=known,
+                        )
+                    )
+                continue
+            pending = self._by_task.get(task_id)
+            if accepted and pending is not None:
+                await self._count(pending, worker, label, time_spent_s, submitted, task_id)
+
+    async def _count(
+        self, pending: _Pending, worker: str, label: str, time_spent_s: float, at: datetime, task_id: str
+    ) -> None:
+        if pending.done.done() or any(voter == worker for voter, _ in pending.votes):
+            return
+        pending.votes.append((worker, label))  # before any await: a racing report sees it
+        target = pending.rule.target(pending.votes, pending.classes)
+        answer = CrowdAnswer(
+            event_id=pending.request.event_id,
+            task_id=task_id,
+            pool=self.name,
+            tier="crowd",
+            worker_id=worker,
+            label=label,
+            time_spent_s=round(time_spent_s, 3),
+            answered_at=at,
+            overlap=target,
+        )
+        try:
+            await pending.on_answer(answer)
+        except Exception as error:  # the sink failed: this request fails (and is delivered again)
+            if not pending.done.done():
+                pending.done.set_exception(error)
+            return
+        self.answers_total += 1
+        if len(pending.votes) >= target:
+            if not pending.done.done():
+                self.tasks_done += 1
+                pending.done.set_result(None)
+            return
+        if target > pending.asked:
+            pending.asked = target
+            await self.retry.call(
+                lambda: self.client.patch_task_overlap_or_min(task_id, TaskOverlapPatch(overlap=target)),
+                "raise overlap",
+                event_id=pending.request.event_id,
+            )
+
+    # -- status --------------------------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        """Tolokers who submitted within the last ten minutes."""
+        since = self._clock() - ACTIVE_WINDOW
+        return sum(1 for moment in self._last_seen.values() if moment >= since)
+
+    def status(self, now: datetime) -> PoolStatus:
+        """Backlog (tasks without an answer yet), in progress, rates and cost of the pool."""
+        pending = list(self._by_key.values())
+        waiting = sum(1 for task in pending if not task.votes)
+        workers = self.workers
+        real = max(1, self.mix[0])
+        reward = self.settings.reward_per_assignment or self.spec.reward_per_assignment
+        try:
+            loop_now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            loop_now = 0.0
+        return PoolStatus(
+            pool=self.name,
+            backend="toloka",
+            tier="crowd",
+            workers=workers,
+            active=not self._paused and self._poller is not None,
+            backlog=waiting,
+            in_progress=len(pending) - waiting,
+            arrival_rate_per_min=self._arrivals.per_min(loop_now),
+            capacity_per_min=0.0 if self._paused else workers * self.settings.labels_per_worker_min,
+            overlap=self.overlap.minimum,
+            answers_total=self.answers_total,
+            tasks_done=self.tasks_done,
+            cost_per_label=reward / real,
+            reported_at=now,
+        )
