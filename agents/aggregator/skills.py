@@ -179,7 +179,7 @@ class SkillBook:
     >>> for truth in ["cat", "dog"] * 5:
     ...     _ = book.observe_golden("good", "sim", truth, truth, when)
     ...     _ = book.observe_golden("lazy", "sim", truth, "cat", when)   # always says cat
-    >>> round(book.accuracy_of("good"), 3), round(book.accuracy_of("lazy"), 3)
+    >>> round(book.accuracy_of("good"), 3), round(book.skill("lazy").accuracy, 3)
     (0.914, 0.557)
     >>> book.is_flagged("good"), book.is_flagged("lazy")
     (False, True)
@@ -192,6 +192,8 @@ class SkillBook:
         self.settings = settings or SkillSettings()
         self.workers: dict[str, WorkerRecord] = {}
         self.classes: set[str] = set()
+        #: P(class) from the latest Dawid–Skene refit; None: uniform.
+        self.class_prior: dict[str, float] | None = None
 
     # -- evidence ------------------------------------------------------------------------
 
@@ -284,10 +286,20 @@ class SkillBook:
         return right, wrong
 
     def accuracy_of(self, worker_id: str) -> float | None:
-        """The worker's estimated accuracy, or None for a worker never seen (an ``AccuracyOf``)."""
+        """What the worker's vote is worth, for the dynamic-overlap rule (an ``AccuracyOf``).
+
+        None for a worker never seen; chance (1/K) for a flagged worker, whose
+        answers carry no information; the estimated accuracy otherwise.
+        """
         record = self.workers.get(worker_id)
         if record is None:
             return None
+        if record.flagged:
+            return 1.0 / max(len(self.classes), 2)
+        return self.estimated_accuracy(record)
+
+    def estimated_accuracy(self, record: WorkerRecord) -> float:
+        """The mean of the worker's accuracy posterior (flagged or not)."""
         right, wrong = self._beta(record, graded=True)
         return right / (right + wrong)
 
@@ -333,9 +345,10 @@ class SkillBook:
     def posterior(self, votes: Sequence[tuple[str, str]], classes: Iterable[str]) -> dict[str, float]:
         """P(true class | votes) over ``classes`` and every voted label, with each worker's confusion.
 
-        Votes of flagged workers are left out. A uniform prior over the classes:
-        with every worker at the same one-coin accuracy above chance this ranks
-        classes exactly as a majority vote does.
+        Votes of flagged workers are left out. The class prior is the latest
+        refit's (``class_prior``), uniform before the first: then, with every
+        worker at the same one-coin accuracy above chance, this ranks classes
+        exactly as a majority vote does.
 
         >>> book = SkillBook()
         >>> p = book.posterior([("w1", "cat"), ("w2", "cat"), ("w3", "dog")], ["cat", "dog"])
@@ -352,6 +365,9 @@ class SkillBook:
             confusion = self.confusion_of(worker, candidates)
             for truth in candidates:
                 terms[truth].append(math.log(confusion[truth][label]))
+        if self.class_prior is not None:
+            for truth in candidates:
+                terms[truth].append(math.log(max(self.class_prior.get(truth, 0.0), _FLOOR)))
         # fsum is exactly rounded: classes with the same multiset of terms tie exactly, whatever the order.
         log_score = {truth: math.fsum(values) for truth, values in terms.items()}
         top = max(log_score.values())
@@ -401,12 +417,12 @@ class SkillBook:
 
     def skill(self, worker_id: str) -> WorkerSkill:
         """The worker's skill as published on ``worker-skills``."""
-        record = self.workers.get(worker_id) or WorkerRecord()
-        accuracy = self.accuracy_of(worker_id)
+        known = self.workers.get(worker_id)
+        record = known or WorkerRecord()
         return WorkerSkill(
             worker_id=worker_id,
             pool=record.pool,
-            accuracy=self.settings.prior_accuracy if accuracy is None else accuracy,
+            accuracy=self.settings.prior_accuracy if known is None else self.estimated_accuracy(known),
             n_golden=record.golden_total,
             golden_accuracy=_share(record.golden_right, record.golden_total),
             n_audited=record.audit_total,
@@ -421,6 +437,8 @@ class SkillBook:
     def merge(self, other: SkillBook) -> None:
         """Add another book's evidence to this one (counts add; the newer refit wins)."""
         self.classes |= other.classes
+        if self.class_prior is None:
+            self.class_prior = other.class_prior
         for worker_id, theirs in other.workers.items():
             mine = self.record(worker_id, theirs.pool)
             for name in (
@@ -446,9 +464,9 @@ class SkillBook:
 
     def to_json(self) -> str:
         """Compact JSON of the evidence (settings are configuration, not state)."""
-        return _Snapshot(classes=sorted(self.classes), workers=self.workers).model_dump_json(
-            exclude_defaults=True
-        )
+        return _Snapshot(
+            classes=sorted(self.classes), class_prior=self.class_prior, workers=self.workers
+        ).model_dump_json(exclude_defaults=True)
 
     @classmethod
     def from_json(cls, text: str | None, settings: SkillSettings | None = None) -> SkillBook:
@@ -457,10 +475,12 @@ class SkillBook:
         if text:
             snapshot = _Snapshot.model_validate_json(text)
             book.classes = set(snapshot.classes)
+            book.class_prior = snapshot.class_prior
             book.workers = snapshot.workers
         return book
 
 
 class _Snapshot(BaseModel):
     classes: list[str] = []
+    class_prior: dict[str, float] | None = None
     workers: dict[str, WorkerRecord] = {}

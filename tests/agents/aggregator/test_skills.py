@@ -157,3 +157,10 @@ def test_worker_skill_is_a_wire_model_with_a_schema_version() -> None:
     skill = graded_book({"w1": 0.9}, answers=12).skill("w1")
     assert WorkerSkill.from_json_bytes(skill.to_json_bytes()) == skill
     assert skill.schema_version == 1
+
+
+def test_a_flagged_worker_is_worth_a_coin_to_the_overlap_rule_but_publishes_its_estimate() -> None:
+    book = graded_book({"spam": 1 / 3}, answers=90)
+    assert book.is_flagged("spam")
+    assert book.accuracy_of("spam") == pytest.approx(1 / 3)
+    assert book.skill("spam").accuracy == pytest.approx(book.estimated_accuracy(book.workers["spam"]))
