@@ -61,14 +61,14 @@ class Worker:
     suite_s: float = 30.0
 
 
-def default_workers(count: int = 8, *, spammers: int = 1, seed: int = 1) -> list[Worker]:
-    """``count`` honest Tolokers (accuracy 0.75-0.95, 20-60 s a suite) and ``spammers`` (random, 1 s).
+def default_workers(count: int = 12, *, spammers: int = 1, seed: int = 1) -> list[Worker]:
+    """``count`` honest Tolokers (accuracy 0.8-0.95, 20-60 s a suite) and ``spammers`` (random, 1 s).
 
     >>> [w.user_id for w in default_workers(2, spammers=1)]
     ['tk-w00', 'tk-w01', 'tk-spam00']
     """
     rng = random.Random(seed)
-    honest = [Worker(f"tk-w{i:02d}", rng.uniform(0.75, 0.95), rng.uniform(20.0, 60.0)) for i in range(count)]
+    honest = [Worker(f"tk-w{i:02d}", rng.uniform(0.8, 0.95), rng.uniform(20.0, 60.0)) for i in range(count)]
     return honest + [Worker(f"tk-spam{i:02d}", 0.0, 1.0) for i in range(spammers)]
 
 

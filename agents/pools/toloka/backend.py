@@ -371,7 +371,7 @@ class TolokaBackend:
             async def one_page(page_filters: dict[str, Any] = page_filters) -> Any:
                 return await find(sort=["id"], limit=PAGE_SIZE, **page_filters)
 
-            page = await self.retry.call(one_page, "search")
+            page = await self.retry.call(one_page, f"search ({getattr(find, '__name__', 'find')})")
             for item in page.items:
                 yield item
             if not page.has_more or not page.items:
