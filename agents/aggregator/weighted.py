@@ -191,7 +191,7 @@ class WeightedVoteAggregator:
         The workers' skills; shared with the pools' dynamic overlap (``book.accuracy_of``).
     refit
         Optional Dawid–Skene refit fed with every crowd answer and expert verdict, folded into
-        ``book`` when due. It runs inside the step (about 0.25 s per thousand answers in the
+        ``book`` when due. It runs inside the step (about 20 ms per thousand answers in the
         window); leave it None to run refits elsewhere.
 
     Examples
