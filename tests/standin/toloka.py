@@ -486,8 +486,10 @@ class TolokaStandIn:
             task.setdefault("infinite_overlap", False)
             self.tasks[task["id"]] = task
             self.created_tasks.append(task)
-            index = self._golden_tasks if task.get("known_solutions") else self._open_tasks
-            index.setdefault(task["pool_id"], []).append(task)
+            index_of: dict[str, list[Json]] = (
+                self._golden_tasks if task.get("known_solutions") else self._open_tasks
+            )
+            index_of.setdefault(task["pool_id"], []).append(task)
             created[str(index)] = task
             log.append(
                 {"type": "TASK_CREATE", "success": True, "input": item, "output": {"task_id": task["id"]}}
@@ -572,10 +574,10 @@ class TolokaStandIn:
 
 
 def _holds(condition: Json, values: Json) -> bool:
-    value = values.get(condition.get("key", ""))
-    if value is None:
+    found = values.get(condition.get("key", ""))
+    if found is None:
         return False
-    target = float(condition["value"])
+    value, target = float(found), float(condition["value"])
     return {
         "EQ": value == target,
         "NE": value != target,

@@ -106,6 +106,8 @@ class TolokaSettings(BaseModel):
     request_timeout_s: float = Field(default=10.0, gt=0.0)
     #: Retries toloka-kit makes itself on 408/5xx before a failure reaches our policy.
     transport_retries: int = Field(default=2, ge=0, le=10)
+    #: Toloka calls in flight at once (httpx pools 100 connections; beyond that calls time out waiting).
+    max_concurrent_requests: int = Field(default=32, ge=1, le=100)
     #: Attempts of one call by our policy (429, 5xx and timeouts that got through).
     max_attempts: int = Field(default=8, ge=1, le=100)
     backoff_base_s: float = Field(default=0.5, ge=0.0)
@@ -254,6 +256,7 @@ class RetryPolicy:
         #: Retries made so far, by what failed (for tests and pool-status).
         self.retries = 0
         self.rate_limited = 0
+        self._in_flight: asyncio.Semaphore | None = None
 
     def backoff_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
@@ -268,8 +271,11 @@ class RetryPolicy:
         attempt = 0
         while True:
             attempt += 1
+            if self._in_flight is None:
+                self._in_flight = asyncio.Semaphore(self.settings.max_concurrent_requests)
             try:
-                return await operation()
+                async with self._in_flight:  # never while backing off
+                    return await operation()
             except Exception as error:
                 if not is_retryable(error):
                     raise
