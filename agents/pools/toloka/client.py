@@ -6,7 +6,9 @@ TypeError, and it waits 0, 4, 8 s whatever the server asks (see the shared
 PITFALLS). So the client gets a ``retryer_factory`` whose
 :class:`~toloka.client.primitives.retry.TolokaRetry` ignores ``Retry-After``
 (``respect_retry_after_header=False``, ``retry_quotas=None``) and retries only
-5xx and 408 briefly at the transport; everything that still fails (a 429,
+5xx and 408 briefly at the transport, and never a POST (a create retried
+after a lost answer would duplicate; tasks get operation ids, projects and
+pools are looked up again before each create); everything that still fails (a 429,
 5xx after those retries, a timeout) comes to :class:`RetryPolicy`, which
 honours ``Retry-After`` and otherwise backs off exponentially with jitter.
 
