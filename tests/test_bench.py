@@ -11,7 +11,13 @@ from bench.harness import Goal, Row, report
 
 @pytest.mark.parametrize(
     "module",
-    ["bench.router_body", "bench.router_estimation", "bench.router_threshold", "bench.router_capacity"],
+    [
+        "bench.router_body",
+        "bench.router_estimation",
+        "bench.router_threshold",
+        "bench.router_capacity",
+        "bench.crowd_aggregation",
+    ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
     assert callable(importlib.import_module(module).run)
@@ -26,3 +32,12 @@ def test_the_report_prints_ratios_against_same_run_baselines(tmp_path: object) -
     text = report([Row("thing", 2.0, 4.0, "us", "the other thing")], [Goal("R9", "x", "y", True)])
     assert "0.50x" in text
     assert text.splitlines()[-1] == "goal R9: x (goal: y) holds"
+
+
+def test_the_crowd_aggregation_bench_runs_small_and_prints_c2_and_c3() -> None:
+    from bench import crowd_aggregation
+
+    rows, goals = crowd_aggregation.run(tasks=60, seeds=(1,))
+    assert [goal.goal_id for goal in goals] == ["C2", "C3"]
+    assert all(row.figure >= 0.0 for row in rows)
+    assert any("uniform draw" in row.name for row in rows)

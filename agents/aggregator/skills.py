@@ -194,6 +194,12 @@ class SkillBook:
         self.classes: set[str] = set()
         #: P(class) from the latest Dawid–Skene refit; None: uniform.
         self.class_prior: dict[str, float] | None = None
+        #: Confusion matrices already computed: (worker, classes) -> (record, its revision, matrix).
+        self._confusions: dict[
+            tuple[str, tuple[str, ...]], tuple[WorkerRecord, int, dict[str, dict[str, float]]]
+        ] = {}
+        #: Bumped whenever a worker's evidence changes (what the cached matrices depend on).
+        self._revisions: dict[str, int] = {}
 
     # -- evidence ------------------------------------------------------------------------
 
@@ -228,7 +234,7 @@ class SkillBook:
 
     def observe_agreement(self, worker_id: str, pool: str, agreed: bool, now: datetime) -> None:
         """Record whether the worker's vote agreed with a confident aggregate."""
-        record = self.record(worker_id, pool)
+        record = self._changing(worker_id, pool)
         record.agreement_total += 1
         record.agreed += agreed
         record.updated_at = now
@@ -242,7 +248,7 @@ class SkillBook:
         now: datetime,
     ) -> bool:
         """Replace the worker's Dawid–Skene estimate with a new refit's; True when this newly flags them."""
-        record = self.record(worker_id)
+        record = self._changing(worker_id)
         record.dawid_skene_accuracy = min(max(accuracy, 0.0), 1.0)
         record.dawid_skene_answers = answers
         record.dawid_skene_confusion = (
@@ -255,11 +261,16 @@ class SkillBook:
 
     def _grade(self, worker_id: str, pool: str, truth: str, answered: str, now: datetime) -> WorkerRecord:
         self.classes.update((truth, answered))
-        record = self.record(worker_id, pool)
+        record = self._changing(worker_id, pool)
         row = record.graded.setdefault(truth, {})
         row[answered] = row.get(answered, 0) + 1
         record.updated_at = now
         return record
+
+    def _changing(self, worker_id: str, pool: str = "") -> WorkerRecord:
+        """The worker's record, about to change: its cached confusion matrices go stale."""
+        self._revisions[worker_id] = self._revisions.get(worker_id, 0) + 1
+        return self.record(worker_id, pool)
 
     def _reflag(self, record: WorkerRecord) -> bool:
         was = record.flagged
@@ -315,8 +326,19 @@ class SkillBook:
         >>> {answer: round(p, 3) for answer, p in book.confusion_of("new", ["cat", "dog"])["cat"].items()}
         {'cat': 0.8, 'dog': 0.2}
         """
-        k = max(len(classes), 2)
         record = self.workers.get(worker_id)
+        key = (worker_id, tuple(classes))
+        revision = self._revisions.get(worker_id, 0)
+        cached = self._confusions.get(key)
+        if record is not None and cached is not None and cached[0] is record and cached[1] == revision:
+            return cached[2]
+        confusion = self._confusion(record, classes)
+        if record is not None:
+            self._confusions[key] = (record, revision, confusion)
+        return confusion
+
+    def _confusion(self, record: WorkerRecord | None, classes: Sequence[str]) -> dict[str, dict[str, float]]:
+        k = max(len(classes), 2)
         if record is None:
             a = self.settings.prior_accuracy
             graded: dict[str, dict[str, int]] = {}
@@ -459,6 +481,7 @@ class SkillBook:
                 mine.dawid_skene_confusion = theirs.dawid_skene_confusion
             if newer:
                 mine.updated_at = theirs.updated_at
+        self._confusions.clear()
         for record in self.workers.values():
             record.flagged = self._spammer(record)
 
