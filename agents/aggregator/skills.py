@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Literal
@@ -54,6 +55,8 @@ from schemas.base import Id, Probability, Timestamp, WireModel
 
 #: Confusion entries are kept away from 0 so one vote never rules a class out for good.
 _FLOOR = 0.005
+#: Timed answers between two recomputations of the crowd's typical answer time.
+_TYPICAL_EVERY = 50
 
 
 class SkillSettings(BaseModel):
@@ -85,6 +88,17 @@ class SkillSettings(BaseModel):
     min_graded_per_class: int = Field(default=5, ge=1)
     #: Answers in the window before a Dawid–Skene confusion may flag a worker.
     min_dawid_skene_answers: int = Field(default=30, ge=1)
+    #: A worker whose typical answer time (geometric mean) is below this share of the crowd's
+    #: (the median over workers) answers too fast to have read the task (Toloka's "fast responses"
+    #: rule): a suspect, whose prior accuracy is ``suspect_prior_accuracy`` until evidence comes.
+    #: 0 turns the rule off.
+    fast_share: float = Field(default=0.35, ge=0.0, lt=1.0)
+    #: Timed answers of a worker, and timed workers in the crowd, before the speed rule applies.
+    fast_min_answers: int = Field(default=3, ge=1)
+    fast_min_workers: int = Field(default=5, ge=1)
+    #: The prior accuracy of a suspect (near chance for three classes; graded evidence and refits
+    #: outweigh it as for anyone).
+    suspect_prior_accuracy: float = Field(default=0.4, gt=0.0, lt=1.0)
 
 
 class WorkerRecord(BaseModel):
@@ -106,6 +120,9 @@ class WorkerRecord(BaseModel):
     dawid_skene_confusion: dict[str, dict[str, float]] | None = None
     flagged: bool = False
     updated_at: datetime | None = None
+    #: Answers with a time spent, and the sum of their log-times (the worker's typical speed).
+    timed: int = 0
+    log_time_sum: float = 0.0
 
     @property
     def graded_right(self) -> int:
@@ -200,6 +217,9 @@ class SkillBook:
         ] = {}
         #: Bumped whenever a worker's evidence changes (what the cached matrices depend on).
         self._revisions: dict[str, int] = {}
+        #: The crowd's typical log answer time, recomputed every ``_TYPICAL_EVERY`` timed answers.
+        self._timed_answers = 0
+        self._typical: tuple[int, float | None] | None = None
 
     # -- evidence ------------------------------------------------------------------------
 
@@ -212,11 +232,18 @@ class SkillBook:
             record.pool = pool
         return record
 
-    def observe_answer(self, worker_id: str, pool: str, now: datetime) -> None:
-        """Count one (non-golden) answer of the worker."""
+    def observe_answer(
+        self, worker_id: str, pool: str, now: datetime, time_spent_s: float | None = None
+    ) -> None:
+        """Count one (non-golden) answer of the worker, and how long it took when known."""
         record = self.record(worker_id, pool)
         record.answers += 1
         record.updated_at = now
+        if time_spent_s is not None and time_spent_s > 0.0:
+            record = self._changing(worker_id, pool)
+            record.timed += 1
+            record.log_time_sum += math.log(time_spent_s)
+            self._timed_answers += 1
 
     def observe_golden(self, worker_id: str, pool: str, truth: str, answered: str, now: datetime) -> bool:
         """Grade a golden answer; True when this flags the worker (it was not flagged before)."""
@@ -279,11 +306,38 @@ class SkillBook:
 
     # -- estimates -----------------------------------------------------------------------
 
+    def _typical_log_time(self) -> float | None:
+        """The median over timed workers of their mean log answer time (None: too few timed workers)."""
+        if self._typical is None or self._timed_answers - self._typical[0] >= _TYPICAL_EVERY:
+            means = sorted(
+                record.log_time_sum / record.timed
+                for record in self.workers.values()
+                if record.timed >= self.settings.fast_min_answers
+            )
+            typical = statistics.median(means) if len(means) >= self.settings.fast_min_workers else None
+            self._typical = (self._timed_answers, typical)
+        return self._typical[1]
+
+    def is_too_fast(self, worker_id: str) -> bool:
+        """Whether the worker answers too fast to have read the tasks (see ``SkillSettings.fast_share``)."""
+        record = self.workers.get(worker_id)
+        return record is not None and self._too_fast(record)
+
+    def _too_fast(self, record: WorkerRecord) -> bool:
+        settings = self.settings
+        if settings.fast_share <= 0.0 or record.timed < settings.fast_min_answers:
+            return False
+        typical = self._typical_log_time()
+        return typical is not None and record.log_time_sum / record.timed < typical + math.log(
+            settings.fast_share
+        )
+
     def _beta(self, record: WorkerRecord, *, graded: bool) -> tuple[float, float]:
         """(right, wrong) pseudo-counts of the worker's accuracy posterior."""
         settings = self.settings
-        right = settings.prior_accuracy * settings.prior_strength
-        wrong = (1.0 - settings.prior_accuracy) * settings.prior_strength
+        prior = settings.suspect_prior_accuracy if self._too_fast(record) else settings.prior_accuracy
+        right = prior * settings.prior_strength
+        wrong = (1.0 - prior) * settings.prior_strength
         if graded:
             right += record.graded_right
             wrong += record.graded_total - record.graded_right
@@ -328,7 +382,8 @@ class SkillBook:
         """
         record = self.workers.get(worker_id)
         key = (worker_id, tuple(classes))
-        revision = self._revisions.get(worker_id, 0)
+        # A worker's matrix changes with its evidence, and with the crowd's speed (the suspect prior).
+        revision = 2 * self._revisions.get(worker_id, 0) + (record is not None and self._too_fast(record))
         cached = self._confusions.get(key)
         if record is not None and cached is not None and cached[0] is record and cached[1] == revision:
             return cached[2]
@@ -465,7 +520,7 @@ class SkillBook:
             mine = self.record(worker_id, theirs.pool)
             for name in (
                 "answers", "golden_right", "golden_total", "audit_right", "audit_total", "agreed",
-                "agreement_total",
+                "agreement_total", "timed", "log_time_sum",
             ):  # fmt: skip
                 setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
             for truth, counts in theirs.graded.items():
@@ -482,6 +537,8 @@ class SkillBook:
             if newer:
                 mine.updated_at = theirs.updated_at
         self._confusions.clear()
+        self._timed_answers += sum(theirs.timed for theirs in other.workers.values())
+        self._typical = None
         for record in self.workers.values():
             record.flagged = self._spammer(record)
 
@@ -500,6 +557,7 @@ class SkillBook:
             book.classes = set(snapshot.classes)
             book.class_prior = snapshot.class_prior
             book.workers = snapshot.workers
+            book._timed_answers = sum(record.timed for record in book.workers.values())
         return book
 
 

@@ -288,7 +288,7 @@ class WeightedVoteAggregator:
         state = state.model_copy(update={"votes": [*state.votes, vote]})
         outcome = Outcome()
         if answer.tier == "crowd":
-            self.book.observe_answer(answer.worker_id, answer.pool, now)
+            self.book.observe_answer(answer.worker_id, answer.pool, now, answer.time_spent_s)
             if self.refit is not None and self.refit.observe_answer(answer):
                 outcome += self._refit(now)
         elif self.refit is not None:
