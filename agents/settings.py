@@ -5,10 +5,16 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.aggregator.dawid_skene import DawidSkeneSettings
+from agents.aggregator.skills import SkillSettings
+from agents.aggregator.weighted import WeightedSettings
 from agents.learner.model import LearnerSettings
 from agents.monitor.detectors import MonitorSettings
+from agents.pools.experts import ExpertPoolSettings
 from agents.pools.simulated import SimulatedCrowdSettings
+from agents.pools.toloka.client import TolokaSettings
 from agents.router.policy import RouterSettings
+from agents.simulation.experts import SimulatedExpertSettings
 
 
 class PoolSettings(BaseModel):
@@ -17,6 +23,13 @@ class PoolSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     simulated: SimulatedCrowdSettings = SimulatedCrowdSettings()
+    #: Toloka through toloka-kit; ``enabled=True`` makes it the crowd tier instead of the simulated crowd.
+    toloka: TolokaSettings = TolokaSettings()
+    #: The expert tier's web page; ``enabled=False`` sends expert requests to the crowd.
+    experts: ExpertPoolSettings = ExpertPoolSettings()
+    experts_enabled: bool = True
+    #: Bots answering on the expert page for local runs (0: none; people answer there).
+    simulated_experts: SimulatedExpertSettings = SimulatedExpertSettings()
     #: Seconds between two PoolStatus reports.
     status_every_s: float = Field(default=2.0, gt=0.0)
 
@@ -28,6 +41,8 @@ class DispatcherSettings(BaseModel):
 
     #: Requests one worker holds open at once (each waits for its answers before its offset commits).
     concurrency: int = Field(default=200, ge=1, le=5_000)
+    #: Expert requests one worker holds open at once (people take minutes; these only wait).
+    expert_concurrency: int = Field(default=500, ge=1, le=5_000)
 
 
 class AggregatorSettings(BaseModel):
@@ -36,6 +51,11 @@ class AggregatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     default_overlap: int = Field(default=3, ge=1, le=50)
+    weighted: WeightedSettings = WeightedSettings()
+    skills: SkillSettings = SkillSettings()
+    dawid_skene: DawidSkeneSettings = DawidSkeneSettings()
+    #: Seconds between two checks whether a Dawid–Skene refit is due.
+    refit_every_s: float = Field(default=5.0, gt=0.0)
 
 
 class StageSettings(BaseSettings):

@@ -8,6 +8,8 @@ from typing import Any
 import faust
 
 from agents.aggregator import agent as aggregator_agent
+from agents.aggregator.skills import SkillBook
+from agents.aggregator.weighted import WeightedVoteAggregator
 from agents.dispatcher import agent as dispatcher_agent
 from agents.learner import agent as learner_agent
 from agents.learner.model import OnlineLearner, features_of
@@ -16,11 +18,14 @@ from agents.monitor import agent as monitor_agent
 from agents.monitor.detectors import ModelErrorMonitor
 from agents.pools import agent as pools_agent
 from agents.pools.base import LabelingBackend
+from agents.pools.experts import ExpertPool
 from agents.pools.simulated import SimulatedCrowd
+from agents.pools.toloka.backend import TolokaBackend
 from agents.router import agent as router_agent
 from agents.router.policy import Router
 from agents.settings import StageSettings
-from schemas import PredictionEvent, Suggestion, Tier
+from agents.simulation.experts import SimulatedExperts
+from schemas import CrowdAnswer, PredictionEvent, Suggestion, Tier
 from streams.app import create_app
 from streams.settings import Settings
 
@@ -33,18 +38,39 @@ class Worker:
     loop: Loop
     backends: dict[Tier, LabelingBackend]
     router: Router
+    aggregator: WeightedVoteAggregator
     learners: dict[str, OnlineLearner] = field(default_factory=dict)
     monitors: dict[str, ModelErrorMonitor] = field(default_factory=dict)
 
 
 def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any) -> Worker:
-    """A faust app running the whole loop with the simulated crowd."""
+    """A faust app running the whole loop: the crowd (simulated or Toloka) and the expert page."""
     app = create_app(settings, **app_overrides)
     loop = Loop(app=app, settings=settings, stages=stages)
     truth_table = loop.table("sim-truth")
-    backends: dict[Tier, LabelingBackend] = {
-        "crowd": SimulatedCrowd(stages.pools.simulated, pools_agent.TableTruth(truth_table)),
-    }
+    truth = pools_agent.TableTruth(truth_table)
+    pools = stages.pools
+    # One book of worker skills: the aggregator weighs votes by it, the pools stop asking by it.
+    book = SkillBook(stages.aggregator.skills)
+    crowd: LabelingBackend
+    if pools.toloka.enabled:
+        # Golden answers grade Tolokers; they go to crowd-answers like any answer (the aggregator
+        # scores the worker and never lets them vote).
+        golden = loop.output(loop.names.crowd_answers)
+
+        async def report_golden(answer: CrowdAnswer) -> None:
+            await golden.send(answer.event_id, answer)
+
+        crowd = TolokaBackend(pools.toloka, accuracy_of=book.accuracy_of, golden_sink=report_golden)
+    else:
+        crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of)
+    backends: dict[Tier, LabelingBackend] = {"crowd": crowd}
+    bots: SimulatedExperts | None = None
+    if pools.experts_enabled:
+        experts = ExpertPool(pools.experts)
+        backends["expert"] = experts
+        if pools.simulated_experts.experts:
+            bots = SimulatedExperts(pools.simulated_experts, experts, truth)
     learners = learner_agent.register(loop)
 
     def suggest(event: PredictionEvent) -> Suggestion | None:
@@ -58,7 +84,15 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
 
     router = router_agent.register(loop, suggest)
     dispatcher_agent.register(loop, backends)
-    aggregator_agent.register(loop)
+    aggregator = aggregator_agent.register(loop, book)
     monitors = monitor_agent.register(loop)
-    pools_agent.register(loop, backends, truth_table)
-    return Worker(app=app, loop=loop, backends=backends, router=router, learners=learners, monitors=monitors)
+    pools_agent.register(loop, backends, truth_table, bots)
+    return Worker(
+        app=app,
+        loop=loop,
+        backends=backends,
+        router=router,
+        aggregator=aggregator,
+        learners=learners,
+        monitors=monitors,
+    )

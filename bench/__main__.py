@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingestion, router_body, router_capacity, router_estimation, router_threshold, throughput
+from bench import (
+    crowd_aggregation,
+    ingestion,
+    router_body,
+    router_capacity,
+    router_estimation,
+    router_threshold,
+    throughput,
+    toloka_cycle,
+)
 from bench.harness import Goal, Row, report
 
 
@@ -13,7 +22,15 @@ def main() -> int:
     goals: list[Goal] = []
     body_rows = router_body.run()
     rows += body_rows
-    for module in (router_estimation, router_threshold, router_capacity, throughput, ingestion):
+    for module in (
+        router_estimation,
+        router_threshold,
+        router_capacity,
+        crowd_aggregation,
+        toloka_cycle,
+        throughput,
+        ingestion,
+    ):
         more_rows, more_goals = module.run()
         rows += more_rows
         goals += more_goals

@@ -60,6 +60,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from agents.aggregator.dawid_skene import DawidSkeneRefit, DawidSkeneSettings, WindowAnswer, fit_dawid_skene
 from agents.aggregator.majority import majority
@@ -82,6 +83,8 @@ C3_RULE = OverlapSettings(minimum=1, maximum=5, confidence=0.69)
 SPAMMER_SHARE = 0.2
 CARELESS_SHARE = 0.1
 GOLDEN_RATE = 0.05
+#: The numpy engine of the Dawid–Skene fit: crowd-kit's EM to 1e-9 (a test holds them equal), ~100x faster.
+ENGINE: Literal["numpy"] = "numpy"
 C2_POINTS = 0.05
 C3_POINTS = 0.01
 C3_SAVING = 0.25
@@ -279,7 +282,7 @@ class Labeled:
     """Feeds a WeightedVoteAggregator answer by answer and keeps the latest revision of every label."""
 
     def __init__(self, tasks: int, *, use_golden: bool = True) -> None:
-        refit = DawidSkeneRefit(DawidSkeneSettings(window_answers=3_000, refit_every=500))
+        refit = DawidSkeneRefit(DawidSkeneSettings(window_answers=3_000, refit_every=500, engine=ENGINE))
         self.aggregator = WeightedVoteAggregator(
             WeightedSettings(escalate_below=0.0, audit_share=0.0), SkillBook(), refit
         )
@@ -376,7 +379,7 @@ def dawid_skene_run(answers: Sequence[Answer], tasks: int, *, use_golden: bool =
         for n, a in enumerate(answers)
         if use_golden or a.golden is None
     ]
-    fit = fit_dawid_skene(window)
+    fit = fit_dawid_skene(window, settings=DawidSkeneSettings(engine=ENGINE))
     run = Run(tasks)
     run.real_answers = sum(a.golden is None for a in answers)
     run.golden_answers = len(window) - run.real_answers

@@ -12,6 +12,7 @@ from schemas.metrics import Estimate, ModelMetrics
 from schemas.pools import Command, PolicyCommand, PolicyStatus, PoolAction, PoolCommand, PoolStatus
 from schemas.predictions import PredictionEvent, PredictionInput
 from schemas.requests import LabelRequest, Suggestion, Tier
+from schemas.skills import WorkerSkill
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -37,5 +38,6 @@ __all__ = [
     "Suggestion",
     "Tier",
     "WireModel",
+    "WorkerSkill",
     "utc_now",
 ]

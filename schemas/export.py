@@ -9,11 +9,13 @@ from pathlib import Path
 from schemas.base import WireModel
 from schemas.labels import Label
 from schemas.predictions import PredictionEvent
+from schemas.skills import WorkerSkill
 
 #: The public contract: what producers write and consumers read.
 PUBLIC_MODELS: dict[str, type[WireModel]] = {
     "prediction-event": PredictionEvent,
     "label": Label,
+    "worker-skill": WorkerSkill,
 }
 JSON_DIR = Path(__file__).parent / "json"
 

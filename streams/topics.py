@@ -94,6 +94,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         partitions=1,
     ),
     TopicSpec(
+        "aggregator-revisits",
+        "event_id",
+        "Revisit",
+        "internal: re-aggregate a decided task whose workers' skills changed",
+        configs={"retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
         "worker-skills",
         "pool/worker_id",
         "WorkerSkill",
@@ -173,6 +180,10 @@ class TopicNames:
     @property
     def policy_status(self) -> str:
         return self["policy-status"]
+
+    @property
+    def revisits(self) -> str:
+        return self["aggregator-revisits"]
 
     @property
     def worker_skills(self) -> str:

@@ -17,6 +17,7 @@ from bench.harness import Goal, Row, report
         "bench.router_threshold",
         "bench.router_capacity",
         "bench.crowd_aggregation",
+        "bench.toloka_cycle",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:

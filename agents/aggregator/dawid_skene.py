@@ -8,12 +8,12 @@ refits every ``refit_every`` answers, with the truths it knows (golden tasks,
 expert verdicts) clamped, and folds each worker's fitted accuracy and
 confusion into the :class:`~agents.aggregator.skills.SkillBook`.
 
-The fit is crowd-kit's :class:`~crowdkit.aggregation.DawidSkene` EM, step for
-step, in numpy (``tests/agents/aggregator/test_dawid_skene.py`` holds it to
-crowd-kit's posteriors and confusions): crowd-kit on pandas cost ~0.25 s per
-thousand answers at 20 iterations, this costs ~20 ms, so a refit may run
-inside the agent's step; crowd-kit 1.4.2 also calls pandas APIs that pandas
-3.1 deprecates (see PITFALLS.md), which the numpy fit does not touch.
+The fit is crowd-kit's :class:`~crowdkit.aggregation.DawidSkene` (the agent
+runs it in a thread: ~0.25 s per thousand answers at 20 iterations), or the
+same EM step for step in numpy (``engine="numpy"``, ~20 ms;
+``tests/agents/aggregator/test_dawid_skene.py`` holds the two to each other's
+posteriors and confusions). crowd-kit 1.4.2 calls pandas APIs that pandas 3.1
+deprecates (see PITFALLS.md): its warnings are silenced around the fit only.
 
 References
 ----------
@@ -27,13 +27,17 @@ Crowd-Kit. JOSS 9(96), 6227.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
 from numpy.typing import NDArray
+from pandas.errors import Pandas4Warning  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.aggregator.skills import SkillBook
@@ -53,9 +57,11 @@ class DawidSkeneSettings(BaseModel):
     #: Refit after this many new answers.
     refit_every: int = Field(default=1_000, ge=1)
     #: EM iterations at most, and the change of the evidence bound (per answer) at which EM stops.
-    #: An iteration costs ~1 ms per thousand answers; 20 is near convergence.
+    #: An iteration costs ~12 ms (crowd-kit) or ~1 ms (numpy) per thousand answers; 20 is near convergence.
     max_iterations: int = Field(default=20, ge=1, le=1_000)
     tolerance: float = Field(default=1e-4, gt=0.0)
+    #: crowd-kit's DawidSkene itself, or the same EM in numpy (equal to 1e-9, ~100x faster).
+    engine: Literal["crowd-kit", "numpy"] = "crowd-kit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +105,12 @@ def fit_dawid_skene(
 ) -> DawidSkeneFit:
     """Fit Dawid–Skene to ``answers``, with the truths in ``known`` (task -> class) clamped.
 
-    The EM of crowd-kit's ``DawidSkene`` (majority-vote start, golden rows
-    clamped after every E-step, confusion entries of answered labels kept
-    above 1e-10, the same evidence bound and stopping rule), in numpy over
-    integer codes: the same fit to 1e-9 (a test holds it to crowd-kit's),
-    some hundred times faster than crowd-kit on pandas.
+    ``settings.engine`` picks the implementation: crowd-kit's ``DawidSkene``
+    itself (the default), or the same EM step for step in numpy over integer
+    codes (majority-vote start, golden rows clamped after every E-step,
+    confusion entries of answered labels kept above 1e-10, the same evidence
+    bound and stopping rule): the same fit to 1e-9 (a test holds them to each
+    other), some hundred times faster, for benchmarks and large windows.
 
     Examples
     --------
@@ -119,6 +126,17 @@ def fit_dawid_skene(
     settings = settings or DawidSkeneSettings()
     if not answers:
         return DawidSkeneFit({}, {}, {})
+    if settings.engine == "crowd-kit":
+        return _fit_crowd_kit(answers, known, settings)
+    return _fit_numpy(answers, known, settings)
+
+
+def _fit_numpy(
+    answers: Sequence[WindowAnswer],
+    known: Mapping[str, str] | None,
+    settings: DawidSkeneSettings,
+) -> DawidSkeneFit:
+    """crowd-kit's EM in numpy (see :func:`fit_dawid_skene`)."""
     tasks = list(dict.fromkeys(answer.task for answer in answers))
     workers = list(dict.fromkeys(answer.worker for answer in answers))
     classes = sorted({answer.label for answer in answers})
@@ -201,6 +219,59 @@ def fit_dawid_skene(
         for task, row in zip(tasks, probas, strict=True)
     }
     return DawidSkeneFit(fitted, probabilities, prior_of)
+
+
+def _fit_crowd_kit(
+    answers: Sequence[WindowAnswer],
+    known: Mapping[str, str] | None,
+    settings: DawidSkeneSettings,
+) -> DawidSkeneFit:
+    """The fit by crowd-kit's own ``DawidSkene`` on pandas."""
+    frame = pd.DataFrame(
+        {
+            "task": [answer.task for answer in answers],
+            "worker": [answer.worker for answer in answers],
+            "label": [answer.label for answer in answers],
+        }
+    )
+    truths = dict(known or {})
+    truths.update({answer.task: answer.truth for answer in answers if answer.truth is not None})
+    labels = set(frame["label"])
+    tasks = set(frame["task"])
+    # crowd-kit can clamp only to classes somebody answered, on tasks in the frame.
+    clamped = {task: truth for task, truth in truths.items() if task in tasks and truth in labels}
+    # Imported here: crowd-kit pulls in scikit-learn and more (seconds), needed only by a refit.
+    from crowdkit.aggregation import DawidSkene
+
+    model = DawidSkene(n_iter=settings.max_iterations, tol=settings.tolerance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Pandas4Warning)
+        warnings.simplefilter("ignore", FutureWarning)
+        model.fit(frame, true_labels=pd.Series(clamped, dtype=object) if clamped else None)
+    assert model.errors_ is not None
+    assert model.probas_ is not None
+    assert model.priors_ is not None
+    classes = [str(label) for label in model.probas_.columns]
+    priors = {str(label): float(p) for label, p in model.priors_.items()}
+    counts = Counter(answer.worker for answer in answers)
+    confusions: dict[str, dict[str, dict[str, float]]] = {}
+    for (worker, answered), row in model.errors_.iterrows():
+        confusion = confusions.setdefault(str(worker), {truth: {} for truth in classes})
+        for truth in classes:
+            confusion[truth][str(answered)] = float(row[truth])
+    workers = {
+        worker: WorkerFit(
+            accuracy=sum(priors.get(truth, 0.0) * confusion[truth].get(truth, 0.0) for truth in classes),
+            answers=counts[worker],
+            confusion=confusion,
+        )
+        for worker, confusion in confusions.items()
+    }
+    probabilities = {
+        str(task): {str(label): float(p) for label, p in row.items()}
+        for task, row in model.probas_.iterrows()
+    }
+    return DawidSkeneFit(workers, probabilities, priors)
 
 
 class DawidSkeneRefit:

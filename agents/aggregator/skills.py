@@ -47,11 +47,10 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.base import Id, Probability, Timestamp, WireModel
+from schemas import WorkerSkill
 
 #: Confusion entries are kept away from 0 so one vote never rules a class out for good.
 _FLOOR = 0.005
@@ -131,39 +130,6 @@ class WorkerRecord(BaseModel):
     @property
     def graded_total(self) -> int:
         return self.golden_total + self.audit_total
-
-
-class WorkerSkill(WireModel):
-    """A worker's published skill, keyed by ``worker_id`` on ``worker-skills`` (compacted).
-
-    Examples
-    --------
-    >>> from datetime import datetime, UTC
-    >>> book = SkillBook()
-    >>> when = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> for i in range(40):   # right half the time on two classes: a coin, not a worker
-    ...     _ = book.observe_golden("w1", "sim", "cat", "dog" if i % 2 else "cat", when)
-    >>> skill = book.skill("w1")
-    >>> skill.n_golden, skill.golden_accuracy, skill.flagged_spammer
-    (40, 0.5, True)
-    """
-
-    SCHEMA_VERSION = 1
-    schema_version: Literal[1] = 1
-    worker_id: Id
-    pool: str
-    #: The estimate the aggregator weighs votes with.
-    accuracy: Probability
-    n_golden: Annotated[int, Field(ge=0)]
-    golden_accuracy: Probability | None = None
-    n_audited: Annotated[int, Field(ge=0)]
-    audited_accuracy: Probability | None = None
-    n_answers: Annotated[int, Field(ge=0)]
-    #: Share of the worker's answers that agreed with a confident aggregate.
-    agreement: Probability | None = None
-    dawid_skene_accuracy: Probability | None = None
-    flagged_spammer: bool
-    updated_at: Timestamp | None = None
 
 
 def _share(right: int, total: int) -> float | None:

@@ -56,9 +56,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.aggregator.dawid_skene import DawidSkeneRefit
 from agents.aggregator.majority import TaskContext, TaskState, Vote
 from agents.aggregator.overlap import posterior as one_coin_posterior
-from agents.aggregator.skills import SkillBook, WorkerSkill
+from agents.aggregator.skills import SkillBook
 from agents.router.sampling import uniform_for
-from schemas import CrowdAnswer, Label, LabelProvenance, LabelRequest
+from schemas import CrowdAnswer, Label, LabelProvenance, LabelRequest, WorkerSkill
 from schemas.labels import LabelSource
 
 

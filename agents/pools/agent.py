@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from agents.loop import Loop
 from agents.pools.base import LabelingBackend
+from agents.simulation.experts import SimulatedExperts
 from schemas import Command, PoolCommand, Tier
 from streams.codec import decode_json
 from streams.errors import ContractError
@@ -54,7 +55,12 @@ def apply_command(command: PoolCommand, backends: Mapping[Tier, LabelingBackend]
     return False
 
 
-def register(loop: Loop, backends: Mapping[Tier, LabelingBackend], truth_table: Any) -> None:
+def register(
+    loop: Loop,
+    backends: Mapping[Tier, LabelingBackend],
+    truth_table: Any,
+    bots: SimulatedExperts | None = None,
+) -> None:
     """Add pool lifecycle, status reports, commands and the truth feed to ``loop.app``."""
     names = loop.names
     status = loop.output(names.pool_status)
@@ -65,6 +71,17 @@ def register(loop: Loop, backends: Mapping[Tier, LabelingBackend], truth_table: 
     async def start_pools() -> None:
         for backend in backends.values():
             await backend.start()
+        if bots is not None:
+            bots.start()
+
+    async def stop_pools(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        if bots is not None:
+            await bots.stop()
+        for backend in backends.values():
+            await backend.stop()
+
+    # Before faust flushes its producer: pools stop (the expert page frees its port).
+    loop.app.on_before_shutdown.connect(stop_pools)
 
     @loop.app.timer(loop.stages.pools.status_every_s)  # type: ignore[untyped-decorator]
     async def report_status() -> None:

@@ -99,6 +99,8 @@ class ReviewGate:
         self._cutoff_cache: tuple[int, float, tuple[float | None, float]] = (-1, -1.0, (None, 0.0))
         self._tie_credit = 0.0
         self._seen = 0
+        #: The latest report of each crowd pool, with when it came.
+        self._pools: dict[str, tuple[float, PoolStatus]] = {}
 
     def observe_status(self, backlog: int, capacity_per_min: float) -> None:
         """A pool's report: events waiting and events per minute it can finish."""
@@ -108,8 +110,22 @@ class ReviewGate:
         self._sent_since_report = 0
 
     def observe_pool(self, status: PoolStatus) -> None:
-        """Take capacity and backlog from a PoolStatus (capacity in events per minute)."""
-        self.observe_status(status.backlog + status.in_progress, status.event_capacity_per_min)
+        """Take capacity and backlog from a PoolStatus (capacity in events per minute).
+
+        Reviews go to the crowd tier, so only crowd pools count: their fresh
+        reports are summed (a simulated crowd and Toloka side by side), and an
+        expert pool's report, whose few people answer escalations, never
+        stands in for the crowd's capacity.
+        """
+        if status.tier != "crowd":
+            return
+        now = self._clock()
+        self._pools[status.pool] = (now, status)
+        fresh = [report for seen, report in self._pools.values() if now - seen <= self.settings.stale_after_s]
+        self.observe_status(
+            sum(report.backlog + report.in_progress for report in fresh),
+            sum(report.event_capacity_per_min for report in fresh),
+        )
 
     def reserve(self) -> None:
         """A control or audit request was sent: it uses capacity the reviews cannot."""

@@ -85,6 +85,11 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
             "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": "0.01",
             "LABELLOOP_POOLS__SIMULATED__WORKERS": "20",
             "LABELLOOP_POOLS__STATUS_EVERY_S": "1",
+            # The expert page on a free port; two quick bots answer escalations and expert audits.
+            "LABELLOOP_POOLS__EXPERTS__PORT": "0",
+            "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": "2",
+            "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": "0.05",
+            "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
             "LABELLOOP_LEARNER__PUBLISH_EVERY_S": "1",
             "LABELLOOP_SESSION_TIMEOUT_S": "10",
             **env_overrides,

@@ -87,8 +87,19 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
     assert set(first) == set(expected), "labels for unknown events, or events without a label"
     assert max(first.values()) == 1, f"events labeled twice: {[e for e, n in first.items() if n > 1][:5]}"
     later = [label for label in labels if label.revision > 1]
-    assert all(label.route == "audit" and label.revision == 2 and label.supersedes == 1 for label in later)
-    assert len({label.event_id for label in later}) == len(later), "an event audited twice"
+    revisions = Counter((label.event_id, label.revision) for label in later)
+    assert max(revisions.values(), default=1) == 1, "a revision published twice"
+    for label in later:
+        # Revisions only ever come from humans, each naming the one it supersedes, with no gaps.
+        assert label.supersedes == label.revision - 1, label
+        assert label.revision == 2 or (label.event_id, label.revision - 1) in revisions, label
+        if label.source == "crowd":
+            # The crowd's verdict on a router audit, or a label healed by re-aggregation.
+            assert (label.route == "audit" and label.revision == 2) or "re-aggregated" in (label.reason or "")
+        else:
+            assert label.source == "expert", label
+            assert "expert verdict" in (label.reason or ""), label
+    assert any(label.source == "expert" for label in later), "no escalation or expert audit reached experts"
     routes = Counter(label.route for label in labels if label.revision == 1)
     assert min(routes[route] for route in ("accepted", "low_confidence", "control")) > 0, routes
     for label in labels:
@@ -105,8 +116,9 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
         else:
             assert label.source == "crowd"
             assert label.route == ("control" if above else "low_confidence"), label
-            assert label.provenance.n_answers == 3
-            assert len(set(label.provenance.worker_ids)) == 3
+            # Dynamic overlap: two answers when they agree, more (up to the maximum, 3) when not.
+            assert 2 <= label.provenance.n_answers <= 3, label
+            assert len(set(label.provenance.worker_ids)) == label.provenance.n_answers
     assert 0 < labeled_before_restart < len(stream)
 
     dlq = watcher.records[names.dlq]

@@ -31,6 +31,7 @@ from schemas import (
     PredictionInput,
     Suggestion,
     WireModel,
+    WorkerSkill,
 )
 from schemas.predictions import MAX_CLASSES, MAX_FEATURES, MAX_TEXT_CHARS, SCORE_SUM_TOLERANCE
 
@@ -175,6 +176,23 @@ def policy_status() -> PolicyStatus:
     )
 
 
+def worker_skill() -> WorkerSkill:
+    return WorkerSkill(
+        worker_id="toloker-17",
+        pool="toloka",
+        accuracy=0.58,
+        n_golden=25,
+        golden_accuracy=0.52,
+        n_audited=4,
+        audited_accuracy=0.5,
+        n_answers=310,
+        agreement=0.55,
+        dawid_skene_accuracy=0.6,
+        flagged_spammer=True,
+        updated_at=WHEN,
+    )
+
+
 #: A valid example of every model that travels on a topic.
 EXAMPLES: dict[type[WireModel], Callable[[], WireModel]] = {
     PredictionEvent: prediction_event,
@@ -187,6 +205,7 @@ EXAMPLES: dict[type[WireModel], Callable[[], WireModel]] = {
     PolicyCommand: policy_command,
     PoolStatus: pool_status,
     PolicyStatus: policy_status,
+    WorkerSkill: worker_skill,
 }
 WIRE_MODELS = pytest.mark.parametrize("model", list(EXAMPLES), ids=lambda model: model.__name__)
 

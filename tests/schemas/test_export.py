@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas import Label, PredictionEvent
+from schemas import Label, PredictionEvent, WorkerSkill
 from schemas.export import JSON_DIR, PUBLIC_MODELS, export, render, schema_path, stale
 
 PUBLIC_FILES = sorted(f"{name}.schema.json" for name in PUBLIC_MODELS)
@@ -20,8 +20,12 @@ def test_the_committed_directory_holds_only_public_schemas() -> None:
     assert sorted(path.name for path in JSON_DIR.glob("*.json")) == PUBLIC_FILES
 
 
-def test_the_public_contract_is_the_prediction_event_and_the_label() -> None:
-    assert dict(PUBLIC_MODELS) == {"prediction-event": PredictionEvent, "label": Label}
+def test_the_public_contract_is_the_prediction_event_the_label_and_worker_skills() -> None:
+    assert dict(PUBLIC_MODELS) == {
+        "prediction-event": PredictionEvent,
+        "label": Label,
+        "worker-skill": WorkerSkill,
+    }
 
 
 def test_export_writes_exactly_the_public_models(tmp_path: Path) -> None:

@@ -142,12 +142,8 @@ def test_folding_a_fit_flags_spammers_and_sets_the_class_prior() -> None:
     assert good > 0.8
 
 
-def test_the_numpy_fit_is_crowd_kits_dawid_skene() -> None:
-    """The fit is crowd-kit's EM step for step: same posteriors, confusions and priors, clamps included."""
-    import pandas as pd  # type: ignore[import-untyped]
-    from crowdkit.aggregation import DawidSkene
-    from pandas.errors import Pandas4Warning  # type: ignore[import-untyped]
-
+def test_the_numpy_engine_is_crowd_kits_dawid_skene() -> None:
+    """Both engines give the same fit: posteriors, confusions and priors, clamps included."""
     rng = random.Random(9)
     accuracy = {f"w{i}": rng.uniform(0.3, 0.95) for i in range(12)}
     answers = []
@@ -160,27 +156,19 @@ def test_the_numpy_fit_is_crowd_kits_dawid_skene() -> None:
             answers.append(WindowAnswer(f"g{i}", "w0", rng.choice(CLASSES), truth))
     answers.append(WindowAnswer("t0", "only-dog", "dog"))
     known = {"t5": "fox", "t7": "dog", "gone": "cat"}
-    fit = fit_dawid_skene(answers, known)
+    fast = fit_dawid_skene(answers, known, DawidSkeneSettings(engine="numpy"))
+    reference = fit_dawid_skene(answers, known, DawidSkeneSettings(engine="crowd-kit"))
 
-    frame = pd.DataFrame([(a.task, a.worker, a.label) for a in answers], columns=["task", "worker", "label"])
-    clamped = {**known, **{a.task: a.truth for a in answers if a.truth is not None}}
-    clamped = {task: label for task, label in clamped.items() if task in set(frame["task"])}
-    model = DawidSkene(n_iter=20, tol=1e-4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Pandas4Warning)
-        warnings.simplefilter("ignore", FutureWarning)
-        model.fit(frame, true_labels=pd.Series(clamped, dtype=object))
-    assert model.probas_ is not None
-    assert model.errors_ is not None
-    assert model.priors_ is not None
-    for task, row in model.probas_.iterrows():
+    assert fast.probabilities.keys() == reference.probabilities.keys()
+    for task, row in reference.probabilities.items():
         for label, p in row.items():
-            assert fit.probabilities[task][label] == pytest.approx(p, abs=1e-9)
-    for (worker, answered), row in model.errors_.iterrows():
+            assert fast.probabilities[task][label] == pytest.approx(p, abs=1e-9)
+    assert fast.workers.keys() == reference.workers.keys()
+    for worker, skill in reference.workers.items():
+        assert fast.workers[worker].accuracy == pytest.approx(skill.accuracy, abs=1e-9)
         for truth in CLASSES:
-            assert fit.workers[worker].confusion[truth][answered] == pytest.approx(row[truth], abs=1e-9)
-    assert {w: set(fit.workers[w].confusion["cat"]) for w in fit.workers} == {
-        w: set(model.errors_.loc[w].index) for w in fit.workers
-    }
-    for label, p in model.priors_.items():
-        assert fit.priors[label] == pytest.approx(p, abs=1e-9)
+            assert fast.workers[worker].confusion[truth].keys() == skill.confusion[truth].keys()
+            for answered, p in skill.confusion[truth].items():
+                assert fast.workers[worker].confusion[truth][answered] == pytest.approx(p, abs=1e-9)
+    for label, p in reference.priors.items():
+        assert fast.priors[label] == pytest.approx(p, abs=1e-9)

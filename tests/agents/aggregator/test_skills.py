@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.aggregator.majority import majority
-from agents.aggregator.skills import SkillBook, SkillSettings, WorkerSkill
+from agents.aggregator.skills import SkillBook, SkillSettings
+from schemas import WorkerSkill
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 CLASSES = ["cat", "dog", "fox"]

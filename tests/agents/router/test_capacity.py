@@ -257,3 +257,23 @@ def test_the_backlog_converges_to_its_target(target: int, start_backlog: float) 
     # In balance the pools take one candidate in ten: the most valuable ones.
     assert admitted_values
     assert min(admitted_values) >= 0.8
+
+
+def test_only_crowd_pools_count_and_their_reports_add_up() -> None:
+    """Reviews go to the crowd: an expert pool's tiny capacity must not throttle them."""
+    clock = Clock()
+    gate = make_router(clock, CapacitySettings()).gate
+    gate.observe_pool(pool_status(backlog=100, event_capacity_per_min=600.0))
+    toloka = pool_status(backlog=50, event_capacity_per_min=300.0).model_copy(update={"pool": "toloka"})
+    gate.observe_pool(toloka)
+    experts = pool_status(backlog=400, event_capacity_per_min=0.5).model_copy(
+        update={"pool": "experts", "tier": "expert"}
+    )
+    gate.observe_pool(experts)
+    assert gate.backlog_estimate() == pytest.approx(150.0)
+    decision = gate.admit(0.5)
+    assert decision.budget_per_min is not None
+    assert decision.budget_per_min > 800.0  # 900 events/min of crowd capacity, backlog under target
+    clock.now_s += CapacitySettings().stale_after_s + 1
+    gate.observe_pool(pool_status(backlog=20, event_capacity_per_min=600.0))  # Toloka's report went stale
+    assert gate.backlog_estimate() == pytest.approx(20.0)
