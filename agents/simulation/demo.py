@@ -29,7 +29,7 @@ from rich.table import Table
 
 from agents.simulation.poison import poison_records
 from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
-from schemas import DriftAlert, Label, ModelMetrics, PoolStatus
+from schemas import DriftAlert, Label, ModelMetrics, PoolStatus, WorkerSkill
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, topic_names
@@ -51,6 +51,11 @@ class DemoSettings(BaseModel):
     accept_threshold: float = 0.7
     crowd_workers: int = 30
     crowd_mean_service_s: float = 1.0
+    #: Simulated experts answering escalations and expert audits on the expert page.
+    experts: int = Field(default=5, ge=0)
+    expert_mean_service_s: float = 1.5
+    #: Where the expert page listens during the demo (open it to answer alongside the bots).
+    expert_port: int = Field(default=8765, ge=0, le=65_535)
     seed: int = 42
     home: Path = Path(".labelloop/demo")
 
@@ -62,7 +67,10 @@ class LoopView:
     labels: dict[str, Label] = field(default_factory=dict)
     first_revisions: dict[str, Label] = field(default_factory=dict)
     label_records: int = 0
-    pool: PoolStatus | None = None
+    #: The latest status of each pool (the crowd and the experts).
+    pools: dict[str, PoolStatus] = field(default_factory=dict)
+    #: The latest published skill of each labeler.
+    skills: dict[str, WorkerSkill] = field(default_factory=dict)
     #: The latest metrics per kind ("online": the River model, "production": precision and recall).
     metrics: dict[str, ModelMetrics] = field(default_factory=dict)
     alerts: list[DriftAlert] = field(default_factory=list)
@@ -80,6 +88,7 @@ def _reader(settings: Settings, view: LoopView, stop: threading.Event) -> None:
         names.model_metrics,
         names.drift_alerts,
         names.dlq,
+        names.worker_skills,
         group_id=None,
         auto_offset_reset="earliest",
         client_id="labelloop-demo-view",
@@ -105,7 +114,11 @@ def _observe(view: LoopView, names: Any, record: Any) -> None:
         if current is None or label.revision >= current.revision:
             view.labels[label.event_id] = label
     elif record.topic == names.pool_status:
-        view.pool = PoolStatus.from_json_bytes(record.value)
+        status = PoolStatus.from_json_bytes(record.value)
+        view.pools[status.pool] = status
+    elif record.topic == names.worker_skills:
+        skill = WorkerSkill.from_json_bytes(record.value)
+        view.skills[skill.worker_id] = skill
     elif record.topic == names.model_metrics:
         snapshot = ModelMetrics.from_json_bytes(record.value)
         view.metrics[snapshot.kind] = snapshot
@@ -119,8 +132,12 @@ def _observe(view: LoopView, names: Any, record: Any) -> None:
 def _live_table(view: LoopView, published: int, total: int, started: float) -> Group:
     with view.lock:
         labels = list(view.labels.values())
-        pool, metrics, alerts, dlq = (
-            view.pool,
+        crowd = [status for status in view.pools.values() if status.tier == "crowd"]
+        experts = [status for status in view.pools.values() if status.tier == "expert"]
+        flagged = sum(skill.flagged_spammer for skill in view.skills.values())
+        pool, expert_pool, metrics, alerts, dlq = (
+            crowd[0] if crowd else None,
+            experts[0] if experts else None,
             dict(view.metrics),
             list(view.alerts),
             sum(view.dlq_kinds.values()),
@@ -130,7 +147,12 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("predictions published", f"{published} / {total}")
-    table.add_row("trusted labels", f"{len(labels)} (model {by_source['model']}, crowd {by_source['crowd']})")
+    revised = sum(label.revision > (2 if label.route == "audit" else 1) for label in labels)
+    table.add_row(
+        "trusted labels",
+        f"{len(labels)} (model {by_source['model']}, crowd {by_source['crowd']}, "
+        f"expert {by_source['expert']}; {revised} revised by experts or healing)",
+    )
     if pool is not None:
         table.add_row("crowd backlog", f"{pool.backlog} waiting, {pool.in_progress} in progress")
         table.add_row(
@@ -138,6 +160,13 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
             f"{pool.arrival_rate_per_min:.0f}/min vs {pool.event_capacity_per_min:.0f}/min "
             f"({pool.workers} workers, overlap {pool.overlap})",
         )
+    if expert_pool is not None:
+        table.add_row(
+            "expert page",
+            f"{expert_pool.backlog} waiting, {expert_pool.workers} experts active, "
+            f"{expert_pool.answers_total} answers",
+        )
+    table.add_row("labelers flagged unreliable", str(flagged))
     production = metrics.get("production")
     if production is not None and "auto_accept_precision" in production.metrics:
         table.add_row(
@@ -163,6 +192,9 @@ def _start_worker(settings: Settings, demo: DemoSettings, log_path: Path) -> sub
         "LABELLOOP_POOLS__SIMULATED__WORKERS": str(demo.crowd_workers),
         "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": str(demo.crowd_mean_service_s),
         "LABELLOOP_POOLS__SIMULATED__SEED": str(demo.seed),
+        "LABELLOOP_POOLS__EXPERTS__PORT": str(demo.expert_port),
+        "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": str(demo.experts),
+        "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": str(demo.expert_mean_service_s),
     }
     log_file = log_path.open("wb")
     return subprocess.Popen(
@@ -245,6 +277,10 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
     create_topics(settings)
     console.print(f"topics created under prefix [bold]{settings.topics.prefix}[/]; starting a worker")
     worker = _start_worker(settings, demo, home / "worker.log")
+    if demo.expert_port:
+        console.print(
+            f"expert page: http://127.0.0.1:{demo.expert_port}/ ({demo.experts} simulated experts answer there too)"
+        )
     stream_settings = StreamSettings(events=demo.events, seed=demo.seed, run_id=f"demo-{run_id}")
     stream = list(simulate(stream_settings))
     view = LoopView()
@@ -323,6 +359,10 @@ def summarize(
     )
     routes = Counter(label.route for label in first_labels.values())
     audits = [label for label in labels if label.route == "audit"]
+    crowd_first = [label for label in first_labels.values() if label.is_human]
+    healed = [
+        label for label in labels if label.is_human and label.revision > (2 if label.route == "audit" else 1)
+    ]
     return {
         "events": len(stream),
         "labeled": len(labels),
@@ -332,6 +372,12 @@ def summarize(
         "label_accuracy": accuracy(labels),
         "accepted_accuracy": accuracy(accepted),
         "crowd_accuracy": accuracy(human),
+        "human_first_revision_accuracy": accuracy(crowd_first),
+        "revised_by_experts_or_healing": len(healed),
+        "expert_labels": sum(label.source == "expert" for label in labels),
+        "escalated": sum("escalated" in (label.reason or "") for label in view.first_revisions.values()),
+        "re_aggregated": sum("re-aggregated" in (label.reason or "") for label in labels),
+        "labelers_flagged": sorted(w for w, skill in view.skills.items() if skill.flagged_spammer),
         "production_model_accuracy": round(model_accuracy, 4),
         "online_model_accuracy": round(online["prequential_accuracy"].value, 4)
         if "prequential_accuracy" in online
@@ -402,6 +448,12 @@ def _print_summary(console: Console, summary: dict[str, Any], home: Path) -> Non
         "label_accuracy",
         "accepted_accuracy",
         "crowd_accuracy",
+        "human_first_revision_accuracy",
+        "escalated",
+        "expert_labels",
+        "revised_by_experts_or_healing",
+        "re_aggregated",
+        "labelers_flagged",
         "production_model_accuracy",
         "online_model_accuracy",
         "online_model_rolling_accuracy",
