@@ -20,6 +20,13 @@ already had it, so a task is never stuck and never dropped). An answer that
 comes after its assignment expired is still reported, once, and counted; one
 that comes after the task completed is stamped with the number of answers
 including it, so the aggregator never waits for an answer that will not come.
+
+Like a real platform's quality-control rules (Toloka bans on low golden
+accuracy and on too-fast answers), the pool can ban workers: given
+``is_banned`` (the worker wiring passes the aggregator's
+``SkillBook.is_flagged``), a worker it flags is never handed another task. An
+answer it has in progress still counts; then it leaves the crowd and a
+newcomer, drawn with the configured shares, takes its seat and warms up.
 """
 
 from __future__ import annotations
@@ -112,6 +119,8 @@ class SimulatedWorker:
     left: bool = False
     #: False while a newcomer warms up.
     productive: bool = True
+    #: Banned by the quality rule: takes no new task (the answer in hand still counts), then goes.
+    banned: bool = False
 
     def __post_init__(self) -> None:
         if self.profile is None:
@@ -135,8 +144,8 @@ class SimulatedWorker:
 
     @property
     def active(self) -> bool:
-        """Still part of the crowd (neither retired nor left)."""
-        return not (self.retired or self.left)
+        """Still part of the crowd (neither retired, left nor banned)."""
+        return not (self.retired or self.left or self.banned)
 
     def service_time_s(self) -> float:
         """A log-normal service time with the worker's mean."""
@@ -196,6 +205,9 @@ class SimulatedCrowd:
         from ``settings`` (``overlap_min``, ``overlap``, ``overlap_confidence``) by default.
     crowd_profiles
         The initial workers, instead of drawing ``settings.workers`` of them from the seed.
+    is_banned
+        The quality rule: a worker it flags (by id) gets no new task and is
+        replaced by a newcomer (the SkillBook's ``is_flagged``); nobody is banned by default.
 
     Examples
     --------
@@ -239,6 +251,7 @@ class SimulatedCrowd:
         accuracy_of: AccuracyOf | None = None,
         overlap: OverlapSettings | None = None,
         crowd_profiles: Sequence[WorkerProfile] | None = None,
+        is_banned: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -248,6 +261,7 @@ class SimulatedCrowd:
         self._sleep = sleep
         self.accuracy_of = accuracy_of
         self._overlap = overlap
+        self._is_banned = is_banned
         self._initial = list(crowd_profiles) if crowd_profiles is not None else None
         self._pending: list[tuple[tuple[float, int], _Task]] = []
         self._seq = itertools.count()
@@ -272,6 +286,8 @@ class SimulatedCrowd:
         self.abandoned = 0
         #: Workers who left at the end of their session (each replaced by a newcomer).
         self.departed = 0
+        #: Workers banned by ``is_banned`` (each replaced by a newcomer).
+        self.banned = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -350,6 +366,17 @@ class SimulatedCrowd:
         worker.left = True
         self.departed += 1
         log.debug("simulated worker %s left after %.1f s", worker.worker_id, session_s)
+        self._replace()
+
+    def _ban(self, worker: SimulatedWorker) -> None:
+        """The quality rule flagged the worker: it goes (after any answer in hand) and a newcomer comes."""
+        worker.banned = True
+        self.banned += 1
+        log.info("simulated worker %s banned by the quality rule: replaced by a newcomer", worker.worker_id)
+        self._replace()
+
+    def _replace(self) -> None:
+        """Fill a seat that a leaver or a banned worker left, if the headcount wants it."""
         if self.workers < self._target_workers:
             self._join(self._newcomer(), warmup=True)
         self._notify()
@@ -413,7 +440,9 @@ class SimulatedCrowd:
 
     def _take(self, worker: SimulatedWorker) -> _Task | None:
         """The highest-priority task this worker has not had; else one it let expire, if nobody else can."""
-        if self._paused or not worker.active:  # one who just left or retired takes nothing more
+        if worker.active and self._is_banned is not None and self._is_banned(worker.worker_id):
+            self._ban(worker)
+        if self._paused or not worker.active:  # one who just left, retired or was banned takes nothing more
             return None
         for _, task in self._pending:
             if worker.worker_id not in task.assigned:
@@ -463,7 +492,7 @@ class SimulatedCrowd:
             if task is None:
                 break
             await self._serve(worker, task)
-        # Gone for good (retired or left); a stopped crowd keeps its roster.
+        # Gone for good (retired, left or banned); a stopped crowd keeps its roster.
         self._worker_tasks.pop(worker.worker_id, None)
         self._workers.remove(worker)
 

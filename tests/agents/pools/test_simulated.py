@@ -538,6 +538,90 @@ def test_a_newcomer_warms_up_before_it_answers() -> None:
     assert warm == pytest.approx(3 * 60 / 0.001)
 
 
+class Flagging(Answers):
+    """An answer sink that flags a worker once it has its answer (as a SkillBook would)."""
+
+    def __init__(self, *flag: str) -> None:
+        super().__init__()
+        self.flag = set(flag)
+        self.flagged: set[str] = set()
+
+    async def __call__(self, answer: CrowdAnswer) -> None:
+        await super().__call__(answer)
+        if answer.worker_id in self.flag:
+            self.flagged.add(answer.worker_id)
+
+
+def test_a_banned_worker_gets_no_new_task_and_a_newcomer_takes_its_seat(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = Flagging("w0")
+    crowd = SimulatedCrowd(
+        settings(overlap=1, overlap_min=1, warmup_s=0.01),
+        Truth("cat"),
+        crowd_profiles=[perfect("w0"), perfect("w1", mean_service_s=0.002)],
+        is_banned=sink.flagged.__contains__,
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> list[int]:
+        headcounts = []
+        for index in range(12):
+            await crowd.label(request(f"e{index}"), sink)
+            headcounts.append(crowd.workers)
+        return headcounts
+
+    with caplog.at_level("INFO", logger="agents.pools.simulated"):
+        headcounts = with_crowd(crowd, scenario)
+    # Its answer in hand counted; it got nothing after it was flagged.
+    assert [answer.worker_id for answer in sink.received].count("w0") == 1
+    assert len(sink.received) == 12
+    assert set(headcounts) == {2}
+    assert crowd.banned == 1
+    assert "w0" not in {profile.worker_id for profile in crowd.profiles}
+    assert "simulated-w2" in {answer.worker_id for answer in sink.received}  # the newcomer answers
+    assert [record.getMessage() for record in caplog.records if "banned" in record.getMessage()] == [
+        "simulated worker w0 banned by the quality rule: replaced by a newcomer"
+    ]
+
+
+def test_bans_draw_newcomers_with_the_crowd_shares_and_count_each_ban() -> None:
+    sink = Answers()
+    spammers: set[str] = set()
+
+    def is_banned(worker_id: str) -> bool:  # every spammer is flagged on sight
+        kinds = {profile.worker_id: profile.kind for profile in crowd.profiles}
+        if kinds[worker_id] == "spammer":
+            spammers.add(worker_id)
+        return worker_id in spammers
+
+    crowd = SimulatedCrowd(
+        settings(workers=10, spammer_share=0.2, overlap=2, overlap_min=2, warmup_s=0.01),
+        Truth("cat"),
+        is_banned=is_banned,
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> list[int]:
+        headcounts = []
+        for index in range(60):
+            await crowd.label(request(f"e{index}"), sink)
+            headcounts.append(crowd.workers)
+        return headcounts
+
+    assert set(with_crowd(crowd, scenario)) == {10}
+    # The initial two, and newcomers drawn with the shares: some of them spammers too.
+    assert len(spammers) > 2
+    assert crowd.banned == len(spammers)
+    assert not spammers & {answer.worker_id for answer in sink.received}
+    assert len(sink.received) == 120
+
+
+def test_without_a_ban_rule_nobody_is_banned() -> None:
+    sink = Answers()
+    crowd = SimulatedCrowd(settings(workers=5, spammer_share=0.4), Truth("cat"))
+    run_one(crowd, sink)
+    assert (crowd.banned, crowd.workers) == (0, 5)
+
+
 def test_the_crowd_has_spammers_and_careless_workers_at_the_configured_shares() -> None:
     crowd = SimulatedCrowd(settings(workers=20, spammer_share=0.2, careless_share=0.1), Truth())
 
