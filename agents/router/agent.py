@@ -9,6 +9,7 @@ estimates, measured from the control and audit labels, on ``model-metrics``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -39,23 +40,31 @@ class Estimates:
     recall: RecallEstimator = field(default_factory=RecallEstimator)
 
 
-def observe_label(estimates: dict[str, Estimates], label: Label) -> bool:
-    """Feed a human label of a control or audit route to its task's estimators; True if used."""
+def observe_label(estimates: dict[str, Estimates], label: Label, counted: str | None = None) -> bool:
+    """Feed a human label of a control or audit route to its task's estimators; True if used.
+
+    ``counted`` is the label an earlier revision of the same event gave, if one
+    was counted: a later revision (an expert verdict, a healed label) then
+    replaces it instead of counting the event twice.
+    """
     if not label.is_human or label.route not in ("control", "audit"):
         return False
     found = estimates.setdefault(label.task, Estimates(label.provenance.model_name))
-    if label.route == "control" and label.revision == 1:
-        found.precision.observe(
-            label.provenance.model_label, label.model_was_right, label.inclusion_probability
-        )
+    model_label = label.provenance.model_label
+    if label.route == "control":
+        if counted is None:
+            found.precision.observe(model_label, label.model_was_right, label.inclusion_probability)
+        else:
+            found.precision.revise(
+                model_label, counted == model_label, label.model_was_right, label.inclusion_probability
+            )
         return True
-    if label.route == "audit" and label.routing is not None and label.routing.audited_class is not None:
-        found.recall.observe(
-            label.routing.audited_class,
-            label.label,
-            label.provenance.model_label,
-            label.inclusion_probability,
-        )
+    if label.routing is not None and label.routing.audited_class is not None:
+        audited = label.routing.audited_class
+        if counted is None:
+            found.recall.observe(audited, label.label, model_label, label.inclusion_probability)
+        else:
+            found.recall.revise(audited, counted, label.label, model_label, label.inclusion_probability)
         return True
     return False
 
@@ -122,13 +131,15 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
         label = decode_or_skip(Label, record)
         if label is None or not label.is_human:
             return
-        # Labels come at least once: a redelivered one must not count twice.
-        seen = f"{label.event_id}/{label.revision}"
-        if estimated.get(seen) is not None:
+        # Labels come at least once: a redelivered (or older) revision must not count twice; a
+        # newer one replaces what the event's earlier revision counted.
+        seen = estimated.get(label.event_id)
+        counted = json.loads(seen) if seen is not None else None
+        if counted is not None and label.revision <= counted["revision"]:
             return
-        estimated[seen] = label.route
-        if observe_label(estimates, label):
-            counters["router.estimator_labels"] += 1
+        estimated[label.event_id] = json.dumps({"revision": label.revision, "label": label.label})
+        if observe_label(estimates, label, None if counted is None else counted["label"]):
+            counters["router.estimator_labels" if counted is None else "router.estimator_revisions"] += 1
         tuned = router.learn_from(label, loop.clock())
         if tuned is not None:
             # Through the commands topic, like an operator's: every worker applies it the same way.

@@ -103,6 +103,17 @@ class WeightedProportion:
         if success:
             self.weight_success += w
 
+    def remove(self, success: bool, inclusion_probability: float) -> None:
+        """Take back one label :meth:`add` counted (a later revision replaced it)."""
+        w = 1.0 / _checked(inclusion_probability)
+        if self.labels <= 0:
+            raise ValueError("no label to take back")
+        self.labels -= 1
+        self.weight = max(self.weight - w, 0.0)
+        self.weight_sq = max(self.weight_sq - w * w, 0.0)
+        if success:
+            self.weight_success = max(self.weight_success - w, 0.0)
+
     def merge(self, other: WeightedProportion) -> None:
         """Add another set of sums into this one."""
         self.labels += other.labels
@@ -157,6 +168,16 @@ class PrecisionEstimator:
         self.by_class.setdefault(predicted_label, WeightedProportion()).add(
             model_was_right, inclusion_probability
         )
+
+    def revise(
+        self, predicted_label: str, was_right: bool, model_was_right: bool, inclusion_probability: float
+    ) -> None:
+        """A later revision of a counted control label (an expert verdict, a healed label) replaces it."""
+        if was_right == model_was_right:
+            return
+        sums = self.by_class.setdefault(predicted_label, WeightedProportion())
+        sums.remove(was_right, inclusion_probability)
+        sums.add(model_was_right, inclusion_probability)
 
     def estimate(self, level: float = 0.95) -> Estimate | None:
         """Precision over every predicted class, with a ``level`` interval (None before the first label)."""
@@ -279,6 +300,22 @@ class RecallEstimator:
         """Count one audit label: the class the audit aimed at, the human label, the model's, and π."""
         domain = self.domains.setdefault(predicted_label, _Domain())
         domain.labels.add(True, inclusion_probability)
+        domain.by_truth.setdefault(true_label, WeightedProportion()).add(True, inclusion_probability)
+        self.audited.add(audited_class)
+
+    def revise(
+        self,
+        audited_class: str,
+        was: str,
+        true_label: str,
+        predicted_label: str,
+        inclusion_probability: float,
+    ) -> None:
+        """A later revision of a counted audit label replaces its true class (same event, same π)."""
+        if was == true_label:
+            return
+        domain = self.domains.setdefault(predicted_label, _Domain())
+        domain.by_truth.setdefault(was, WeightedProportion()).remove(True, inclusion_probability)
         domain.by_truth.setdefault(true_label, WeightedProportion()).add(True, inclusion_probability)
         self.audited.add(audited_class)
 

@@ -155,7 +155,6 @@ def test_an_audit_label_feeds_the_recall_of_its_audited_class() -> None:
         label("escalation", source="expert", inclusion_probability=1.0),
         label("audit", revision=2, routing=None),  # no trace: the audited class is unknown
         label("audit", revision=2, routing=trace(None)),
-        label("control", revision=2),  # a correction of a control label: counted at revision 1
     ],
     ids=[
         "model",
@@ -164,7 +163,6 @@ def test_an_audit_label_feeds_the_recall_of_its_audited_class() -> None:
         "escalation",
         "audit_untraced",
         "audit_no_class",
-        "rev2",
     ],
 )
 def test_other_labels_are_ignored(ignored: Label) -> None:
@@ -235,3 +233,26 @@ def test_control_and_audit_labels_from_the_crowd_reach_the_estimators() -> None:
     assert len(recall) == routes["audit"]
     assert {audited for audited, _, _, _ in recall} == {"fraud"}
     assert all(predicted == "ok" and 0.0 < pi <= 1.0 for _, _, predicted, pi in recall)
+
+
+def test_a_later_revision_replaces_what_the_first_counted() -> None:
+    """An expert verdict on a control or audit label corrects the estimate, never counts twice."""
+    estimates: dict[str, Estimates] = {}
+    first = label("control", human_label="fraud", model_label="ok")  # the crowd said the model was wrong
+    assert observe_label(estimates, first)
+    assert estimates["payments"].precision.estimate().value == 0.0  # type: ignore[union-attr]
+    expert = first.model_copy(update={"label": "ok", "source": "expert", "revision": 2, "supersedes": 1})
+    assert observe_label(estimates, expert, counted="fraud")
+    after = estimates["payments"].precision.estimate()
+    assert after is not None
+    assert (after.value, after.n) == (1.0, 1)
+
+    audit = label("audit", revision=2, routing=trace("fraud"), human_label="ok", model_label="ok")
+    assert observe_label(estimates, audit)
+    corrected = audit.model_copy(
+        update={"label": "fraud", "source": "expert", "revision": 3, "supersedes": 2}
+    )
+    assert observe_label(estimates, corrected, counted="ok")
+    recall = estimates["payments"].recall
+    assert recall.false_negatives("fraud").value > 0.0
+    assert sum(domain.labels.labels for domain in recall.domains.values()) == 1

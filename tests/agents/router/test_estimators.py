@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from agents.router.estimators import (
     PrecisionEstimator,
     RecallEstimator,
+    WeightedProportion,
     _t_quantile,
     metric_class_name,
     production_metrics,
@@ -413,3 +414,20 @@ def test_production_metrics_keeps_the_most_labeled_classes_within_the_limit() ->
     # 60 classes each have 1..5 labels: all with 2 or more fit, then 15 of those with 1.
     kept = {name.removeprefix("auto_accept_precision.") for name in snapshot.metrics}
     assert {f"class-{k}" for k in range(300) if k % 5 != 0} <= kept
+
+
+def test_revising_a_control_label_moves_its_weight_and_keeps_the_count() -> None:
+    estimator = PrecisionEstimator()
+    for right in (True, True, False):
+        estimator.observe("ok", right, 0.1)
+    estimator.revise("ok", False, True, 0.1)  # an expert found the model right after all
+    estimate = estimator.estimate()
+    assert estimate is not None
+    assert (estimate.value, estimate.n) == (1.0, 3)
+    estimator.revise("ok", True, True, 0.1)  # the same verdict again: nothing moves
+    assert estimator.estimate() == estimate
+
+
+def test_taking_back_a_label_that_was_never_counted_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no label"):
+        WeightedProportion().remove(True, 0.5)
