@@ -61,10 +61,16 @@ def test_a_kcat_user_publishes_a_prediction_and_reads_its_label(
             text=True,
             timeout=30,
         ).stdout
-        seen = {label.event_id: label for label in map(Label.model_validate_json, output.split("\n")[:-1])}
+        # The first revision of each event (an expert may revise the crowd's label later).
+        seen = {
+            label.event_id: label
+            for label in map(Label.model_validate_json, output.split("\n")[:-1])
+            if label.revision == 1
+        }
         time.sleep(0.5)
     assert set(seen) == set(events), loop.worker_logs()
     assert seen["kcat-sure-1"].source == "model"
     assert seen["kcat-sure-1"].label == "ok"
     assert seen["kcat-unsure-1"].source == "crowd"
-    assert seen["kcat-unsure-1"].provenance.n_answers == 3
+    # Dynamic overlap: two answers when they agree, more (up to the maximum) when they do not.
+    assert 2 <= seen["kcat-unsure-1"].provenance.n_answers <= 5
