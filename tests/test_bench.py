@@ -42,3 +42,4 @@ def test_the_crowd_aggregation_bench_runs_small_and_prints_c2_and_c3() -> None:
     assert [goal.goal_id for goal in goals] == ["C2", "C3"]
     assert all(row.figure >= 0.0 for row in rows)
     assert any("uniform draw" in row.name for row in rows)
+    assert any(row.name.startswith("C3 bans per run: fixed 3") for row in rows)
