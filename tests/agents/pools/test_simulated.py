@@ -11,9 +11,10 @@ from typing import TypeVar
 import pytest
 
 from agents.aggregator.overlap import DynamicOverlap, OverlapSettings
+from agents.aggregator.skills import SkillBook
 from agents.pools.base import LabelingBackend
 from agents.pools.rates import WindowRate
-from agents.pools.simulated import SimulatedCrowd, SimulatedCrowdSettings
+from agents.pools.simulated import SimulatedCrowd, SimulatedCrowdSettings, ban_rule
 from agents.simulation.crowd import WorkerProfile
 from schemas import CrowdAnswer, LabelRequest, PoolStatus, PredictionEvent, PredictionInput
 
@@ -613,6 +614,34 @@ def test_bans_draw_newcomers_with_the_crowd_shares_and_count_each_ban() -> None:
     assert crowd.banned == len(spammers)
     assert not spammers & {answer.worker_id for answer in sink.received}
     assert len(sink.received) == 120
+
+
+def test_the_ban_rule_on_a_skill_book_bans_a_worker_too_fast_to_read() -> None:
+    book = SkillBook()
+
+    class Observed(Answers):
+        async def __call__(self, answer: CrowdAnswer) -> None:
+            await super().__call__(answer)
+            book.observe_answer(answer.worker_id, answer.pool, answer.answered_at, answer.time_spent_s)
+
+    sink = Observed()
+    rusher = dataclasses.replace(says("rush", "dog"), mean_service_s=0.0001)
+    crowd = SimulatedCrowd(
+        settings(overlap=2, overlap_min=2, mean_service_s=0.01),  # newcomers as fast as the good workers
+        Truth("cat"),
+        crowd_profiles=[rusher, *(perfect(f"w{i}", mean_service_s=0.01) for i in range(5))],
+        is_banned=ban_rule(book),
+    )
+
+    async def scenario(crowd: SimulatedCrowd) -> None:
+        for index in range(60):
+            await crowd.label(request(f"e{index}"), sink)
+
+    with_crowd(crowd, scenario)
+    assert book.is_too_fast("rush")
+    assert crowd.banned == 1
+    assert crowd.workers == 6
+    assert sum(answer.worker_id == "rush" for answer in sink.received) < 60
 
 
 def test_without_a_ban_rule_nobody_is_banned() -> None:
