@@ -19,9 +19,9 @@ arms, dynamic and fixed 3, run under that rule, so they differ only in the
 overlap rule; the rows print the bans per run and who was banned. C2 compares
 aggregators on the same answers, without bans. The rule includes the speed
 rule because, on the tuning seeds, it bans every spammer within a few answers,
-some careless workers and no good worker, and fixed 3 gains 6 points over
-banning flagged workers only (0.888 vs 0.827); with flags only, no rule of the
-grid reached C3 on the tuning seeds.
+some careless workers and no good worker (0-1 per run on the measured seeds),
+and fixed 3 gains 6 points over banning flagged workers only (0.888 vs 0.827);
+with flags only, no rule of the grid reached C3 on the tuning seeds.
 
 The crowd is :mod:`agents.simulation.crowd`: ``WORKERS`` workers, 20%
 spammers (half answer uniformly at random, half always one class), 10%
