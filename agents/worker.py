@@ -19,7 +19,7 @@ from agents.monitor.detectors import ModelErrorMonitor
 from agents.pools import agent as pools_agent
 from agents.pools.base import LabelingBackend
 from agents.pools.experts import ExpertPool
-from agents.pools.simulated import SimulatedCrowd
+from agents.pools.simulated import SimulatedCrowd, ban_rule
 from agents.pools.toloka.backend import TolokaBackend
 from agents.router import agent as router_agent
 from agents.router.policy import Router
@@ -63,7 +63,8 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
 
         crowd = TolokaBackend(pools.toloka, accuracy_of=book.accuracy_of, golden_sink=report_golden)
     else:
-        crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of)
+        # Flagged or too-fast workers get no more tasks (like Toloka's QC bans); newcomers take their seats.
+        crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of, is_banned=ban_rule(book))
     backends: dict[Tier, LabelingBackend] = {"crowd": crowd}
     bots: SimulatedExperts | None = None
     if pools.experts_enabled:

@@ -279,7 +279,8 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
     worker = _start_worker(settings, demo, home / "worker.log")
     if demo.expert_port:
         console.print(
-            f"expert page: http://127.0.0.1:{demo.expert_port}/ ({demo.experts} simulated experts answer there too)"
+            f"expert page: http://127.0.0.1:{demo.expert_port}/ "
+            f"({demo.experts} simulated experts answer there too)"
         )
     stream_settings = StreamSettings(events=demo.events, seed=demo.seed, run_id=f"demo-{run_id}")
     stream = list(simulate(stream_settings))
