@@ -101,11 +101,17 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
                 found = estimates[event.task] = Estimates(event.model_name)
             found.recall.observe_accepted(event.predicted_label)
             if decision.audit is not None:
-                await requests.send(event.event_id, label_request(event, decision, now))
+                await requests.send(
+                    event.event_id,
+                    label_request(event, decision, now, measurement_tier=router.settings.measurement_tier),
+                )
                 counters["router.audit"] += 1
             counters["router.shed" if decision.shed else "router.accept"] += 1
         else:
-            await requests.send(event.event_id, label_request(event, decision, now))
+            await requests.send(
+                event.event_id,
+                label_request(event, decision, now, measurement_tier=router.settings.measurement_tier),
+            )
             counters[f"router.{decision.route}"] += 1
         decisions[event.event_id] = decision.route
 

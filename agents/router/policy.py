@@ -39,6 +39,7 @@ from schemas import (
     RouteReason,
     RoutingTrace,
     Suggestion,
+    Tier,
 )
 from streams.errors import ConfigError
 
@@ -60,6 +61,9 @@ class RouterSettings(BaseModel):
     #: Share of would-be-accepted events sent to humans as the control group.
     control_share: float = Field(default=0.05, ge=0.0, le=1.0)
     audit: AuditSettings = AuditSettings()
+    #: Who labels the control group and the recall audit: "expert" measures precision and recall
+    #: against the experts, so crowd mistakes do not count as the model's (reviews stay with the crowd).
+    measurement_tier: Tier = "crowd"
     capacity: CapacitySettings = CapacitySettings()
     #: Auto-tune ``accept_threshold`` to a target precision (off unless a target is set).
     tuning: TuningSettings = TuningSettings()
@@ -361,15 +365,23 @@ def model_label(event: PredictionEvent, decision: Decision, now: datetime) -> La
 
 
 def label_request(
-    event: PredictionEvent, decision: Decision, now: datetime, suggestion: Suggestion | None = None
+    event: PredictionEvent,
+    decision: Decision,
+    now: datetime,
+    suggestion: Suggestion | None = None,
+    measurement_tier: Tier = "crowd",
 ) -> LabelRequest:
-    """The LabelRequest that carries out a review, control or audit decision."""
+    """The LabelRequest that carries out a review, control or audit decision.
+
+    Control and audit requests go to ``measurement_tier``; reviews to the crowd.
+    """
     audit = decision.audit
+    route = "audit" if audit is not None else decision.route
     return LabelRequest(
         prediction=event,
-        route="audit" if audit is not None else decision.route,
+        route=route,
         reason=("recall audit of " + audit.audited_class) if audit is not None else decision.reason,
-        tier="crowd",
+        tier=measurement_tier if route in ("control", "audit") else "crowd",
         priority=decision.priority,
         uncertainty=decision.uncertainty,
         inclusion_probability=audit.inclusion_probability

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console, Group
@@ -52,8 +52,10 @@ class DemoSettings(BaseModel):
     crowd_workers: int = 30
     crowd_mean_service_s: float = 1.0
     #: Simulated experts answering escalations and expert audits on the expert page.
-    experts: int = Field(default=5, ge=0)
-    expert_mean_service_s: float = 1.5
+    experts: int = Field(default=8, ge=0)
+    expert_mean_service_s: float = 1.0
+    #: Experts label the control group and the recall audit, so the estimates are not crowd noise.
+    measurement_tier: Literal["crowd", "expert"] = "expert"
     #: Where the expert page listens during the demo (open it to answer alongside the bots).
     expert_port: int = Field(default=8765, ge=0, le=65_535)
     seed: int = 42
@@ -193,6 +195,7 @@ def _start_worker(settings: Settings, demo: DemoSettings, log_path: Path) -> sub
         "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": str(demo.crowd_mean_service_s),
         "LABELLOOP_POOLS__SIMULATED__SEED": str(demo.seed),
         "LABELLOOP_POOLS__EXPERTS__PORT": str(demo.expert_port),
+        "LABELLOOP_ROUTER__MEASUREMENT_TIER": demo.measurement_tier,
         "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": str(demo.experts),
         "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": str(demo.expert_mean_service_s),
     }

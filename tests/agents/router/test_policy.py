@@ -462,3 +462,28 @@ def test_a_bad_policy_file_is_a_config_error(tmp_path: Path, content: str | None
     with pytest.raises(ConfigError, match=message) as raised:
         load_policy(RouterSettings(policy_file=path))
     assert str(path) in str(raised.value)
+
+
+def test_control_and_audit_go_to_the_measurement_tier_and_reviews_to_the_crowd() -> None:
+    router = Router(
+        RouterSettings(control_share=0.5, audit=AuditSettings(rate=1.0), measurement_tier="expert"),
+        clock=lambda: 0.0,
+    )
+    tiers: dict[str, set[str]] = {}
+    for index in range(200):
+        confidence = 0.95 if index % 2 else 0.55
+        event = PredictionEvent(
+            event_id=f"m-{index}",
+            model_name="m",
+            model_version="1",
+            created_at=NOW,
+            input=PredictionInput(features={"x": 1.0}),
+            predicted_label="ok",
+            scores={"ok": confidence, "fraud": round(1 - confidence, 6)},
+        )
+        decision = router.decide(event, NOW)
+        if decision.action == "accept" and decision.audit is None:
+            continue
+        request = label_request(event, decision, NOW, measurement_tier=router.settings.measurement_tier)
+        tiers.setdefault(request.route, set()).add(request.tier)
+    assert tiers == {"low_confidence": {"crowd"}, "control": {"expert"}, "audit": {"expert"}}
