@@ -57,12 +57,44 @@ class PoolStatus(WireModel):
 class PoolCommand(WireModel):
     """Steer one pool, keyed by the pool name on ``commands``.
 
+    Actions
+    -------
+    ``scale``
+        Set the pool to ``workers`` workers.
+    ``pause`` / ``resume``
+        Stop handing out tasks (work already out finishes) / start again.
+    ``set``
+        Change the pool's bounds and targets; only the fields that are set change:
+        ``min_workers``, ``max_workers``, ``sla_p95_s`` (the time-to-label SLA, 95th
+        percentile, seconds) and ``budget_per_hour`` (spend limit, in the unit of
+        ``PoolStatus.cost_per_label``).
+    ``release``
+        Give the pool back to the autoscaler.
+
+    A command whose ``issued_by`` starts with ``operator:`` overrides the
+    autoscaler for that pool until a ``release``. The schema checks each field's
+    range only; which fields an action needs is checked by the producer
+    (``streams.operator.build_command``), so a reader never rejects a command an
+    older producer wrote. All fields after ``max_workers`` were added within
+    version 1: readers that do not know them ignore them.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
-    >>> PoolCommand(pool="simulated", action="scale", workers=20, issued_by="operator",
-    ...             issued_at=datetime(2026, 1, 1, tzinfo=UTC), reason="surge").workers
+    >>> when = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> PoolCommand(pool="simulated", action="scale", workers=20, issued_by="operator:ada",
+    ...             issued_at=when, reason="surge").workers
     20
+    >>> limits = PoolCommand(pool="simulated", action="set", max_workers=40, sla_p95_s=120.0,
+    ...                      budget_per_hour=25.0, issued_by="operator:ada", issued_at=when,
+    ...                      reason="night shift")
+    >>> limits.max_workers, limits.sla_p95_s, limits.min_workers
+    (40, 120.0, None)
+    >>> limits.by_operator
+    True
+    >>> PoolCommand(pool="simulated", action="release", issued_by="operator:ada",
+    ...             issued_at=when, reason="surge over").action
+    'release'
     """
 
     SCHEMA_VERSION = 1
@@ -73,9 +105,18 @@ class PoolCommand(WireModel):
     workers: Annotated[int, Field(ge=0, le=100_000)] | None = None
     min_workers: Annotated[int, Field(ge=0)] | None = None
     max_workers: Annotated[int, Field(ge=0)] | None = None
+    #: The time-to-label SLA: 95th percentile, seconds from request to label.
+    sla_p95_s: Annotated[Finite, Field(gt=0.0)] | None = None
+    #: The most the pool may spend per hour (cost_per_label's unit).
+    budget_per_hour: Annotated[Finite, Field(ge=0.0)] | None = None
     issued_by: Issuer
     issued_at: Timestamp
     reason: Reason
+
+    @property
+    def by_operator(self) -> bool:
+        """True when a person issued it (``operator:<name>``): it overrides the autoscaler until released."""
+        return self.issued_by == "operator" or self.issued_by.startswith("operator:")
 
 
 class PolicyCommand(WireModel):

@@ -302,6 +302,38 @@ def test_the_command_union_picks_the_model_by_kind(example: Callable[[], WireMod
     assert parsed == command
 
 
+def test_set_and_release_commands_round_trip_through_the_union() -> None:
+    limits = PoolCommand(
+        pool="simulated",
+        action="set",
+        min_workers=2,
+        max_workers=40,
+        sla_p95_s=90.0,
+        budget_per_hour=12.5,
+        issued_by="operator:ada",
+        issued_at=WHEN,
+        reason="night shift",
+    )
+    release = PoolCommand(
+        pool="simulated", action="release", issued_by="operator:ada", issued_at=WHEN, reason="over"
+    )
+    for command in (limits, release):
+        assert COMMANDS.validate_json(command.to_json_bytes()) == command
+    # A command written before the limits existed reads with them unset.
+    old = COMMANDS.validate_python(document_of(pool_command()))
+    assert isinstance(old, PoolCommand)
+    assert (old.sla_p95_s, old.budget_per_hour) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("sla_p95_s", 0.0), ("budget_per_hour", -1.0), ("sla_p95_s", "NaN")]
+)
+def test_pool_limits_out_of_range_are_rejected(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as caught:
+        COMMANDS.validate_python(document_of(pool_command()) | {"action": "set", field: value})
+    assert caught.value.errors()[0]["loc"][-1] == field
+
+
 def test_the_command_union_rejects_an_unknown_kind() -> None:
     document = document_of(pool_command()) | {"kind": "reboot"}
     with pytest.raises(ValidationError) as caught:
