@@ -29,9 +29,13 @@ above what the steady state queues (``L_q``) is drained within
 ``drain_horizon_s`` by ``excess·k / (μ·horizon)`` more workers. New workers
 answer only after ``warmup_s``: the arrival rate is projected that far ahead
 along its rising trend (a falling trend is ignored: scaling down is never
-anticipated). Then the target is clamped to ``[min_workers, max_workers]``
-and to what the budget affords, and it moves only past the cooldowns
-(short up, long down) and the hysteresis (small decreases are ignored).
+anticipated). The measured rates are smoothed both ways (a surge shows at
+once in the backlog; an arrival rate that rose on noise alone would ratchet
+the pool up). The service rate is read only once the headcount held for a
+warm-up (capacity counts productive workers only). Then the target is
+clamped to ``[min_workers, max_workers]`` and to what the budget affords, and
+it moves only past the cooldowns (short up, long down) and the hysteresis
+(small decreases are ignored).
 
 Budget. With ``cost_per_worker_hour`` set, the pool costs its headcount; else
 a worker costs its labels (``cost_per_label`` × its answers per hour when
@@ -190,15 +194,15 @@ class AutoscalerSettings(BaseModel):
     max_utilisation: float = Field(default=0.97, gt=0.0, le=1.0)
     #: Seconds after a change before the next increase / decrease.
     cooldown_up_s: float = Field(default=10.0, ge=0.0)
-    cooldown_down_s: float = Field(default=60.0, ge=0.0)
+    cooldown_down_s: float = Field(default=30.0, ge=0.0)
     #: A decrease smaller than this share of the headcount (and at least one worker) is ignored.
     hysteresis: float = Field(default=0.05, ge=0.0, lt=1.0)
     #: Seconds in which the backlog above the steady-state queue should be drained.
     drain_horizon_s: float = Field(default=30.0, gt=0.0)
     #: Seconds a new worker needs before its first answer (the pool's warm-up): the trend lead.
     warmup_s: float = Field(default=5.0, ge=0.0)
-    #: Time constant of the smoothing of measured rates (arrivals going down, service rate).
-    smoothing_s: float = Field(default=30.0, ge=0.0)
+    #: Time constant of the exponential smoothing of the measured rates (arrivals, service).
+    smoothing_s: float = Field(default=10.0, ge=0.0)
     #: Seconds per answer assumed until the pool measures it.
     prior_service_s: float = Field(default=10.0, gt=0.0)
     #: Money per hour the pool may spend (None: no budget).
@@ -332,6 +336,7 @@ class Autoscaler:
         self._is_pinned = False
         self._target: int | None = None
         self._changed_at = -math.inf
+        self._first_seen_s = math.inf
         self._arrival: float | None = None
         self._previous: tuple[float, float] | None = None
         self._service: float | None = None
@@ -364,9 +369,11 @@ class Autoscaler:
         weight = (
             1.0 if self.settings.smoothing_s == 0.0 else 1.0 - math.exp(-elapsed / self.settings.smoothing_s)
         )
-        if self._arrival is None or measured >= self._arrival:
-            self._arrival = measured  # up at once: a surge is never averaged away
+        if self._arrival is None:
+            self._arrival = measured
+            self._first_seen_s = now_s
         else:
+            # Noise in the measured rate must not ratchet the pool up; a surge shows in the backlog at once.
             self._arrival += weight * (measured - self._arrival)
         rising = 0.0
         if self._previous is not None and elapsed > 0.0:
@@ -400,7 +407,9 @@ class Autoscaler:
                 return None
         elif target < current:
             small = current - target < max(1.0, self.settings.hysteresis * current)
-            if since < self.settings.cooldown_down_s or small:
+            # Watch the pool a cooldown before the first decrease too (its first rates are thin).
+            watched = now_s - self._first_seen_s
+            if min(since, watched) < self.settings.cooldown_down_s or small:
                 return None
         else:
             return None
