@@ -24,7 +24,7 @@ from streams.codec import decode, decode_json, encode, encode_key
 from streams.errors import BrokerError, ConfigError, ContractError
 from streams.runtime import Record
 from streams.settings import Settings
-from streams.topics import topic_names
+from streams.topics import catalogue, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -408,11 +408,17 @@ async def read_board(
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:
         async with asyncio.timeout(timeout_s):
+            # The catalogue says how many partitions each topic has (create_topics verified it).
+            wanted = {names.pool_status, names.commands}
             partitions = [
-                TopicPartition(topic, partition)
-                for topic in (names.pool_status, names.commands)
-                for partition in sorted(await _partitions(consumer, topic))
+                TopicPartition(topic.name, partition)
+                for topic in catalogue(settings)
+                if topic.name in wanted
+                for partition in range(topic.partitions)
             ]
+            missing = wanted - set(await consumer.topics())
+            if missing:
+                raise ConfigError(f"missing topics {sorted(missing)}: run `labelloop topics create`")
             consumer.assign(partitions)
             starts = await consumer.beginning_offsets(partitions)
             ends: Mapping[Any, int] = await consumer.end_offsets(partitions)
@@ -437,9 +443,3 @@ async def read_board(
     finally:
         await consumer.stop()
     return board
-
-
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    if topic not in await consumer.topics():  # also fetches the metadata partitions_for_topic reads
-        raise ConfigError(f"topic {topic} does not exist: run `labelloop topics create`")
-    return set(consumer.partitions_for_topic(topic) or ())
