@@ -66,7 +66,7 @@ def test_erlang_c_matches_textbook_values() -> None:
 
     for c, a in [(2, 1.0), (5, 4.0), (10, 8.0), (20, 15.0), (50, 45.0)]:
         assert erlang_c(c, a) == pytest.approx(direct(c, a), rel=1e-9)
-    # Koole's call-centre example: 10 agents, 8 erlangs wait with probability ~0.409.
+    # 10 servers at 8 erlangs: about 41 % of calls wait.
     assert erlang_c(10, 8.0) == pytest.approx(0.409, abs=1e-3)
     assert erlang_c(3, 3.0) == 1.0  # unstable: everyone waits
     assert erlang_c(3, 0.0) == 0.0
