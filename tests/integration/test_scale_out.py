@@ -108,6 +108,8 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
 
         deadline = time.monotonic() + 90
         while not spread():
+            exited = [index for index, process in enumerate(processes) if process.poll() is not None]
+            assert not exited, f"workers {exited} exited at start\n" + loop.worker_logs()[-4_000:]
             assert time.monotonic() < deadline, (
                 "three workers never shared the partitions\n" + (loop.worker_logs()[-4_000:])
             )
