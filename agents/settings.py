@@ -10,6 +10,8 @@ from agents.aggregator.skills import SkillSettings
 from agents.aggregator.weighted import WeightedSettings
 from agents.learner.model import LearnerSettings
 from agents.monitor.detectors import MonitorSettings
+from agents.operator_api import OperatorApiSettings
+from agents.pools.autoscaler import AutoscalerSettings
 from agents.pools.experts import ExpertPoolSettings
 from agents.pools.simulated import SimulatedCrowdSettings
 from agents.pools.toloka.client import TolokaSettings
@@ -28,6 +30,9 @@ class PoolSettings(BaseModel):
     #: The expert tier's web page; ``enabled=False`` sends expert requests to the crowd.
     experts: ExpertPoolSettings = ExpertPoolSettings()
     experts_enabled: bool = True
+    #: The autoscaler (Erlang C against the time-to-label SLA): off unless enabled.
+    autoscaler_enabled: bool = False
+    autoscaler: AutoscalerSettings = AutoscalerSettings()
     #: Bots answering on the expert page for local runs (0: none; people answer there).
     simulated_experts: SimulatedExpertSettings = SimulatedExpertSettings()
     #: Seconds between two PoolStatus reports.
@@ -75,3 +80,5 @@ class StageSettings(BaseSettings):
     aggregator: AggregatorSettings = AggregatorSettings()
     learner: LearnerSettings = LearnerSettings()
     monitor: MonitorSettings = MonitorSettings()
+    #: The operator HTTP API (``LABELLOOP_OPERATOR__*``): pool commands behind a token.
+    operator: OperatorApiSettings = OperatorApiSettings()

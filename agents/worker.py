@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from agents import operator_api
 from agents.aggregator import agent as aggregator_agent
 from agents.aggregator.skills import SkillBook
 from agents.aggregator.weighted import WeightedVoteAggregator
@@ -88,6 +89,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     aggregator = aggregator_agent.register(loop, book)
     monitors = monitor_agent.register(loop)
     pools_agent.register(loop, backends, truth_table, bots)
+    operator_api.register(loop, stages.operator)
     return Worker(
         app=app,
         loop=loop,

@@ -7,6 +7,7 @@ import sys
 from bench import (
     crowd_aggregation,
     ingestion,
+    pool_surge,
     router_body,
     router_capacity,
     router_estimation,
@@ -28,6 +29,7 @@ def main() -> int:
         router_capacity,
         crowd_aggregation,
         toloka_cycle,
+        pool_surge,
         throughput,
         ingestion,
     ):

@@ -18,6 +18,7 @@ from bench.harness import Goal, Row, report
         "bench.router_capacity",
         "bench.crowd_aggregation",
         "bench.toloka_cycle",
+        "bench.pool_surge",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from agents.loop import Loop
+from agents.pools.autoscaler import Autoscaler, AutoscalerSettings
 from agents.pools.base import LabelingBackend
+from agents.pools.simulated import SimulatedCrowd
 from agents.simulation.experts import SimulatedExperts
 from schemas import Command, PoolCommand, Tier
 from streams.codec import decode_json
@@ -55,6 +58,32 @@ def apply_command(command: PoolCommand, backends: Mapping[Tier, LabelingBackend]
     return False
 
 
+def steer(command: PoolCommand, scalers: Mapping[str, Autoscaler]) -> None:
+    """An operator's command overrides the pool's autoscaler until released; "set" changes its limits."""
+    scaler = scalers.get(command.pool)
+    if scaler is None or command.issued_by == "autoscaler":
+        return
+    if command.action == "release":
+        scaler.release()
+    elif command.action == "set":
+        changes = {
+            name: value
+            for name, value in (
+                ("min_workers", command.min_workers),
+                ("max_workers", command.max_workers),
+                ("sla_p95_s", command.sla_p95_s),
+                ("budget_per_hour", command.budget_per_hour),
+            )
+            if value is not None
+        }
+        try:
+            scaler.settings = AutoscalerSettings.model_validate({**scaler.settings.model_dump(), **changes})
+        except ValueError as error:  # e.g. a new minimum above the current maximum: keep the old limits
+            log.warning("pool %s: set by %s refused: %s", command.pool, command.issued_by, error)
+    elif command.action == "scale" and command.workers is not None:
+        scaler.pin(command.workers)
+
+
 def register(
     loop: Loop,
     backends: Mapping[Tier, LabelingBackend],
@@ -64,6 +93,17 @@ def register(
     """Add pool lifecycle, status reports, commands and the truth feed to ``loop.app``."""
     names = loop.names
     status = loop.output(names.pool_status)
+    commands_out = loop.output(names.commands)
+    pools = loop.stages.pools
+    # One autoscaler per pool; the simulated crowd's newcomers warm up before they work.
+    scalers = {
+        backend.name: Autoscaler(
+            pools.autoscaler.model_copy(update={"warmup_s": pools.simulated.warmup_s})
+            if isinstance(backend, SimulatedCrowd)
+            else pools.autoscaler
+        )
+        for backend in backends.values()
+    }
     dead_letters = loop.dead_letters("pools")
     counters = loop.counters
 
@@ -87,12 +127,19 @@ def register(
     async def report_status() -> None:
         now = loop.clock()
         for backend in backends.values():
-            await status.send(backend.name, backend.status(now))
+            report = backend.status(now)
+            await status.send(backend.name, report)
+            if pools.autoscaler_enabled:
+                command = scalers[backend.name].decide(report, time.monotonic())
+                if command is not None:
+                    # Through the commands topic, like an operator's: applied, logged, seen by all.
+                    await commands_out.send(command.pool, command)
 
     async def on_command(record: Record) -> None:
         command = decode_json(_COMMAND, record.value, "Command")
         if isinstance(command, PoolCommand):
             counters["pools.commands"] += 1
+            steer(command, scalers)
             apply_command(command, backends)
 
     async def on_truth(record: Record) -> None:

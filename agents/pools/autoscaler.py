@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import PoolCommand, PoolStatus
 
@@ -209,6 +209,12 @@ class AutoscalerSettings(BaseModel):
     budget_per_hour: float | None = Field(default=None, ge=0.0)
     #: Money per worker-hour (None: workers are paid per label, ``cost_per_label`` on PoolStatus).
     cost_per_worker_hour: float | None = Field(default=None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalerSettings:
+        if self.min_workers > self.max_workers:
+            raise ValueError(f"min_workers {self.min_workers} exceeds max_workers {self.max_workers}")
+        return self
 
 
 @dataclass(frozen=True)

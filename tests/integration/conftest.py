@@ -87,6 +87,7 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
             "LABELLOOP_POOLS__STATUS_EVERY_S": "1",
             # The expert page on a free port; two quick bots answer escalations and expert audits.
             "LABELLOOP_POOLS__EXPERTS__PORT": "0",
+            "LABELLOOP_OPERATOR__PORT": "0",
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": "2",
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": "0.05",
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
