@@ -16,6 +16,7 @@ from agents.pools.base import LabelingBackend
 from agents.pools.simulated import SimulatedCrowd
 from agents.simulation.experts import SimulatedExperts
 from schemas import Command, PoolCommand, Tier
+from streams.broadcast import follow
 from streams.codec import decode_json
 from streams.errors import ContractError
 from streams.runtime import Record, run_records
@@ -135,8 +136,18 @@ def register(
                     # Through the commands topic, like an operator's: applied, logged, seen by all.
                     await commands_out.send(command.pool, command)
 
+    async def check_command(record: Record) -> None:
+        # The group's consumer owns the topic's DLQ: a malformed command goes there once.
+        decode_json(_COMMAND, record.value, "Command")
+
     async def on_command(record: Record) -> None:
-        command = decode_json(_COMMAND, record.value, "Command")
+        # Every worker reads every command (no consumer group): each runs its own pools, and an
+        # operator's scale, pause or set must reach all of them. Replayed from the beginning, so a
+        # restarted worker comes back to the pools' current state.
+        try:
+            command = decode_json(_COMMAND, record.value, "Command")
+        except ContractError:
+            return  # dead-lettered by check_command
         if isinstance(command, PoolCommand):
             counters["pools.commands"] += 1
             steer(command, scalers)
@@ -152,8 +163,12 @@ def register(
 
     @loop.app.agent(loop.topic(names.commands), name="pool-commands")
     async def commands(stream: Any) -> None:
-        async for _ in run_records(stream, on_command, dead_letters):
+        async for _ in run_records(stream, check_command, dead_letters):
             pass
+
+    @loop.app.task  # type: ignore[untyped-decorator]
+    async def follow_commands() -> None:
+        await follow(loop.settings, [names.commands], on_command)
 
     @loop.app.agent(loop.topic(names.truth), name="simulation-truth")
     async def truth(stream: Any) -> None:
