@@ -133,7 +133,9 @@ def register(
             if pools.autoscaler_enabled:
                 command = scalers[backend.name].decide(report, time.monotonic())
                 if command is not None:
-                    # Through the commands topic, like an operator's: applied, logged, seen by all.
+                    # Applied here, to this worker's pool (each worker sizes its own); published on
+                    # the commands topic so operators and the CLI see every decision and its reason.
+                    apply_command(command, backends)
                     await commands_out.send(command.pool, command)
 
     async def check_command(record: Record) -> None:
@@ -149,6 +151,8 @@ def register(
         except ContractError:
             return  # dead-lettered by check_command
         if isinstance(command, PoolCommand):
+            if command.issued_by == "autoscaler":
+                return  # applied by the worker whose autoscaler decided it
             counters["pools.commands"] += 1
             steer(command, scalers)
             apply_command(command, backends)
