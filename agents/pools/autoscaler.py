@@ -28,11 +28,27 @@ Erlang C assumes a steady state; a surge leaves a queue behind. The backlog
 above what the steady state queues (``L_q``) is drained within
 ``drain_horizon_s`` by ``excess·k / (μ·horizon)`` more workers. New workers
 answer only after ``warmup_s``: the arrival rate is projected that far ahead
-along its rising trend (a falling trend is ignored: scaling down is never
-anticipated). The measured rates are smoothed both ways (a surge shows at
-once in the backlog; an arrival rate that rose on noise alone would ratchet
-the pool up). The service rate is read only once the headcount held for a
-warm-up (capacity counts productive workers only). Then the target is
+along its rising trend, smoothed like the rate itself (a raw difference of
+two window rates is mostly noise, and projecting noise ratchets the pool up;
+a falling trend is ignored: scaling down is never anticipated). The
+measured rates are smoothed both ways (a surge shows at once in the backlog;
+an arrival rate that rose on noise alone would ratchet the pool up). The
+service rate is read only once the headcount held for a warm-up (capacity
+counts productive workers only).
+
+The arrival rate is a window average (60 s in the pools), so it still shows
+a surge a minute after it ended. The occupancy (``in_progress``: answers
+being given now) does not: by Little's law it is ``kλ/μ`` on average, and it
+follows the load within an answer or two. It measures the load only while
+nothing waits and some worker is idle (else it is a floor), and only after
+``2·occupancy_smoothing_s`` of that. Then its upper bound (the smoothed
+occupancy plus ``occupancy_margin`` standard deviations; an M/G/∞
+occupancy smoothed with time constant ``τ`` has variance ``a·s/(s+τ)``, ``s``
+the mean answer time) caps the arrival rate the pool is sized for. A smaller
+target so backed is the SLA staffing at that bound, so the predicted p95
+stays within the SLA, and it may follow a change after ``cooldown_up_s``
+rather than ``cooldown_down_s``: the pool sheds a surge's staff as soon as
+it idles, not a window and a cooldown later. Then the target is
 clamped to ``[min_workers, max_workers]`` and to what the budget affords, and
 it moves only past the cooldowns (short up, long down) and the hysteresis
 (small decreases are ignored).
@@ -203,6 +219,10 @@ class AutoscalerSettings(BaseModel):
     warmup_s: float = Field(default=5.0, ge=0.0)
     #: Time constant of the exponential smoothing of the measured rates (arrivals, service).
     smoothing_s: float = Field(default=10.0, ge=0.0)
+    #: Time constant of the smoothing of ``in_progress`` (the occupancy: the load the pool serves now).
+    occupancy_smoothing_s: float = Field(default=6.0, gt=0.0)
+    #: Standard deviations above the smoothed occupancy the load bound takes (0: the estimate itself).
+    occupancy_margin: float = Field(default=2.0, ge=0.0)
     #: Seconds per answer assumed until the pool measures it.
     prior_service_s: float = Field(default=10.0, gt=0.0)
     #: Money per hour the pool may spend (None: no budget).
@@ -347,6 +367,9 @@ class Autoscaler:
         self._previous: tuple[float, float] | None = None
         self._service: float | None = None
         self._headcount: tuple[int, float] | None = None
+        self._trend = 0.0
+        self._busy: float | None = None
+        self._saturated_s = -math.inf
         #: The last sizing (also when nothing was emitted), for status pages and tests.
         self.last: Sizing | None = None
 
@@ -381,9 +404,11 @@ class Autoscaler:
         else:
             # Noise in the measured rate must not ratchet the pool up; a surge shows in the backlog at once.
             self._arrival += weight * (measured - self._arrival)
-        rising = 0.0
         if self._previous is not None and elapsed > 0.0:
-            rising = max(0.0, (measured - self._previous[1]) / elapsed)
+            # The trend is smoothed like the rate: a raw difference of two window rates is mostly noise.
+            slope = (measured - self._previous[1]) / elapsed
+            self._trend += weight * (slope - self._trend)
+        rising = max(0.0, self._trend)
         self._previous = (now_s, measured)
         # Capacity counts productive workers only: read μ once the headcount held for a warm-up.
         if self._headcount is None or self._headcount[0] != status.workers:
@@ -396,13 +421,41 @@ class Autoscaler:
             else:
                 self._service += weight * (per_worker - self._service)
         service = self._service if self._service is not None else 60.0 / self.settings.prior_service_s
+        self._observe_occupancy(status, now_s, elapsed)
         return self._arrival + rising * self.settings.warmup_s, service
+
+    def _observe_occupancy(self, status: PoolStatus, now_s: float, elapsed: float) -> None:
+        # A queue, or every worker busy, hides the load: the occupancy is then a floor, not a measure.
+        if status.backlog > 0 or status.in_progress >= status.workers:
+            self._saturated_s = now_s
+        if self._busy is None:
+            self._busy = float(status.in_progress)
+            return
+        weight = 1.0 - math.exp(-elapsed / self.settings.occupancy_smoothing_s)
+        self._busy += weight * (status.in_progress - self._busy)
+
+    def occupancy_bound(self, service_per_min: float, overlap: int, now_s: float) -> float | None:
+        """Arrivals/min the current occupancy bounds from above; None while it is not a load measure."""
+        if self._busy is None:
+            return None
+        settle_s = 2.0 * self.settings.occupancy_smoothing_s
+        if min(now_s - self._saturated_s, now_s - self._first_seen_s) < settle_s:
+            return None
+        # Variance of an exponentially smoothed M/G/∞ occupancy: a·s/(s+τ) (s: the mean answer time).
+        answer_s = 60.0 / service_per_min
+        spread = math.sqrt(max(self._busy, 1.0) * answer_s / (answer_s + self.settings.occupancy_smoothing_s))
+        load = self._busy + self.settings.occupancy_margin * spread
+        return load * service_per_min / overlap
 
     def decide(self, status: PoolStatus, now_s: float) -> PoolCommand | None:
         """A ``scale`` command when the pool's target changes, else None (paused or pinned: None)."""
         arrival, service = self.observe(status, now_s)
         if self._is_pinned or not status.active:
             return None
+        bound = self.occupancy_bound(service, status.overlap, now_s)
+        backed = bound is not None and bound < arrival
+        if bound is not None:
+            arrival = min(arrival, bound)
         sizing = size(self.settings, arrival, service, status.overlap, status.backlog, status.cost_per_label)
         self.last = sizing
         current = self._target if self._target is not None else status.workers
@@ -415,7 +468,8 @@ class Autoscaler:
             small = current - target < max(1.0, self.settings.hysteresis * current)
             # Watch the pool a cooldown before the first decrease too (its first rates are thin).
             watched = now_s - self._first_seen_s
-            if min(since, watched) < self.settings.cooldown_down_s or small:
+            cooldown = self.settings.cooldown_up_s if backed else self.settings.cooldown_down_s
+            if min(since, watched) < cooldown or small:
                 return None
         else:
             return None

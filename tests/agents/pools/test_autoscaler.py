@@ -31,7 +31,6 @@ def status(**changes: object) -> PoolStatus:
         "workers": 10,
         "active": True,
         "backlog": 0,
-        "in_progress": 5,
         "arrival_rate_per_min": 30.0,
         "overlap": 3,
         "answers_total": 0,
@@ -40,6 +39,8 @@ def status(**changes: object) -> PoolStatus:
         "reported_at": WHEN,
     }
     fields |= changes
+    # Every worker busy unless said otherwise: the occupancy then tells nothing (the rate-driven rules).
+    fields.setdefault("in_progress", fields["workers"])
     fields.setdefault("capacity_per_min", 6.0 * float(str(fields["workers"])))  # 6 answers a minute a worker
     return PoolStatus.model_validate(fields)
 
@@ -241,3 +242,90 @@ def test_a_rising_arrival_rate_is_projected_a_warm_up_ahead() -> None:
     assert ahead == pytest.approx(50.0 + 10.0 * 5.0)
     falling, _ = scaler.observe(status(arrival_rate_per_min=40.0), now_s=4.0)
     assert falling == pytest.approx(40.0)
+
+
+# -- occupancy-driven scale-down and the smoothed trend ----------------------------------
+
+
+def _surge_then_quiet(scaler: Autoscaler) -> tuple[int, float]:
+    """Staff a 300/min surge, then report the surge's window rate with an idle pool; returns (workers, t)."""
+    first = scaler.decide(status(workers=10, arrival_rate_per_min=300.0), now_s=0.0)
+    assert first is not None
+    assert first.workers is not None
+    # The surge is over: the 60 s window still shows it, but only ~15 answers are in progress, no backlog.
+    t = 0.0
+    for _ in range(5):
+        t += 2.0
+        assert (
+            scaler.decide(status(workers=first.workers, arrival_rate_per_min=300.0, in_progress=15), t)
+            is None
+        )
+    return first.workers, t
+
+
+def test_the_occupancy_waits_two_time_constants_before_it_counts() -> None:
+    scaler = Autoscaler(settings(cooldown_up_s=10.0, cooldown_down_s=60.0, occupancy_smoothing_s=6.0))
+    _, t = _surge_then_quiet(scaler)
+    assert t == 10.0
+    assert scaler.occupancy_bound(6.0, 3, now_s=t) is None
+    assert scaler.occupancy_bound(6.0, 3, now_s=12.0) is not None
+
+
+def test_an_idle_pool_without_backlog_scales_down_before_the_window_rate_falls() -> None:
+    scaler = Autoscaler(settings(cooldown_up_s=10.0, cooldown_down_s=60.0, warmup_s=0.0))
+    workers, t = _surge_then_quiet(scaler)
+    down = None
+    while down is None and t < 40.0:
+        t += 2.0
+        down = scaler.decide(status(workers=workers, arrival_rate_per_min=300.0, in_progress=15), t)
+    assert down is not None  # long before the 60 s down cooldown
+    assert down.workers is not None
+    assert down.workers < workers // 2
+    # The step keeps the predicted p95 within the SLA at the occupancy's upper bound, above the busy 15.
+    assert scaler.last is not None
+    assert scaler.last.predicted_p95_s <= 60.0
+    assert down.workers > 15
+    # It does not bounce back up on the lagging window rate while the pool stays idle and unqueued.
+    for _ in range(20):
+        t += 2.0
+        again = scaler.decide(status(workers=down.workers, arrival_rate_per_min=250.0, in_progress=15), t)
+        assert again is None or (again.workers is not None and again.workers <= down.workers)
+
+
+def test_a_queue_or_a_fully_busy_pool_disables_the_occupancy_bound() -> None:
+    for busy in ({"backlog": 5, "in_progress": 15}, {"backlog": 0}):  # default in_progress: all busy
+        scaler = Autoscaler(settings(cooldown_up_s=10.0, cooldown_down_s=60.0, warmup_s=0.0))
+        first = scaler.decide(status(workers=10, arrival_rate_per_min=300.0), now_s=0.0)
+        assert first is not None
+        assert first.workers is not None
+        for step in range(1, 25):
+            fields = {"workers": first.workers, "arrival_rate_per_min": 300.0} | busy
+            assert scaler.decide(status(**fields), now_s=2.0 * step) is None
+        assert scaler.occupancy_bound(6.0, 3, now_s=48.0) is None
+
+
+def test_the_occupancy_bound_sits_above_the_smoothed_occupancy() -> None:
+    scaler = Autoscaler(settings(occupancy_smoothing_s=6.0, occupancy_margin=2.0))
+    for step in range(20):
+        scaler.observe(status(workers=40, in_progress=20), now_s=2.0 * step)
+    bound = scaler.occupancy_bound(6.0, 3, now_s=40.0)
+    assert bound is not None
+    # 20 busy at 6 answers/min each, 3 answers a task: 40 tasks/min, plus two standard deviations.
+    assert 40.0 < bound < 40.0 * 1.5
+    loose = Autoscaler(settings(occupancy_margin=0.0))
+    for step in range(20):
+        loose.observe(status(workers=40, in_progress=20), now_s=2.0 * step)
+    assert loose.occupancy_bound(6.0, 3, now_s=40.0) == pytest.approx(40.0)
+
+
+def test_the_trend_is_smoothed_so_one_noisy_jump_leads_little() -> None:
+    scaler = Autoscaler(settings(warmup_s=5.0, smoothing_s=10.0))
+    scaler.observe(status(arrival_rate_per_min=300.0), now_s=0.0)
+    ahead, _ = scaler.observe(status(arrival_rate_per_min=320.0), now_s=2.0)
+    # A raw difference would lead by 10/min/s x 5 s = 50/min; smoothed, an 18 % share of it.
+    assert ahead < 300.0 + 0.2 * 20.0 + 0.2 * 50.0
+    steady = 300.0
+    for step in range(2, 60):  # a sustained ramp is followed
+        steady += 20.0
+        ahead, _ = scaler.observe(status(arrival_rate_per_min=steady), now_s=2.0 * step)
+    assert ahead > steady - 10.0 * 10.0 + 10.0 * 5.0 * 0.9
