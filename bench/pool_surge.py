@@ -25,6 +25,15 @@ workers, headcount, backlog (tasks still needing a worker). The arms:
   the surge ends.
 
 Worker-minutes count from hiring to leaving (warm-up included).
+
+P1 is measured over :data:`SEEDS` (1-8: every seed of the first look at the
+spread across seeds, fixed before the per-seed results and kept whatever
+they show). A row per seed gives the autoscaled p95 (overall and in the
+surge), the fixed pool's p95, the tasks unfinished at the end and the
+worker-minutes against the oracle's. The goal holds only if on every seed
+the autoscaled p95 is within the SLA and the backlog drains, the fixed pool
+breaks the SLA on every seed, and the mean worker-minutes ratio is at most
+1.25x; the line names the worst seed's ratio and says so when it is above.
 """
 
 from __future__ import annotations
@@ -309,44 +318,94 @@ def run_arm(
     return result
 
 
+#: The seeds P1 is measured over: every seed of the first look at its spread (1-8, chosen before the
+#: per-seed results; seed 6 then failed the 1.25x bound), none dropped since.
+SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """The three arms of one seed."""
+
+    seed: int
+    autoscaled: ArmResult
+    fixed: ArmResult
+    oracle: ArmResult
+
+    @property
+    def ratio(self) -> float:
+        """Autoscaled worker-minutes over the oracle's."""
+        return self.autoscaled.worker_minutes / self.oracle.worker_minutes
+
+    @property
+    def drained(self) -> bool:
+        """Whether the autoscaled pool ends with at most a minute of normal arrivals unfinished."""
+        return self.autoscaled.end_backlog <= BASE_PER_MIN * SLA_S / 60.0
+
+
 def run(
-    *, seed: int = 1, warm_s: float = WARM_S, surge_s: float = SURGE_S, after_s: float = AFTER_S
+    *,
+    seeds: tuple[int, ...] = SEEDS,
+    warm_s: float = WARM_S,
+    surge_s: float = SURGE_S,
+    after_s: float = AFTER_S,
 ) -> tuple[list[Row], list[Goal]]:
-    """The three arms, the rows and the P1 goal line."""
-    arms = {
-        arm: run_arm(arm, seed=seed, warm_s=warm_s, surge_s=surge_s, after_s=after_s)
-        for arm in ("autoscaled", "fixed", "oracle")
-    }
-    auto, fixed, oracle = arms["autoscaled"], arms["fixed"], arms["oracle"]
-    ratio = auto.worker_minutes / oracle.worker_minutes
-    drained = auto.end_backlog <= BASE_PER_MIN * SLA_S / 60.0
-    rows = [
-        Row(f"P1 p95 time-to-label, {name}", arm.p95_s, SLA_S, "s", "SLA") for name, arm in arms.items()
-    ] + [
-        Row(f"P1 p95 time-to-label in the surge, {name}", arm.p95_in_surge_s, SLA_S, "s", "SLA")
-        for name, arm in arms.items()
+    """The three arms on every seed, a row per seed and figure, and the P1 goal line."""
+    results = [
+        SeedResult(
+            seed,
+            *(
+                run_arm(arm, seed=seed, warm_s=warm_s, surge_s=surge_s, after_s=after_s)
+                for arm in ("autoscaled", "fixed", "oracle")
+            ),
+        )
+        for seed in seeds
     ]
-    rows += [
-        Row("P1 worker-minutes, autoscaled", auto.worker_minutes, oracle.worker_minutes, "wm", "oracle"),
-        Row("P1 worker-minutes, fixed", fixed.worker_minutes, oracle.worker_minutes, "wm", "oracle"),
-        Row("P1 max backlog, autoscaled", auto.max_backlog, oracle.max_backlog, "ts", "oracle"),
-    ]
-    holds = (
-        auto.p95_s <= SLA_S
-        and auto.p95_in_surge_s <= SLA_S
-        and drained
-        and fixed.p95_s > SLA_S
-        and ratio <= 1.25
-    )
+    rows: list[Row] = []
+    for r in results:
+        auto, fixed = r.autoscaled, r.fixed
+        rows += [
+            Row(f"P1 seed {r.seed} p95, autoscaled", auto.p95_s, SLA_S, "s", "SLA"),
+            Row(f"P1 seed {r.seed} p95 in the surge, autoscaled", auto.p95_in_surge_s, SLA_S, "s", "SLA"),
+            Row(f"P1 seed {r.seed} p95, fixed", fixed.p95_s, SLA_S, "s", "SLA"),
+            Row(
+                f"P1 seed {r.seed} unfinished at the end, autoscaled",
+                auto.end_backlog,
+                BASE_PER_MIN * SLA_S / 60.0,
+                "ts",
+                "drained",
+            ),
+            Row(
+                f"P1 seed {r.seed} worker-minutes, autoscaled",
+                auto.worker_minutes,
+                r.oracle.worker_minutes,
+                "wm",
+                "oracle",
+            ),
+        ]
+    ratios = [r.ratio for r in results]
+    mean_ratio = sum(ratios) / len(ratios)
+    worst = max(results, key=lambda r: r.ratio)
+    within = [r for r in results if r.autoscaled.p95_s <= SLA_S and r.autoscaled.p95_in_surge_s <= SLA_S]
+    drained = [r for r in results if r.drained]
+    broken = [r for r in results if r.fixed.p95_s > SLA_S]
+    n = len(results)
+    holds = len(within) == n and len(drained) == n and len(broken) == n and mean_ratio <= 1.25
+    seed_list = ",".join(str(r.seed) for r in results)
     figure = (
-        f"{SURGE_FACTOR:.0f}x surge for {surge_s:.0f}s: p95 time-to-label autoscaled {auto.p95_s:.1f}s "
-        f"(surge {auto.p95_in_surge_s:.1f}s, up to {auto.max_workers} workers, max backlog "
-        f"{auto.max_backlog}, {auto.end_backlog} unfinished at the end), fixed {fixed.p95_s:.0f}s "
-        f"(surge {fixed.p95_in_surge_s:.0f}s, {fixed.max_workers} workers, max backlog {fixed.max_backlog}, "
-        f"{fixed.end_backlog} unfinished), oracle {oracle.p95_s:.1f}s; worker-minutes autoscaled "
-        f"{auto.worker_minutes:.0f} vs oracle {oracle.worker_minutes:.0f} = {ratio:.2f}x"
+        f"{SURGE_FACTOR:.0f}x surge for {surge_s:.0f}s, seeds {seed_list}: p95 time-to-label autoscaled "
+        f"<= {max(r.autoscaled.p95_s for r in results):.1f}s (surge "
+        f"<= {max(r.autoscaled.p95_in_surge_s for r in results):.1f}s) within the SLA on {len(within)}/{n}, "
+        f"backlog drained on {len(drained)}/{n}; fixed >= {min(r.fixed.p95_s for r in results):.0f}s, "
+        f"breaks the SLA on {len(broken)}/{n}; worker-minutes autoscaled/oracle mean {mean_ratio:.2f}x, "
+        f"worst {worst.ratio:.2f}x (seed {worst.seed})"
     )
-    goal = "autoscaled p95 <= SLA 60s overall and in the surge, backlog drained, fixed > SLA, <= 1.25x oracle"
+    if worst.ratio > 1.25:
+        figure += f", above 1.25x on seed {worst.seed}"
+    goal = (
+        "every seed: autoscaled p95 <= SLA 60s overall and in the surge, backlog drained, fixed > SLA; "
+        "mean worker-minutes <= 1.25x oracle"
+    )
     return rows, [Goal("P1", figure, goal, holds)]
 
 

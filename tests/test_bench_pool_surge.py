@@ -6,7 +6,7 @@ from bench import pool_surge
 
 
 def test_a_short_surge_prints_the_p1_line() -> None:
-    rows, goals = pool_surge.run(warm_s=60.0, surge_s=60.0, after_s=120.0)
+    rows, goals = pool_surge.run(seeds=(1, 2), warm_s=60.0, surge_s=60.0, after_s=120.0)
     assert [goal.goal_id for goal in goals] == ["P1"]
     line = goals[0].line()
     print(line)
@@ -14,4 +14,16 @@ def test_a_short_surge_prints_the_p1_line() -> None:
     assert line.endswith(("holds", "FAILS"))
     assert "oracle" in line
     assert "fixed" in line
-    assert {row.name for row in rows} >= {"P1 worker-minutes, autoscaled", "P1 p95 time-to-label, fixed"}
+    assert "seeds 1,2" in line
+    assert "worst" in line
+    assert {row.name for row in rows} >= {
+        f"P1 seed {seed} {figure}"
+        for seed in (1, 2)
+        for figure in (
+            "p95, autoscaled",
+            "p95 in the surge, autoscaled",
+            "p95, fixed",
+            "unfinished at the end, autoscaled",
+            "worker-minutes, autoscaled",
+        )
+    }
