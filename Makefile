@@ -15,7 +15,7 @@ TOOLS_INSTALL := { command -v kcat && command -v chromium && command -v chromedr
 	&& (apt-get update -qq && apt-get install -y -qq $(APT_TOOLS) >/dev/null) \
 	|| echo 'kcat/chromium are not installed and we are not root: their tests will be skipped'; }
 
-.PHONY: install tools demo test test-unit test-kafka lint format bench broker-start broker-stop schemas clean
+.PHONY: install tools demo test test-scale-out test-unit test-kafka lint format bench broker-start broker-stop schemas clean
 
 install: $(STAMP)
 
@@ -32,13 +32,17 @@ demo: install
 	$(BIN)/labelloop demo
 
 test: install tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not scaleout"
+
+# Three workers on the real broker, one SIGKILLed mid-stream (about 2 minutes).
+test-scale-out: install tools
+	$(BIN)/python -m pytest -m scaleout
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not kafka"
 
 test-kafka: install
-	$(BIN)/python -m pytest -m kafka
+	$(BIN)/python -m pytest -m "kafka and not scaleout"
 
 lint: install
 	$(BIN)/ruff check .

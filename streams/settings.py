@@ -123,3 +123,10 @@ class Settings(BaseSettings):
     #: How long the group waits for a silent worker before giving its partitions to others
     #: (faust's default is 60 s; a killed worker's events wait that long).
     session_timeout_s: float = Field(default=30.0, ge=6.0, le=300.0)
+    #: Wait for in-flight records to be acknowledged before giving partitions away in a rebalance.
+    #: Label requests stay unacknowledged until their pool has every answer, so waiting can hold a
+    #: group's rebalance; but off, a worker losing partitions keeps deciding tasks their new owner
+    #: decides again (two revision-1 labels in the SIGKILL test). Leave it on (docs/scale-out.md).
+    stream_wait_empty: bool = True
+    #: Warm copies of each table on other workers (faster takeover after a crash).
+    standby_replicas: int = Field(default=0, ge=0, le=10)
