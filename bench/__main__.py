@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    aggregation_cost,
     crowd_aggregation,
     ingestion,
     pool_surge,
@@ -30,6 +31,7 @@ def main() -> int:
         crowd_aggregation,
         toloka_cycle,
         pool_surge,
+        aggregation_cost,
         throughput,
         ingestion,
     ):

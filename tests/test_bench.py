@@ -19,6 +19,7 @@ from bench.harness import Goal, Row, report
         "bench.crowd_aggregation",
         "bench.toloka_cycle",
         "bench.pool_surge",
+        "bench.aggregation_cost",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
@@ -44,3 +45,12 @@ def test_the_crowd_aggregation_bench_runs_small_and_prints_c2_and_c3() -> None:
     assert all(row.figure >= 0.0 for row in rows)
     assert any("uniform draw" in row.name for row in rows)
     assert any(row.name.startswith("C3 bans per run: fixed 3") for row in rows)
+
+
+def test_the_aggregation_cost_bench_runs_small_and_prints_f4() -> None:
+    from bench import aggregation_cost
+
+    rows, goals = aggregation_cost.run(tasks=200)
+    assert [goal.goal_id for goal in goals] == ["F4"]
+    assert goals[0].line().startswith("goal F4: Dawid-Skene over 1,000 answers")
+    assert all(row.figure > 0.0 for row in rows)
