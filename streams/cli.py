@@ -251,6 +251,48 @@ def export_schemas() -> None:
         typer.echo(f"wrote {path}")
 
 
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Folder of snapshots: <out>/<snapshot-id>/.")] = Path("snapshots"),
+    topic: Annotated[
+        str | None, typer.Option(help="Full topic name to snapshot (default: the labels topic).")
+    ] = None,
+) -> None:
+    """Snapshot the trusted labels (latest revision per event) as Parquet with a manifest."""
+    from streams.settings import Settings
+    from streams.snapshot import export_topic
+
+    path, snapshot = export_topic(Settings(), out, topic=topic)
+    console.print(
+        f"{snapshot.manifest['label_count']} labels from {snapshot.manifest['topic']} "
+        f"-> snapshot {snapshot.snapshot_id}"
+    )
+    typer.echo(f"{path} {snapshot.content_hash}")
+
+
+@app.command()
+def replay(
+    snapshot_dir: Annotated[
+        Path,
+        typer.Argument(help="A snapshot folder (with manifest.json).", exists=True, file_okay=False),
+    ],
+    topic: Annotated[str, typer.Option(help="Full name of the topic to republish the labels to.")],
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the topic (compacted, like labels) if missing.")
+    ] = False,
+) -> None:
+    """Republish a snapshot's Labels (wire JSON, keyed by event_id) to a topic, e.g. to retrain."""
+    from streams.settings import Settings
+    from streams.snapshot import replay as replay_snapshot
+
+    report = replay_snapshot(Settings(), snapshot_dir, topic, create=create)
+    console.print(
+        f"replayed {report.published} labels of {report.snapshot_id} to {report.topic}"
+        + (" (created)" if report.created_topic else "")
+    )
+    typer.echo(f"{report.topic} {report.published}")
+
+
 PoolName = Annotated[str, typer.Argument(help="The pool's name (as in `labelloop pools status`).")]
 ReasonOption = Annotated[str, typer.Option(help="Why: recorded with the command on the commands topic.")]
 OperatorOption = Annotated[
