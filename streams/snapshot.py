@@ -471,9 +471,15 @@ async def _publish(settings: Settings, topic: str, labels: Sequence[Label]) -> N
         await asyncio.wait_for(producer.stop(), 30)
 
 
+def publish_labels(settings: Settings, topic: str, labels: Sequence[Label]) -> int:
+    """Publish ``labels`` as wire JSON keyed by event_id to ``topic`` and wait for every ack."""
+    asyncio.run(_publish(settings, topic, labels))
+    return len(labels)
+
+
 def replay(settings: Settings, folder: Path, topic: str, *, create: bool = False) -> ReplayReport:
     """Republish every Label of the snapshot in ``folder`` to ``topic`` (keyed by event_id), flushed."""
     labels, manifest = load_snapshot(folder)
     created = create_label_topic(settings, topic) if create else False
-    asyncio.run(_publish(settings, topic, labels))
-    return ReplayReport(topic, len(labels), created, str(manifest["snapshot_id"]))
+    published = publish_labels(settings, topic, labels)
+    return ReplayReport(topic, published, created, str(manifest["snapshot_id"]))
