@@ -42,6 +42,11 @@ class LearnerSettings(BaseModel):
     #: step: an audit label can weigh 500, and a 500x step throws a logistic regression off
     #: (truncated importance weighting: a little bias for bounded variance).
     max_weight: float = Field(default=10.0, ge=1.0)
+    #: Checkpoint each learner to ``<data_dir>/models/<task>/`` every this many seconds (only
+    #: when it learned since the last one) and on shutdown; a restarted worker resumes from it.
+    checkpoint_every_s: float = Field(default=30.0, gt=0.0)
+    #: Checkpoint versions kept per task (older ones are deleted).
+    keep_checkpoints: int = Field(default=3, ge=1, le=100)
 
 
 def build_model(kind: ModelKind) -> base.Classifier:
@@ -121,6 +126,32 @@ class OnlineLearner:
         else:
             self.model.learn_one(x, y, w=weight)
         return right
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds: the River model and the prequential counts."""
+        return {
+            "model": self.model,
+            "seen": self.seen,
+            "correct": self.correct,
+            "recent": list(self._recent),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], window: int = 500) -> OnlineLearner:
+        """A learner resuming from :meth:`state` (the rolling window may be resized)."""
+        learner = cls(state["model"], window)
+        learner.seen = int(state["seen"])
+        learner.correct = int(state["correct"])
+        learner._recent.extend(bool(right) for right in state["recent"])
+        return learner
+
+    def summary(self) -> dict[str, float]:
+        """The prequential numbers for a checkpoint's sidecar."""
+        return {
+            "prequential_accuracy": self.accuracy,
+            "rolling_accuracy": self.rolling_accuracy,
+            "rolling_n": float(len(self._recent)),
+        }
 
     @property
     def accuracy(self) -> float:
