@@ -335,8 +335,13 @@ def run(
     why = []
     if len(results) < 3:
         why.append(f"only {len(results)} streams")
-    if not detection_ok:
-        why.append("a stream below 90% detection")
+    why += [
+        f"{result.case.name} found in {100 * result.detection:.0f}% < {100 * GOAL_DETECTION:.0f}% "
+        f"(model error only {statistics.fmean(r.error_before for r in result.runs):.3f} -> "
+        f"{statistics.fmean(r.error_after for r in result.runs):.3f})"
+        for result in results
+        if result.detection < GOAL_DETECTION
+    ]
     if quiet_events < 100_000:
         why.append(f"only {quiet_events:,} no-drift events watched")
     elif not false_ok:
