@@ -7,6 +7,7 @@ import sys
 from bench import (
     aggregation_cost,
     crowd_aggregation,
+    drift_detection,
     ingestion,
     pool_surge,
     router_body,
@@ -32,6 +33,7 @@ def main() -> int:
         toloka_cycle,
         pool_surge,
         aggregation_cost,
+        drift_detection,
         throughput,
         ingestion,
     ):
