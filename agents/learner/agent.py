@@ -1,14 +1,24 @@
-"""The learner agent: human Labels (joined with their request's input) train the online model."""
+"""The learner agent: human Labels (joined with their request's input) train the online model.
+
+Each task's learner is checkpointed to the worker's data dir (on a timer and on
+shutdown) and restored from there when the worker starts, so a restart loses no
+learning. Checkpoints are local trusted state; nothing is ever loaded from Kafka.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
+from agents.learner.checkpoint import ModelStore, learner_payload, restore_learner, stored_tasks
 from agents.learner.model import OnlineLearner, build_model, features_of
 from agents.loop import Loop
 from schemas import Label, LabelRequest
 from streams.runtime import Record, decode_or_skip, run_records
+
+log = logging.getLogger(__name__)
 
 
 def register(loop: Loop) -> dict[str, OnlineLearner]:
@@ -21,10 +31,56 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
     dead_letters = loop.dead_letters("learner")
     counters = loop.counters
 
+    stores: dict[str, ModelStore] = {}
+    #: ``learner.seen`` at each task's last checkpoint (or restore): unchanged means nothing to write.
+    checkpointed: dict[str, int] = {}
+    checkpoint_lock = asyncio.Lock()
+
+    def store_for(task: str) -> ModelStore:
+        if task not in stores:
+            stores[task] = ModelStore(loop.settings.data_dir, task, keep=settings.keep_checkpoints)
+        return stores[task]
+
+    def create(task: str) -> OnlineLearner:
+        restored = restore_learner(store_for(task), settings.model, settings.window)
+        if restored is None:
+            return OnlineLearner(build_model(settings.model), settings.window)
+        learner, checkpoint = restored
+        checkpointed[task] = learner.seen
+        counters["learner.restored"] += 1
+        log.info(
+            "learner of task %r resumes from checkpoint v%06d (%d labels seen)",
+            task,
+            checkpoint.version,
+            learner.seen,
+        )
+        return learner
+
     def learner_for(task: str) -> OnlineLearner:
         if task not in learners:
-            learners[task] = OnlineLearner(build_model(settings.model), settings.window)
+            learners[task] = create(task)
         return learners[task]
+
+    # Every task with a checkpoint resumes now: its suggestions and metrics need no new label first.
+    for stored in stored_tasks(loop.settings.data_dir):
+        learner_for(stored)
+
+    async def checkpoint_all() -> None:
+        async with checkpoint_lock:
+            for task, learner in list(learners.items()):
+                seen = learner.seen
+                if seen == checkpointed.get(task, 0):
+                    continue  # nothing learned since the last checkpoint
+                # Pickled here, between two labels (the model is not mid-update); written in a thread.
+                payload = learner_payload(learner, settings.model)
+                try:
+                    await asyncio.to_thread(store_for(task).write, payload, seen, learner.summary())
+                except OSError as error:
+                    counters["learner.checkpoint_failed"] += 1
+                    log.error("cannot checkpoint the learner of task %r: %s", task, error)
+                    continue
+                checkpointed[task] = seen
+                counters["learner.checkpoints"] += 1
 
     def learn(task: str, x: dict[str, Any], label: str, weight: float) -> None:
         learner_for(task).observe(x, label, weight)
@@ -75,5 +131,14 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
         for task, learner in learners.items():
             if learner.seen:
                 await metrics.send(f"online-{task}", learner.metrics(f"online-{task}", task, now))
+
+    @loop.app.timer(settings.checkpoint_every_s)  # type: ignore[untyped-decorator]
+    async def checkpoint_models() -> None:
+        await checkpoint_all()
+
+    async def checkpoint_on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await checkpoint_all()
+
+    loop.app.on_before_shutdown.connect(checkpoint_on_shutdown)
 
     return learners
