@@ -257,17 +257,29 @@ def export(
     topic: Annotated[
         str | None, typer.Option(help="Full topic name to snapshot (default: the labels topic).")
     ] = None,
+    every_human_labels: Annotated[
+        int | None, typer.Option(min=1, help="Keep running: a new snapshot every N new human labels.")
+    ] = None,
+    every_s: Annotated[
+        float | None, typer.Option(min=1.0, help="Keep running: a new snapshot every this many seconds.")
+    ] = None,
 ) -> None:
     """Snapshot the trusted labels (latest revision per event) as Parquet with a manifest."""
     from streams.settings import Settings
-    from streams.snapshot import export_topic
+    from streams.snapshot import Snapshot, SnapshotTrigger, export_topic, watch
 
-    path, snapshot = export_topic(Settings(), out, topic=topic)
-    console.print(
-        f"{snapshot.manifest['label_count']} labels from {snapshot.manifest['topic']} "
-        f"-> snapshot {snapshot.snapshot_id}"
-    )
-    typer.echo(f"{path} {snapshot.content_hash}")
+    def done(path: Path, snapshot: Snapshot) -> None:
+        console.print(
+            f"{snapshot.manifest['label_count']} labels from {snapshot.manifest['topic']} "
+            f"-> snapshot {snapshot.snapshot_id}"
+        )
+        typer.echo(f"{path} {snapshot.content_hash}")
+
+    if every_human_labels is None and every_s is None:
+        done(*export_topic(Settings(), out, topic=topic))
+        return
+    trigger = SnapshotTrigger(every_human_labels=every_human_labels, every_s=every_s)
+    watch(Settings(), out, trigger, topic=topic, on_snapshot=done)
 
 
 @app.command()

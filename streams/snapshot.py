@@ -31,13 +31,14 @@ the thin Kafka I/O (aiokafka, with a timeout on every fetch).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -483,3 +484,70 @@ def replay(settings: Settings, folder: Path, topic: str, *, create: bool = False
     created = create_label_topic(settings, topic) if create else False
     published = publish_labels(settings, topic, labels)
     return ReplayReport(topic, published, created, str(manifest["snapshot_id"]))
+
+
+def watch(
+    settings: Settings,
+    out: Path,
+    trigger: SnapshotTrigger,
+    *,
+    topic: str | None = None,
+    max_snapshots: int | None = None,
+    on_snapshot: Callable[[Path, Snapshot], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Take a snapshot now, then whenever ``trigger`` says one is due; return how many were taken.
+
+    New labels are followed on ``topic`` (from its end at the start) and fed to the trigger;
+    each snapshot is a full :func:`export_topic`. Runs until ``max_snapshots`` (or forever).
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    name = topic or topic_names(settings).labels
+
+    async def start() -> Any:
+        # Built inside the loop: aiokafka binds the loop at construction (this may run in a thread).
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka.bootstrap_list,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="labelloop-snapshot-watch",
+        )
+        await asyncio.wait_for(consumer.start(), 30)
+        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), 30)
+        assigned = [TopicPartition(name, n) for n in sorted(cluster.partitions_for_topic(name) or ())]
+        if not assigned:
+            await consumer.stop()
+            raise SnapshotError(f"topic {name} does not exist (or has no partitions)")
+        consumer.assign(assigned)
+        await consumer.seek_to_end(*assigned)
+        for partition in assigned:  # resolve the end now: every label after this point counts
+            await asyncio.wait_for(consumer.position(partition), 30)
+        return consumer
+
+    loop = asyncio.new_event_loop()
+    taken = 0
+    try:
+        consumer = loop.run_until_complete(start())
+    except BaseException:
+        loop.close()
+        raise
+    try:
+        trigger.taken(clock())
+        while True:
+            path, snapshot = export_topic(settings, out, topic=name)
+            taken += 1
+            if on_snapshot is not None:
+                on_snapshot(path, snapshot)
+            if max_snapshots is not None and taken >= max_snapshots:
+                return taken
+            trigger.taken(clock())
+            while not trigger.due(clock()):
+                batches = loop.run_until_complete(asyncio.wait_for(consumer.getmany(timeout_ms=500), 30))
+                for messages in batches.values():
+                    for message in messages:
+                        with contextlib.suppress(ContractError):
+                            trigger.observe(decode(Label, message.value))
+    finally:
+        loop.run_until_complete(asyncio.wait_for(consumer.stop(), 30))
+        loop.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,7 +12,16 @@ import pytest
 
 from schemas import Label
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.snapshot import DATA_FILE, export_topic, load_snapshot, publish_labels, replay
+from streams.snapshot import (
+    DATA_FILE,
+    Snapshot,
+    SnapshotTrigger,
+    export_topic,
+    load_snapshot,
+    publish_labels,
+    replay,
+    watch,
+)
 from streams.topics import create_topics, delete_topics, topic_names
 from tests.factories import WHEN, human_label
 
@@ -87,3 +97,32 @@ def test_an_exported_snapshot_replayed_into_a_fresh_topic_exports_byte_identical
     assert second.manifest["records_read"] == 200
     replayed, _ = load_snapshot(second_path.parent)
     assert [label.to_json_bytes() for label in replayed] == [label.to_json_bytes() for label in first.rows]
+
+
+def test_watch_takes_a_snapshot_at_start_and_another_after_n_new_human_labels(
+    settings: Settings, tmp_path: Path
+) -> None:
+    labels_topic = topic_names(settings).labels
+    publish_labels(settings, labels_topic, _labels()[:50])
+    taken: list[Snapshot] = []
+    first_taken = threading.Event()
+
+    def on_snapshot(path: Path, snapshot: Snapshot) -> None:
+        taken.append(snapshot)
+        first_taken.set()
+
+    trigger = SnapshotTrigger(every_human_labels=5)
+    thread = threading.Thread(
+        target=watch,
+        args=(settings, tmp_path, trigger),
+        kwargs={"max_snapshots": 2, "on_snapshot": on_snapshot},
+        daemon=True,
+    )
+    thread.start()
+    assert first_taken.wait(60)
+    more = [human_label(event_id=f"new-{n}", source="crowd") for n in range(5)]
+    publish_labels(settings, labels_topic, more)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert [snapshot.manifest["label_count"] for snapshot in taken] == [50, 55]
+    assert len({snapshot.snapshot_id for snapshot in taken}) == 2

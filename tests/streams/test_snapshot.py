@@ -179,3 +179,8 @@ def test_replay_needs_a_snapshot_folder_and_a_topic(tmp_path: Path) -> None:
 
 def test_export_refuses_unknown_options() -> None:
     assert runner.invoke(app, ["export", "--nope"]).exit_code == 2
+
+
+def test_export_refuses_a_trigger_below_one() -> None:
+    assert runner.invoke(app, ["export", "--every-human-labels", "0"]).exit_code == 2
+    assert runner.invoke(app, ["export", "--every-s", "0.5"]).exit_code == 2
