@@ -14,6 +14,7 @@ from bench import (
     router_capacity,
     router_estimation,
     router_threshold,
+    snapshot_replay,
     throughput,
     toloka_cycle,
 )
@@ -36,6 +37,7 @@ def main() -> int:
         drift_detection,
         throughput,
         ingestion,
+        snapshot_replay,
     ):
         more_rows, more_goals = module.run()
         rows += more_rows

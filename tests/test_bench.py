@@ -20,6 +20,8 @@ from bench.harness import Goal, Row, report
         "bench.toloka_cycle",
         "bench.pool_surge",
         "bench.aggregation_cost",
+        "bench.snapshot_replay",
+        "bench.drift_detection",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
