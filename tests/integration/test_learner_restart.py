@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from agents.simulation.stream import StreamSettings, simulate
-from schemas import ModelMetrics
+from schemas import Label, ModelMetrics
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
 from tests.integration.conftest import LoopUnderTest, TopicWatcher
@@ -17,6 +17,7 @@ from tests.integration.test_loop import _publish
 pytestmark = pytest.mark.kafka
 
 LEARNED_BEFORE_RESTART = 200
+BEFORE_RESTART = 300
 
 
 def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
@@ -28,12 +29,15 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
         # No timer checkpoint during the test: what the new worker resumes from is the one
         # written on shutdown.
         LABELLOOP_LEARNER__CHECKPOINT_EVERY_S="600",
+        # Tasks a simulated worker abandoned go to someone else soon (30 s by default): the first
+        # part is fully labeled quickly, so the graceful stop has nothing in flight to wait for.
+        LABELLOOP_POOLS__SIMULATED__ASSIGNMENT_TIMEOUT_S="2",
     )
     names = topic_names(loop.settings)
     stream = list(
-        simulate(StreamSettings(events=700, train_size=300, drift_at=2.0, run_id=loop.settings.app_id))
+        simulate(StreamSettings(events=600, train_size=300, drift_at=2.0, run_id=loop.settings.app_id))
     )
-    watcher = TopicWatcher(loop.settings, names.model_metrics)
+    watcher = TopicWatcher(loop.settings, names.model_metrics, names.labels)
 
     def online() -> list[ModelMetrics]:
         snapshots = (
@@ -42,17 +46,25 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
         # One key, so one partition: these are in the order they were published.
         return [snapshot for snapshot in snapshots if snapshot.model_name == "online-default"]
 
+    def labeled() -> int:
+        return len({Label.from_json_bytes(r.value or b"").event_id for r in watcher.records[names.labels]})
+
     def labels_seen(snapshot: ModelMetrics) -> int:
         return snapshot.metrics["prequential_accuracy"].n
 
     try:
         first = loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream[:450])
+            _publish(publisher, names.truth, stream[:BEFORE_RESTART])
+        # Stop once the first part is labeled: with label requests still in the pools' hands, a
+        # graceful stop waits for them (stream_wait_empty) for up to a minute.
         watcher.wait_for(
-            lambda: any(labels_seen(s) >= LEARNED_BEFORE_RESTART for s in online()),
+            lambda: (
+                labeled() >= BEFORE_RESTART
+                and any(labels_seen(s) >= LEARNED_BEFORE_RESTART for s in online())
+            ),
             90,
-            f"the online model learning from {LEARNED_BEFORE_RESTART} human labels",
+            f"the first part labeled, the online model learning from {LEARNED_BEFORE_RESTART} of them",
             loop.worker_logs(),
         )
         assert loop.stop_worker(first) == 0, loop.worker_logs()
@@ -71,7 +83,7 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
 
         loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream[450:])
+            _publish(publisher, names.truth, stream[BEFORE_RESTART:])
         watcher.wait_for(
             lambda: len(online()) > len(before), 90, "online metrics from the new worker", loop.worker_logs()
         )
