@@ -33,6 +33,7 @@ from schemas import PoolCommand, utc_now
 from schemas.base import Reason
 from streams.errors import ConfigError
 from streams.operator import CommandSender, OperatorCommandError, PoolBoard, build_command
+from streams.web import WebListener
 
 if TYPE_CHECKING:
     from agents.loop import Loop
@@ -103,7 +104,7 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers={"Cache-Control": "no-store"})
 
 
-class OperatorApi:
+class OperatorApi(WebListener):
     """The aiohttp application of the operator API.
 
     Parameters
@@ -117,6 +118,9 @@ class OperatorApi:
     clock
         The time commands are issued at.
     """
+
+    what = "the operator API"
+    port_setting = "LABELLOOP_OPERATOR__PORT"
 
     def __init__(
         self,
@@ -135,35 +139,6 @@ class OperatorApi:
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY_BYTES)
         self.app.router.add_get("/operator/pools", self._pools)
         self.app.router.add_post("/operator/pools/{name}/{action}", self._action)
-
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: a free port); the port bound. ConfigError when it cannot bind."""
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as error:
-            await runner.cleanup()
-            raise ConfigError(
-                f"the operator API cannot listen on {host}:{port} ({error.strerror or error}); "
-                "set LABELLOOP_OPERATOR__PORT to a free port"
-            ) from error
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-        return self._port
-
-    async def stop(self) -> None:
-        """Stop listening (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    @property
-    def port(self) -> int:
-        """The port bound by :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("the operator API is not listening")
-        return self._port
 
     # -- access --------------------------------------------------------------------------
 

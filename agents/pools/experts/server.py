@@ -37,7 +37,8 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from agents.pools.experts.expert_queue import AnswerRefusedError, Lease
 from schemas import CrowdAnswer, LabelRequest
 from schemas.base import ClassLabel, Id
-from streams.errors import BackendError, ConfigError
+from streams.errors import BackendError
+from streams.web import WebListener
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _error(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-class ExpertServer:
+class ExpertServer(WebListener):
     """The aiohttp application of the expert page, bound to one :class:`ExpertDesk`.
 
     Parameters
@@ -165,6 +166,9 @@ class ExpertServer:
     monotonic
         Seconds for the lease countdown (the desk's clock).
     """
+
+    what = "the expert page"
+    port_setting = "LABELLOOP_POOLS__EXPERTS__PORT"
 
     def __init__(
         self,
@@ -193,37 +197,9 @@ class ExpertServer:
 
     # -- serving -------------------------------------------------------------------------
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (port 0: a free one); the port bound.
-
-        Raises ``ConfigError`` when the address cannot be bound (a port in use, another worker's page).
-        """
-        runner = web.AppRunner(self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as error:
-            await runner.cleanup()
-            raise ConfigError(
-                f"the expert page cannot listen on {host}:{port} ({error.strerror or error}); "
-                "set LABELLOOP_POOLS__EXPERTS__PORT to a free port"
-            ) from error
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-        return self._port
-
-    async def stop(self) -> None:
-        """Stop listening (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    @property
-    def port(self) -> int:
-        """The port bound by :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("the expert server is not listening")
-        return self._port
+    def _runner_options(self) -> dict[str, Any]:
+        # The access log writes paths without their query string: a ?token= never reaches a log.
+        return {"access_log_class": _PathOnlyAccessLogger}
 
     # -- access --------------------------------------------------------------------------
 
