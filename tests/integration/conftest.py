@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from streams.sdk import RawRecord
+from agents.simulation.stream import SimulatedEvent
+from streams.sdk import PredictionPublisher, RawRecord
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, delete_topics
 
@@ -168,3 +170,14 @@ class TopicWatcher:
             self._loop.run_until_complete(asyncio.wait_for(self._consumer.stop(), 30))
         finally:
             self._loop.close()
+
+
+def publish_with_truth(
+    publisher: PredictionPublisher, truth_topic: str, events: list[SimulatedEvent]
+) -> None:
+    """Publish each event's truth (the simulated crowd's side channel) and then the event; flush."""
+    for simulated in events:
+        event = simulated.event
+        publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
+        publisher.publish(event)
+    publisher.flush()

@@ -11,8 +11,7 @@ from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label, ModelMetrics
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
-from tests.integration.conftest import LoopUnderTest, TopicWatcher
-from tests.integration.test_loop import _publish
+from tests.integration.conftest import LoopUnderTest, TopicWatcher, publish_with_truth
 
 pytestmark = pytest.mark.kafka
 
@@ -55,7 +54,7 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
     try:
         first = loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream[:BEFORE_RESTART])
+            publish_with_truth(publisher, names.truth, stream[:BEFORE_RESTART])
         # Stop once the first part is labeled: with label requests still in the pools' hands, a
         # graceful stop waits for them (stream_wait_empty) for up to a minute.
         watcher.wait_for(
@@ -83,7 +82,7 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
 
         loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream[BEFORE_RESTART:])
+            publish_with_truth(publisher, names.truth, stream[BEFORE_RESTART:])
         watcher.wait_for(
             lambda: len(online()) > len(before), 90, "online metrics from the new worker", loop.worker_logs()
         )

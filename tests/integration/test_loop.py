@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -15,19 +14,11 @@ from schemas import Label
 from streams.codec import headers_dict
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
-from tests.integration.conftest import LoopUnderTest, TopicWatcher
+from tests.integration.conftest import LoopUnderTest, TopicWatcher, publish_with_truth
 
 pytestmark = pytest.mark.kafka
 
 THRESHOLD = 0.7
-
-
-def _publish(publisher: PredictionPublisher, truth_topic: str, events: list[SimulatedEvent]) -> None:
-    for simulated in events:
-        event = simulated.event
-        publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
-        publisher.publish(event)
-    publisher.flush()
 
 
 def _poison(events: list[SimulatedEvent]) -> list[PoisonRecord]:
@@ -48,7 +39,7 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
     try:
         first = loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream[:1_000])
+            publish_with_truth(publisher, names.truth, stream[:1_000])
             for record in poison[: len(poison) // 2]:
                 publisher.publish_raw(record.key, record.value)
             publisher.flush()
@@ -58,7 +49,7 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
             )
             assert loop.stop_worker(first) == 0, loop.worker_logs()
             labeled_before_restart = watcher.count(names.labels)
-            _publish(publisher, names.truth, stream[1_000:])
+            publish_with_truth(publisher, names.truth, stream[1_000:])
             for record in poison[len(poison) // 2 :]:
                 publisher.publish_raw(record.key, record.value)
             publisher.flush()
@@ -150,7 +141,7 @@ def test_the_loop_survives_a_killed_worker(loop_under_test: Callable[..., LoopUn
     try:
         worker = loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream)
+            publish_with_truth(publisher, names.truth, stream)
         watcher.wait_for(
             lambda: watcher.count(names.labels) >= 100, 120, "the first labels", loop.worker_logs()
         )

@@ -19,11 +19,11 @@ from collections.abc import Callable
 
 import pytest
 
-from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
+from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
-from tests.integration.conftest import LoopUnderTest, TopicWatcher
+from tests.integration.conftest import LoopUnderTest, TopicWatcher, publish_with_truth
 
 # Not in `make test` (its own target, `make test-scale-out`): three workers and a SIGKILL take
 # about two minutes, and a rebalance can stall past the budget (see docs/scale-out.md).
@@ -33,14 +33,6 @@ WORKERS = 3
 EVENTS = 900
 #: The whole test, three worker starts and a rebalance included, on a 2-core machine.
 BUDGET_S = 180.0
-
-
-def _publish(publisher: PredictionPublisher, truth_topic: str, events: list[SimulatedEvent]) -> None:
-    for simulated in events:
-        event = simulated.event
-        publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
-        publisher.publish(event)
-    publisher.flush()
 
 
 def _free_port() -> int:
@@ -119,7 +111,7 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
         before = [set((_assignment(port) or {}).get(names.predictions, [])) for port in ports]
 
         with PredictionPublisher(loop.settings) as publisher:
-            _publish(publisher, names.truth, stream[: EVENTS // 2])
+            publish_with_truth(publisher, names.truth, stream[: EVENTS // 2])
             watcher.wait_for(
                 lambda: watcher.count(names.labels) >= EVENTS // 6, 90, "the first labels", loop.worker_logs()
             )
@@ -127,7 +119,7 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
             victim = max(range(WORKERS), key=lambda index: len(before[index]))
             loop.stop_worker(processes[victim], signal.SIGKILL)
             labeled_at_kill = watcher.count(names.labels)
-            _publish(publisher, names.truth, stream[EVENTS // 2 :])
+            publish_with_truth(publisher, names.truth, stream[EVENTS // 2 :])
         survivors = [index for index in range(WORKERS) if index != victim]
 
         def labels() -> list[Label]:
