@@ -73,12 +73,11 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         for worker in outcome.flagged:
             log.warning("worker %s flagged unreliable: revisiting the labels that leaned on it", worker)
             counters["aggregator.flagged"] += 1
-        # Only a flagged worker's tasks are revisited here: a Dawid–Skene refit's own
-        # revisits are sent by the refit timer, for the workers it newly flags.
+        # The core refits nothing here (refit=None), so its revisits are the tasks of newly
+        # flagged workers; the refit timer sends its own.
         for event_id, reason in outcome.revisit:
-            if "flagged" in reason:
-                await revisits.send(event_id, Revisit(event_id=event_id, reason=reason, requested_at=now))
-                counters["aggregator.revisits_sent"] += 1
+            await revisits.send(event_id, Revisit(event_id=event_id, reason=reason, requested_at=now))
+            counters["aggregator.revisits_sent"] += 1
 
     async def publish_skills(updated: tuple[WorkerSkill, ...]) -> None:
         for skill in {skill.worker_id: skill for skill in updated}.values():
@@ -151,12 +150,9 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         if refitting or refit.since_refit < settings.dawid_skene.refit_every:
             return
         # Snapshot the window here, on the loop: the answers agent keeps appending to it meanwhile.
-        window = list(refit.window)
-        refit.since_refit = 0
-        in_window = {answer.task for answer in window}
-        refit.known = {task: label for task, label in refit.known.items() if task in in_window}
+        window, known = refit.snapshot()
         future = asyncio.get_running_loop().run_in_executor(
-            None, fit_dawid_skene, window, dict(refit.known), settings.dawid_skene
+            None, fit_dawid_skene, window, known, settings.dawid_skene
         )
         refitting.append(future)
         try:

@@ -322,12 +322,21 @@ class DawidSkeneRefit:
         """An expert's label for ``task``: clamped as its truth in the next refits."""
         self.known[task] = label
 
-    def refit(self) -> DawidSkeneFit:
-        """Fit the window now (and forget verdicts on tasks that left it)."""
+    def snapshot(self) -> tuple[list[WindowAnswer], dict[str, str]]:
+        """The window and the verdicts on its tasks, copied (a fit may run elsewhere meanwhile).
+
+        Forgets verdicts on tasks that left the window and restarts the refit count.
+        """
         self.since_refit = 0
-        tasks = {answer.task for answer in self.window}
+        window = list(self.window)
+        tasks = {answer.task for answer in window}
         self.known = {task: label for task, label in self.known.items() if task in tasks}
-        return fit_dawid_skene(list(self.window), self.known, self.settings)
+        return window, dict(self.known)
+
+    def refit(self) -> DawidSkeneFit:
+        """Fit the window now."""
+        window, known = self.snapshot()
+        return fit_dawid_skene(window, known, self.settings)
 
     @staticmethod
     def fold(fit: DawidSkeneFit, book: SkillBook, now: datetime) -> list[str]:

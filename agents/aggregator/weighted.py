@@ -235,22 +235,6 @@ class WeightedVoteAggregator:
         self.refit = refit
         self.index = index if index is not None else VoterIndex(self.settings.events_per_worker)
 
-    # -- the MajorityVoteAggregator interface ----------------------------------------------
-
-    def observe_request(
-        self, state: WeightedTaskState, request: LabelRequest, now: datetime
-    ) -> tuple[WeightedTaskState, Label | None]:
-        """:meth:`step_request`, keeping only its first label (escalations and audits are dropped)."""
-        state, outcome = self.step_request(state, request, now)
-        return state, outcome.labels[0] if outcome.labels else None
-
-    def observe_answer(
-        self, state: WeightedTaskState, answer: CrowdAnswer, event_id: str, now: datetime
-    ) -> tuple[WeightedTaskState, Label | None]:
-        """:meth:`step_answer`, keeping only its first label (escalations and audits are dropped)."""
-        state, outcome = self.step_answer(state, answer, event_id, now)
-        return state, outcome.labels[0] if outcome.labels else None
-
     # -- steps -------------------------------------------------------------------------------
 
     def step_request(

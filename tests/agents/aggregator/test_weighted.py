@@ -259,15 +259,6 @@ def test_router_audits_still_end_as_revision_two() -> None:
     assert (label.revision, label.supersedes) == (2, 1)
 
 
-def test_the_majority_interface_returns_the_first_label() -> None:
-    aggregator = WeightedVoteAggregator(NO_AUDIT)
-    state, label = aggregator.observe_request(WeightedTaskState(), request(overlap=1), NOW)
-    assert label is None
-    state, label = aggregator.observe_answer(state, answer("w1", "ok", overlap=1), EVENT_ID, NOW)
-    assert label is not None
-    assert label.label == "ok"
-
-
 def test_voter_index_is_bounded_per_worker() -> None:
     index = VoterIndex(events_per_worker=3)
     for event in range(10):
