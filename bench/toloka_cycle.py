@@ -29,8 +29,8 @@ from agents.pools.toloka.backend import TolokaBackend
 from agents.pools.toloka.client import TolokaSettings
 from agents.pools.toloka.spec import GoldenTask, LabelingSpec
 from bench.harness import Goal, Row
-from schemas import CrowdAnswer, Label, LabelRequest, PredictionEvent, PredictionInput
-from tests.standin.toloka import Faults, TolokaStandIn
+from schemas import Label
+from tests.standin.toloka import Faults, TolokaStandIn, label_all, requests_for
 
 TASKS = 200
 FAULT_SHARE = 0.30
@@ -65,46 +65,6 @@ def _spec() -> LabelingSpec:
     return LabelingSpec.load().model_copy(update={"golden": golden})
 
 
-def _requests(standin: TolokaStandIn, count: int) -> list[LabelRequest]:
-    rng = random.Random(5)
-    requests = []
-    for i in range(count):
-        standin.truth[f"c1-{i}"] = rng.choice(CLASSES)
-        event = PredictionEvent(
-            event_id=f"c1-{i}",
-            model_name="bench",
-            model_version="1",
-            created_at=WHEN,
-            input=PredictionInput(text=f"case {i}"),
-            predicted_label="positive",
-            scores={"positive": 0.55, "negative": 0.45},
-        )
-        requests.append(
-            LabelRequest(
-                prediction=event,
-                route="low_confidence",
-                reason="bench",
-                priority=0.45,
-                uncertainty=0.45,
-                requested_at=WHEN,
-            )
-        )
-    return requests
-
-
-async def _label(backend: TolokaBackend, requests: list[LabelRequest]) -> list[CrowdAnswer]:
-    answers: list[CrowdAnswer] = []
-
-    async def keep(answer: CrowdAnswer) -> None:
-        answers.append(answer)
-
-    try:
-        await asyncio.wait_for(asyncio.gather(*(backend.label(r, keep) for r in requests)), timeout=300)
-    finally:
-        await backend.stop()
-    return answers
-
-
 def cycle(tasks: int, fault_share: float) -> CycleRun:
     """One whole cycle against a fresh stand-in."""
     faults = Faults.total(fault_share, slow_s=0.5)
@@ -119,9 +79,9 @@ def cycle(tasks: int, fault_share: float) -> CycleRun:
             max_attempts=30,
         )
         backend = TolokaBackend(settings, spec=_spec())
-        requests = _requests(standin, tasks)
+        requests = requests_for(standin, tasks, prefix="c1", classes=CLASSES)
         started = time.perf_counter()
-        answers = asyncio.run(_label(backend, requests))
+        answers = asyncio.run(label_all(backend, requests, timeout_s=300))
         seconds = time.perf_counter() - started
         aggregator = MajorityVoteAggregator()
         states = {request.event_id: TaskState() for request in requests}

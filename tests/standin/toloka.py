@@ -34,6 +34,7 @@ was uploaded twice.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -46,6 +47,9 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from agents.pools.base import LabelingBackend
+from schemas import CrowdAnswer, LabelRequest, PredictionEvent, PredictionInput
 
 #: ``answer(worker_id, task_input, true_label, classes) -> label``: how a simulated Toloker answers.
 AnswerModel = Callable[[str, dict[str, Any], str | None, list[str]], str]
@@ -665,3 +669,59 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _error(code: str, message: str) -> Json:
     return {"code": code, "message": message, "request_id": f"standin-{code.lower()}"}
+
+
+#: When the requests the helpers below build were made.
+REQUESTED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def requests_for(
+    standin: TolokaStandIn,
+    count: int,
+    *,
+    seed: int = 5,
+    prefix: str = "ev",
+    classes: tuple[str, ...] = ("positive", "negative"),
+) -> list[LabelRequest]:
+    """``count`` low-confidence LabelRequests whose true labels the stand-in's Tolokers know."""
+    rng = random.Random(seed)
+    requests = []
+    for i in range(count):
+        event_id = f"{prefix}-{i}"
+        standin.truth[event_id] = rng.choice(classes)
+        event = PredictionEvent(
+            event_id=event_id,
+            model_name="m",
+            model_version="1",
+            created_at=REQUESTED_AT,
+            input=PredictionInput(text=f"case {i}", features={"x0": float(i)}),
+            predicted_label=classes[0],
+            scores={classes[0]: 0.55, classes[1]: 0.45},
+        )
+        requests.append(
+            LabelRequest(
+                prediction=event,
+                route="low_confidence",
+                reason="low confidence",
+                priority=0.45,
+                uncertainty=0.45,
+                requested_at=REQUESTED_AT,
+            )
+        )
+    return requests
+
+
+async def label_all(
+    backend: LabelingBackend, requests: list[LabelRequest], timeout_s: float = 60.0
+) -> list[CrowdAnswer]:
+    """Label every request at once through ``backend``; every answer reported, in order; then stop it."""
+    answers: list[CrowdAnswer] = []
+
+    async def keep(answer: CrowdAnswer) -> None:
+        answers.append(answer)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(backend.label(r, keep) for r in requests)), timeout=timeout_s)
+    finally:
+        await backend.stop()
+    return answers

@@ -19,9 +19,9 @@ from agents.pools.base import LabelingBackend
 from agents.pools.toloka.backend import TolokaBackend
 from agents.pools.toloka.client import RetryPolicy, TolokaSettings
 from agents.pools.toloka.spec import GoldenTask, LabelingSpec
-from schemas import CrowdAnswer, Label, LabelRequest, PredictionEvent, PredictionInput
+from schemas import CrowdAnswer, Label, LabelRequest
 from streams.errors import ConfigError, RetryableBackendError
-from tests.standin.toloka import Faults, TolokaStandIn, Worker, default_workers
+from tests.standin.toloka import Faults, TolokaStandIn, Worker, default_workers, label_all, requests_for
 
 TOKEN = "AQAD-labelloop-test-token-9f8e7d"
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,46 +48,6 @@ def spec_with_golden(count: int = 30) -> LabelingSpec:
         GoldenTask(input={"text": f"control case {i}"}, label=rng.choice(CLASSES)) for i in range(count)
     ]
     return LabelingSpec.load().model_copy(update={"golden": golden})
-
-
-def requests_for(standin: TolokaStandIn, count: int, seed: int = 5) -> list[LabelRequest]:
-    rng = random.Random(seed)
-    requests = []
-    for i in range(count):
-        standin.truth[f"ev-{i}"] = rng.choice(CLASSES)
-        event = PredictionEvent(
-            event_id=f"ev-{i}",
-            model_name="m",
-            model_version="1",
-            created_at=WHEN,
-            input=PredictionInput(text=f"case {i}", features={"x0": float(i)}),
-            predicted_label="positive",
-            scores={"positive": 0.55, "negative": 0.45},
-        )
-        requests.append(
-            LabelRequest(
-                prediction=event,
-                route="low_confidence",
-                reason="low confidence",
-                priority=0.45,
-                uncertainty=0.45,
-                requested_at=WHEN,
-            )
-        )
-    return requests
-
-
-async def label_all(backend: TolokaBackend, requests: list[LabelRequest]) -> list[CrowdAnswer]:
-    answers: list[CrowdAnswer] = []
-
-    async def keep(answer: CrowdAnswer) -> None:
-        answers.append(answer)
-
-    try:
-        await asyncio.wait_for(asyncio.gather(*(backend.label(r, keep) for r in requests)), timeout=60)
-    finally:
-        await backend.stop()
-    return answers
 
 
 def aggregate(requests: list[LabelRequest], answers: list[CrowdAnswer]) -> dict[str, list[Label]]:
