@@ -59,6 +59,9 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
     tasks = loop.table("aggregator-tasks")
     counters = loop.counters
     refitting: list[asyncio.Future[Any]] = []
+    # Three agents read, decide and write the same task states, awaiting sends in between: one
+    # lock makes each read-publish-store step whole, so two never decide the same revision.
+    deciding = asyncio.Lock()
 
     async def publish(outcome: Outcome, now: datetime) -> None:
         for label in outcome.labels:
@@ -92,11 +95,12 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         request = decode_or_skip(LabelRequest, record)
         if request is None:
             return
-        now = loop.clock()
-        previous = tasks.get(request.event_id)
-        state, outcome = aggregator.step_request(WeightedTaskState.from_json(previous), request, now)
-        await publish(outcome, now)
-        await store(request.event_id, previous, state)
+        async with deciding:
+            now = loop.clock()
+            previous = tasks.get(request.event_id)
+            state, outcome = aggregator.step_request(WeightedTaskState.from_json(previous), request, now)
+            await publish(outcome, now)
+            await store(request.event_id, previous, state)
 
     async def on_answer(record: Record) -> None:
         answer = decode_keyed(CrowdAnswer, record)
@@ -106,26 +110,28 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
             refit.observe_verdict(answer.event_id, answer.label)
         else:
             refit.observe_answer(answer)
-        now = loop.clock()
-        previous = tasks.get(answer.event_id)
-        state, outcome = aggregator.step_answer(
-            WeightedTaskState.from_json(previous), answer, answer.event_id, now
-        )
-        await publish(outcome, now)
-        await store(answer.event_id, previous, state)
+        async with deciding:
+            now = loop.clock()
+            previous = tasks.get(answer.event_id)
+            state, outcome = aggregator.step_answer(
+                WeightedTaskState.from_json(previous), answer, answer.event_id, now
+            )
+            await publish(outcome, now)
+            await store(answer.event_id, previous, state)
 
     async def on_revisit(record: Record) -> None:
         revisit = decode_keyed(Revisit, record)
-        now = loop.clock()
-        previous = tasks.get(revisit.event_id)
-        if previous is None:
-            return
-        state, outcome = aggregator.reaggregate(
-            WeightedTaskState.from_json(previous), revisit.event_id, now, revisit.reason
-        )
-        counters["aggregator.revisited"] += 1
-        await publish(outcome, now)
-        await store(revisit.event_id, previous, state)
+        async with deciding:
+            now = loop.clock()
+            previous = tasks.get(revisit.event_id)
+            if previous is None:
+                return
+            state, outcome = aggregator.reaggregate(
+                WeightedTaskState.from_json(previous), revisit.event_id, now, revisit.reason
+            )
+            counters["aggregator.revisited"] += 1
+            await publish(outcome, now)
+            await store(revisit.event_id, previous, state)
 
     @loop.app.agent(loop.topic(names.label_requests), name="aggregator-requests")
     async def collect_requests(stream: Any) -> None:
