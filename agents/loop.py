@@ -44,8 +44,14 @@ class Loop:
         """A producer of schema objects to ``name``."""
         return Output(self.topic(name))
 
-    def dead_letters(self, stage: str) -> DeadLetters:
-        """The DLQ of ``stage`` (each bad record once, even when processed again after a restart)."""
+    def dead_letters(self, stage: str, *, dedupe: bool = True) -> DeadLetters:
+        """The DLQ of ``stage`` (each bad record once, even when processed again after a restart).
+
+        ``dedupe=False`` for records dead-lettered outside a stream (from a task of its own):
+        the table that remembers them can only be written while a record is handled.
+        """
+        if not dedupe:
+            return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock)
         if self._dead_lettered is None:
             self._dead_lettered = self.table("dead-letters")
         return DeadLetters(

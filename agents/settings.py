@@ -44,10 +44,13 @@ class DispatcherSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    #: Requests one worker holds open at once (each waits for its answers before its offset commits).
+    #: Crowd requests one worker has with its pool at once (more wait in Kafka).
     concurrency: int = Field(default=200, ge=1, le=5_000)
-    #: Expert requests one worker holds open at once (people take minutes; these only wait).
+    #: Expert requests one worker has with its experts at once (people take minutes; these only wait).
     expert_concurrency: int = Field(default=500, ge=1, le=5_000)
+    #: How often a worker starts the open tasks of partitions it owns that nobody works on here
+    #: (after a crash or a rebalance moved them).
+    recover_every_s: float = Field(default=2.0, gt=0.0, le=600.0)
 
 
 class AggregatorSettings(BaseModel):

@@ -101,6 +101,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         configs={"retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
+        "dispatcher-done",
+        "event_id",
+        "TaskDone",
+        "internal: a pool has every answer of a request (closes its open task)",
+        configs={"retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
         "worker-skills",
         "pool/worker_id",
         "WorkerSkill",
@@ -123,6 +130,8 @@ TABLES: dict[str, str] = {
     # Human labels the router's estimators and tuner have counted (each once).
     "router-estimated": "labels",
     "aggregator-tasks": "crowd-answers",
+    # Requests handed to a pool and not finished: whoever owns the partition runs them.
+    "dispatcher-open": "label-requests",
     "learner-pending": "label-requests",
     "sim-truth": "simulation.truth",
     # Source positions already dead-lettered (the DLQ holds each bad record once).
@@ -184,6 +193,10 @@ class TopicNames:
     @property
     def revisits(self) -> str:
         return self["aggregator-revisits"]
+
+    @property
+    def dispatcher_done(self) -> str:
+        return self["dispatcher-done"]
 
     @property
     def worker_skills(self) -> str:

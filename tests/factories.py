@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas import Label, LabelProvenance, LabelSource, RouteReason, RoutingTrace
+from schemas import (
+    Label,
+    LabelProvenance,
+    LabelRequest,
+    LabelSource,
+    PredictionEvent,
+    PredictionInput,
+    RouteReason,
+    RoutingTrace,
+)
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,4 +53,20 @@ def human_label(
             model_label=model_label,
             model_confidence=model_confidence,
         ),
+    )
+
+
+def label_request(event_id: str = "tx-1", *, route: RouteReason = "low_confidence") -> LabelRequest:
+    """A LabelRequest for a two-class prediction of event ``event_id``."""
+    prediction = PredictionEvent(
+        event_id=event_id,
+        model_name="fraud-model",
+        model_version="3",
+        created_at=WHEN,
+        input=PredictionInput(text="refund please"),
+        predicted_label="ok",
+        scores={"ok": 0.6, "fraud": 0.4},
+    )
+    return LabelRequest(
+        prediction=prediction, route=route, reason="test", priority=0.4, uncertainty=0.4, requested_at=WHEN
     )

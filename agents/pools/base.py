@@ -17,9 +17,9 @@ class LabelingBackend(Protocol):
     """A pool of labelers.
 
     ``label`` returns once the request has all the answers it asked for (its
-    overlap), each reported through ``on_answer`` as it came; the dispatcher
-    acknowledges the request only then, so a worker that dies mid-task loses
-    nothing: the request is delivered again.
+    overlap), each reported through ``on_answer`` as it came. The dispatcher
+    may cancel it (its partition moved to another worker, which starts the
+    request again): a backend then withdraws the task and stays consistent.
     """
 
     name: str

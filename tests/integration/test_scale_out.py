@@ -147,7 +147,12 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
         f"lost: {sorted(expected - set(first))[:5]}, unknown: {sorted(set(first) - expected)[:5]}"
     )
     twice = [event_id for event_id, n in first.items() if n > 1]
-    assert not twice, f"{len(twice)} events with two revision-1 labels, e.g. {twice[:5]}"
+    doubled = [
+        (label.event_id, label.source, label.route, label.label, label.decided_at.isoformat())
+        for label in all_labels
+        if label.revision == 1 and label.event_id in twice[:3]
+    ]
+    assert not twice, f"{len(twice)} events with two revision-1 labels, e.g. {doubled}"
     revisions = Counter((label.event_id, label.revision) for label in all_labels)
     assert max(revisions.values()) == 1, "a revision published twice"
 
