@@ -107,7 +107,8 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
     for loop in made:
         for process in loop.workers:
             loop.stop_worker(process, signal.SIGKILL)
-        delete_topics(loop.settings)
+        if not os.environ.get("LABELLOOP_TEST_KEEP_TOPICS"):  # keep them to look into a failure
+            delete_topics(loop.settings)
 
 
 class TopicWatcher:
