@@ -6,6 +6,9 @@ tables, so every stage reads and writes raw bytes the same way.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +17,8 @@ import faust
 
 from agents.settings import StageSettings
 from schemas import utc_now
+from streams.app import broker_credentials
+from streams.ledger import LabelLedger, read_label_tail
 from streams.runtime import Clock, DeadLetters, Output
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
@@ -27,9 +32,12 @@ class Loop:
     settings: Settings
     stages: StageSettings
     clock: Clock = utc_now
+    #: This worker process among the group's (host and pid): pool reports name their reporter.
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"[-128:])
     #: In-process counters (``stage.what``): the summary and metrics read them.
     counters: Counter[str] = field(default_factory=Counter)
     _dead_lettered: Any = None
+    _ledger: LabelLedger | None = None
 
     @property
     def names(self) -> TopicNames:
@@ -58,6 +66,13 @@ class Loop:
             self.topic(self.names.dlq), stage=stage, clock=self.clock, sent=self._dead_lettered
         )
 
+    @property
+    def ledger(self) -> LabelLedger:
+        """The worker's one :class:`~streams.ledger.LabelLedger`: every stage publishes Labels through it."""
+        if self._ledger is None:
+            self._ledger = _label_ledger(self)
+        return self._ledger
+
     def table(self, name: str) -> Any:
         """A faust table of str keys (event ids) to JSON text; changelog from the catalogue."""
         return self.app.Table(
@@ -70,3 +85,45 @@ class Loop:
             # and fails with TypeError on a fresh worker.)
             use_partitioner=False,
         )
+
+
+def _label_ledger(loop: Loop) -> LabelLedger:
+    settings = loop.settings
+    topic = loop.names.labels
+    reading = asyncio.Lock()
+    consumers: list[Any] = []
+
+    async def tail(partition: int, since_ms: int) -> dict[str, int]:
+        async with reading:
+            if not consumers:
+                from aiokafka import AIOKafkaConsumer
+                from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+                auth: dict[str, Any] = dict(credentials_to_aiokafka_auth(broker_credentials(settings.kafka)))
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=settings.kafka.bootstrap_list,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    client_id=f"{settings.app_id}-ledger",
+                    **auth,
+                )
+                await consumer.start()
+                consumers.append(consumer)
+            return await read_label_tail(consumers[0], topic, partition, since_ms)
+
+    ledger = LabelLedger(
+        loop.output(topic), loop.table("labels-published"), tail, lookback_s=settings.label_lookback_s
+    )
+
+    async def on_revoked(_: Any, /, *args: Any, **__: Any) -> None:
+        (revoked,) = args  # the set of revoked TopicPartitions
+        ledger.forget_partitions({tp.partition for tp in revoked})
+
+    async def stop_consumer(_: Any, /, *args: Any, **__: Any) -> None:
+        for consumer in consumers:
+            await consumer.stop()
+        consumers.clear()
+
+    loop.app.on_partitions_revoked.connect(on_revoked)
+    loop.app.on_before_shutdown.connect(stop_consumer)
+    return ledger

@@ -128,5 +128,21 @@ class Settings(BaseSettings):
     #: group's rebalance; but off, a worker losing partitions keeps deciding tasks their new owner
     #: decides again (two revision-1 labels in the SIGKILL test). Leave it on (docs/scale-out.md).
     stream_wait_empty: bool = True
+    #: How far back a worker reads a labels partition it takes over, to find Labels the previous
+    #: owner published after its last commit (streams/ledger.py). At least twice the session
+    #: timeout plus a margin; None for that.
+    ledger_lookback_s: float | None = Field(default=None, ge=10.0, le=86_400.0)
+
+    @property
+    def label_lookback_s(self) -> float:
+        """The labels read-back window in force: ``ledger_lookback_s``, or twice the session timeout + 30 s.
+
+        >>> Settings(session_timeout_s=10).label_lookback_s
+        50.0
+        """
+        if self.ledger_lookback_s is not None:
+            return self.ledger_lookback_s
+        return 2 * self.session_timeout_s + 30.0
+
     #: Warm copies of each table on other workers (faster takeover after a crash).
     standby_replicas: int = Field(default=0, ge=0, le=10)

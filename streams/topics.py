@@ -129,6 +129,8 @@ TABLES: dict[str, str] = {
     "router-decisions": "predictions",
     # Human labels the router's estimators and tuner have counted (each once).
     "router-estimated": "labels",
+    # The highest revision published per event, by any stage (streams/ledger.py).
+    "labels-published": "labels",
     "aggregator-tasks": "crowd-answers",
     # Requests handed to a pool and not finished: whoever owns the partition runs them.
     "dispatcher-open": "label-requests",

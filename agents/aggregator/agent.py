@@ -51,7 +51,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
     settings = loop.stages.aggregator
     aggregator = WeightedVoteAggregator(settings.weighted, book)
     refit = DawidSkeneRefit(settings.dawid_skene)
-    labels = loop.output(names.labels)
+    ledger = loop.ledger
     requests = loop.output(names.label_requests)
     skills = loop.output(names.worker_skills)
     revisits = loop.output(names.revisits)
@@ -63,9 +63,11 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
     # lock makes each read-publish-store step whole, so two never decide the same revision.
     deciding = asyncio.Lock()
 
-    async def publish(outcome: Outcome, now: datetime) -> None:
+    async def publish(outcome: Outcome, now: datetime, partition: int) -> None:
         for label in outcome.labels:
-            await labels.send(label.event_id, label)
+            if not await ledger.publish(label, partition):
+                counters["aggregator.labels_suppressed"] += 1
+                continue
             counters["aggregator.labels"] += 1
             if label.revision > 1:
                 counters["aggregator.revisions"] += 1
@@ -99,7 +101,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
             now = loop.clock()
             previous = tasks.get(request.event_id)
             state, outcome = aggregator.step_request(WeightedTaskState.from_json(previous), request, now)
-            await publish(outcome, now)
+            await publish(outcome, now, record.partition)
             await store(request.event_id, previous, state)
 
     async def on_answer(record: Record) -> None:
@@ -116,7 +118,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
             state, outcome = aggregator.step_answer(
                 WeightedTaskState.from_json(previous), answer, answer.event_id, now
             )
-            await publish(outcome, now)
+            await publish(outcome, now, record.partition)
             await store(answer.event_id, previous, state)
 
     async def on_revisit(record: Record) -> None:
@@ -130,7 +132,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
                 WeightedTaskState.from_json(previous), revisit.event_id, now, revisit.reason
             )
             counters["aggregator.revisited"] += 1
-            await publish(outcome, now)
+            await publish(outcome, now, record.partition)
             await store(revisit.event_id, previous, state)
 
     @loop.app.agent(loop.topic(names.label_requests), name="aggregator-requests")

@@ -73,7 +73,7 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
     """Add the router to ``loop.app``; returns its live :class:`Router`."""
     names = loop.names
     router = Router(load_policy(loop.stages.router), clock=time.monotonic)
-    labels = loop.output(names.labels)
+    ledger = loop.ledger
     requests = loop.output(names.label_requests)
     policy_status = loop.output(names.policy_status)
     metrics = loop.output(names.model_metrics)
@@ -87,14 +87,16 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
     async def handle(record: Record) -> None:
         event = decode_keyed(PredictionEvent, record)
         counters["router.in"] += 1
-        if decisions.get(event.event_id) is not None:
+        # The ledger also knows Labels a dead previous owner published after its last commit.
+        await ledger.verify(record.partition)
+        if decisions.get(event.event_id) is not None or ledger.revision(event.event_id) > 0:
             counters["router.duplicates"] += 1
             return
         now = loop.clock()
         # The online model is asked only for events a human will see (see Router.decide).
         decision = router.decide(event, now, (lambda: suggest(event)) if suggest is not None else None)
         if decision.action == "accept":
-            await labels.send(event.event_id, model_label(event, decision, now))
+            await ledger.publish(model_label(event, decision, now), record.partition)
             # The audit's population: recall scales each class's audit share to these counts.
             found = estimates.get(event.task)
             if found is None:
