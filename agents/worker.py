@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +33,8 @@ from agents.simulation.experts import SimulatedExperts
 from schemas import CrowdAnswer, PredictionEvent, Suggestion, Tier
 from streams.app import create_app
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,6 +96,13 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     monitors = monitor_agent.register(loop)
     pools_agent.register(loop, backends, truth_table, bots)
     operator_api.register(loop, stages.operator)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def stacks_on_sigusr1() -> None:
+        # `kill -USR1 <pid>` logs where every asyncio task of the worker waits (a stalled
+        # partition's agent shows up there); no debugger or extra package needed.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_task_stacks)
+
     return Worker(
         app=app,
         loop=loop,
@@ -99,3 +112,13 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         learners=learners,
         monitors=monitors,
     )
+
+
+def log_task_stacks() -> None:
+    """Log the stack of every asyncio task of the running loop (one WARNING per task)."""
+    tasks = asyncio.all_tasks()
+    log.warning("%d asyncio tasks (SIGUSR1):", len(tasks))
+    for task in sorted(tasks, key=lambda task: task.get_name()):
+        frames = io.StringIO()
+        task.print_stack(limit=12, file=frames)
+        log.warning("task %s:\n%s", task.get_name(), frames.getvalue())
