@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -47,11 +48,65 @@ class PoolStatus(WireModel):
     tasks_done: Annotated[int, Field(ge=0)]
     cost_per_label: Annotated[Finite, Field(ge=0.0)]
     reported_at: Timestamp
+    #: The worker process reporting: with several workers each runs its own copy of a pool
+    #: under the same name, and readers sum their reports (added within version 1).
+    reporter: Id | None = None
+    #: Workers the measured arrivals need to hold the time-to-label SLA, when known: the
+    #: autoscaler's sizing, or the expert tier's staffing need (added within version 1).
+    workers_needed: Annotated[int, Field(ge=0)] | None = None
 
     @property
     def event_capacity_per_min(self) -> float:
         """Events per minute the pool can finish (labels per minute over overlap)."""
         return self.capacity_per_min / self.overlap
+
+    @classmethod
+    def combine(cls, reports: Sequence[PoolStatus]) -> PoolStatus:
+        """One pool's reports from several workers as one: counts and rates add up.
+
+        The cost per label is the capacity-weighted mean, the overlap the reporters'
+        (their capacity-weighted mean, rounded, should they differ), the time the newest.
+
+        >>> from datetime import datetime, UTC
+        >>> one = PoolStatus(pool="p", backend="simulated", tier="crowd", workers=4, active=True,
+        ...                  backlog=10, in_progress=4, arrival_rate_per_min=30.0, capacity_per_min=60.0,
+        ...                  overlap=2, answers_total=100, tasks_done=50, cost_per_label=0.05,
+        ...                  reported_at=datetime(2026, 1, 1, tzinfo=UTC), reporter="w1", workers_needed=5)
+        >>> both = PoolStatus.combine([one, one.model_copy(update={"reporter": "w2", "workers": 6})])
+        >>> both.workers, both.backlog, both.event_capacity_per_min, both.workers_needed, both.reporter
+        (10, 20, 60.0, 10, None)
+        """
+        if not reports:
+            raise ValueError("no reports to combine")
+        if len(reports) == 1:
+            return reports[0]
+        capacity = sum(report.capacity_per_min for report in reports)
+        event_capacity = sum(report.event_capacity_per_min for report in reports)
+        needed = [report.workers_needed for report in reports]
+        weight = capacity if capacity > 0 else float(len(reports))
+
+        def weighted(value: Callable[[PoolStatus], float]) -> float:
+            if capacity > 0:
+                return sum(value(report) * report.capacity_per_min for report in reports) / weight
+            return sum(value(report) for report in reports) / weight
+
+        newest = max(reports, key=lambda report: report.reported_at)
+        return newest.model_copy(
+            update={
+                "workers": sum(report.workers for report in reports),
+                "active": any(report.active for report in reports),
+                "backlog": sum(report.backlog for report in reports),
+                "in_progress": sum(report.in_progress for report in reports),
+                "arrival_rate_per_min": sum(report.arrival_rate_per_min for report in reports),
+                "capacity_per_min": capacity,
+                "overlap": max(1, round(capacity / event_capacity)) if event_capacity > 0 else newest.overlap,
+                "answers_total": sum(report.answers_total for report in reports),
+                "tasks_done": sum(report.tasks_done for report in reports),
+                "cost_per_label": weighted(lambda report: report.cost_per_label),
+                "reporter": None,
+                "workers_needed": None if None in needed else sum(n for n in needed if n is not None),
+            }
+        )
 
 
 class PoolCommand(WireModel):

@@ -149,6 +149,10 @@ class StatusRow:
     budget_per_hour: float | None
     control: str
     age_s: float
+    #: Workers the arrivals need for the SLA, when the pool (or its autoscaler) says.
+    workers_needed: int | None = None
+    #: Worker processes whose reports are summed into this row.
+    reporters: int = 1
 
     def cells(self) -> tuple[str, ...]:
         """The row as the table's text cells (see :data:`COLUMNS`)."""
@@ -161,7 +165,9 @@ class StatusRow:
             self.pool,
             self.tier,
             self.state,
-            str(self.workers),
+            str(self.workers)
+            if self.workers_needed is None
+            else f"{self.workers} (needs {self.workers_needed})",
             str(self.backlog),
             f"{self.arrival_per_min:.1f}",
             f"{self.capacity_per_min:.1f}",
@@ -254,15 +260,22 @@ class PoolBoard:
     'autoscaler'
     """
 
-    statuses: dict[str, PoolStatus] = field(default_factory=dict)
+    statuses: dict[tuple[str, str | None], PoolStatus] = field(default_factory=dict)
     overrides: dict[str, PoolCommand] = field(default_factory=dict)
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def observe_status(self, status: PoolStatus) -> None:
-        """Keep the newest report per pool (reports can arrive out of order across partitions)."""
-        current = self.statuses.get(status.pool)
+        """Keep the newest report per pool and reporting worker (reports can arrive out of order)."""
+        key = (status.pool, status.reporter)
+        current = self.statuses.get(key)
         if current is None or status.reported_at >= current.reported_at:
-            self.statuses[status.pool] = status
+            self.statuses[key] = status
+
+    def pool_status(self, pool: str, now: datetime) -> PoolStatus:
+        """The pool's reports from every worker still reporting, combined (the newest one if none is)."""
+        reports = [status for (name, _), status in self.statuses.items() if name == pool]
+        fresh = [s for s in reports if (now - s.reported_at).total_seconds() <= STALE_AFTER_S]
+        return PoolStatus.combine(fresh) if fresh else max(reports, key=lambda s: s.reported_at)
 
     def observe_command(self, command: PoolCommand) -> None:
         """Track who controls the pool and the limits last set."""
@@ -297,8 +310,8 @@ class PoolBoard:
     def rows(self, now: datetime) -> list[StatusRow]:
         """The status table, one row per reporting pool, by pool name."""
         rows = []
-        for name in sorted(self.statuses):
-            status = self.statuses[name]
+        for name in sorted({pool for pool, _ in self.statuses}):
+            status = self.pool_status(name, now)
             limits = self.limits.get(name, {})
             target = limits.get("sla_p95_s")
             state, wait_s = sla_state(status, target)
@@ -321,6 +334,13 @@ class PoolBoard:
                     budget_per_hour=budget,
                     control=self.control(name),
                     age_s=age_s,
+                    workers_needed=status.workers_needed,
+                    reporters=sum(
+                        1
+                        for (pool, _), report in self.statuses.items()
+                        if pool == name and (now - report.reported_at).total_seconds() <= STALE_AFTER_S
+                    )
+                    or 1,
                 )
             )
         return rows

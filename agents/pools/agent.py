@@ -107,6 +107,7 @@ def register(
     }
     dead_letters = loop.dead_letters("pools")
     counters = loop.counters
+    reporter = loop.worker_id
 
     @loop.app.task  # type: ignore[untyped-decorator]
     async def start_pools() -> None:
@@ -128,15 +129,19 @@ def register(
     async def report_status() -> None:
         now = loop.clock()
         for backend in backends.values():
-            report = backend.status(now)
-            await status.send(backend.name, report)
+            report = backend.status(now).model_copy(update={"reporter": reporter})
+            command = None
             if pools.autoscaler_enabled:
-                command = scalers[backend.name].decide(report, time.monotonic())
-                if command is not None:
-                    # Applied here, to this worker's pool (each worker sizes its own); published on
-                    # the commands topic so operators and the CLI see every decision and its reason.
-                    apply_command(command, backends)
-                    await commands_out.send(command.pool, command)
+                scaler = scalers[backend.name]
+                command = scaler.decide(report, time.monotonic())
+                if scaler.last is not None and report.workers_needed is None:
+                    report = report.model_copy(update={"workers_needed": scaler.last.workers})
+            await status.send(backend.name, report)
+            if command is not None:
+                # Applied here, to this worker's pool (each worker sizes its own); published on
+                # the commands topic so operators and the CLI see every decision and its reason.
+                apply_command(command, backends)
+                await commands_out.send(command.pool, command)
 
     async def check_command(record: Record) -> None:
         # The group's consumer owns the topic's DLQ: a malformed command goes there once.

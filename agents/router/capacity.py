@@ -100,7 +100,7 @@ class ReviewGate:
         self._tie_credit = 0.0
         self._seen = 0
         #: The latest report of each crowd pool, with when it came.
-        self._pools: dict[str, tuple[float, PoolStatus]] = {}
+        self._pools: dict[tuple[str, str | None], tuple[float, PoolStatus]] = {}
 
     def observe_status(self, backlog: int, capacity_per_min: float) -> None:
         """A pool's report: events waiting and events per minute it can finish."""
@@ -120,7 +120,8 @@ class ReviewGate:
         if status.tier != "crowd":
             return
         now = self._clock()
-        self._pools[status.pool] = (now, status)
+        # Several workers each run a copy of the pool under its name: one entry per reporter.
+        self._pools[(status.pool, status.reporter)] = (now, status)
         fresh = [report for seen, report in self._pools.values() if now - seen <= self.settings.stale_after_s]
         self.observe_status(
             sum(report.backlog + report.in_progress for report in fresh),

@@ -249,6 +249,7 @@ class ExpertPool:
         """The tier's state: experts at the page, backlog, arrival rate, capacity at the measured pace."""
         now_s = self._monotonic()
         workers = self.queue.active_experts(now_s)
+        staffing = self.staffing()
         capacity = 0.0 if self.queue.paused else workers * self._expert_rate_per_min()
         return PoolStatus(
             pool=self.name,
@@ -265,4 +266,5 @@ class ExpertPool:
             tasks_done=self.queue.tasks_done,
             cost_per_label=self.settings.cost_per_label,
             reported_at=now,
+            workers_needed=staffing.needed,
         )
