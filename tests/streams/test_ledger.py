@@ -60,7 +60,8 @@ def test_a_revision_the_dead_owner_published_is_not_sent_again() -> None:
     assert asyncio.run(run()) == [False, True, True]
     assert [key for key, _ in topic.sent] == [b"e-1", b"e-2"]
     assert published == {"e-1": "2", "e-2": "1"}
-    assert ledger.suppressed == 1 and ledger.recovered == 1
+    assert ledger.suppressed == 1
+    assert ledger.recovered == 1
     # Read once, from the lookback window before "now" (epoch ms).
     assert tail.reads == [(0, 910_000)]
 
@@ -69,7 +70,8 @@ def test_the_table_alone_suppresses_a_replayed_revision() -> None:
     ledger, topic, _ = make(Tail({}), {"e-1": "3"})
     assert asyncio.run(ledger.publish(label(event_id="e-1", revision=2), partition=5)) is False
     assert topic.sent == []
-    assert ledger.revision("e-1") == 3 and ledger.revision("never") == 0
+    assert ledger.revision("e-1") == 3
+    assert ledger.revision("never") == 0
 
 
 def test_two_publishers_racing_on_one_event_send_it_once() -> None:

@@ -195,3 +195,20 @@ def test_the_cli_refuses_a_bad_command_without_sending(monkeypatch: pytest.Monke
     )
     assert result.exit_code == 2
     assert "min_workers (5) is above max_workers (2)" in result.output
+
+
+def test_one_pool_reported_by_several_workers_is_one_row_of_their_sums() -> None:
+    board = PoolBoard()
+    board.observe_status(status(workers=4, backlog=10, reporter="w1", workers_needed=6))
+    board.observe_status(status(workers=6, backlog=5, reporter="w2", workers_needed=7))
+    board.observe_status(status(workers=9, reporter="w3", reported_at=WHEN - timedelta(minutes=5)))  # gone
+    (row,) = board.rows(WHEN + timedelta(seconds=1))
+    assert (row.workers, row.backlog, row.workers_needed, row.reporters, row.state) == (
+        10,
+        15,
+        13,
+        2,
+        "active",
+    )
+    assert row.capacity_per_min == pytest.approx(60.0)  # 2 x 90 labels/min at overlap 3
+    assert "10 (needs 13)" in row.cells()

@@ -277,3 +277,18 @@ def test_only_crowd_pools_count_and_their_reports_add_up() -> None:
     clock.now_s += CapacitySettings().stale_after_s + 1
     gate.observe_pool(pool_status(backlog=20, event_capacity_per_min=600.0))  # Toloka's report went stale
     assert gate.backlog_estimate() == pytest.approx(20.0)
+
+
+def test_one_pool_run_by_several_workers_counts_every_worker_once() -> None:
+    """Each worker runs its own copy of the pool under one name: their fresh reports add up."""
+    clock = Clock()
+    gate = make_router(clock, CapacitySettings()).gate
+    report = pool_status(backlog=100, event_capacity_per_min=300.0)
+    gate.observe_pool(report.model_copy(update={"reporter": "host-a-1"}))
+    gate.observe_pool(report.model_copy(update={"reporter": "host-b-7"}))
+    gate.observe_pool(report.model_copy(update={"reporter": "host-b-7"}))  # a later report, same worker
+    assert gate.backlog_estimate() == pytest.approx(200.0)
+    clock.now_s += CapacitySettings().stale_after_s + 1
+    # host-a-1 died: its last report goes stale and stops counting.
+    gate.observe_pool(report.model_copy(update={"reporter": "host-b-7", "backlog": 40}))
+    assert gate.backlog_estimate() == pytest.approx(50.0)
