@@ -63,6 +63,8 @@ class Worker:
     user_id: str
     accuracy: float
     suite_s: float = 30.0
+    #: The least reward per suite for which this Toloker takes a pool's tasks (0: any).
+    min_reward: float = 0.0
 
 
 def default_workers(count: int = 12, *, spammers: int = 1, seed: int = 1) -> list[Worker]:
@@ -254,8 +256,9 @@ class TolokaStandIn:
         order = self.workers[self._turn :] + self.workers[: self._turn]
         self._turn = (self._turn + 1) % max(1, len(self.workers))
         for pool in [pool for pool in self.pools.values() if pool["status"] == "OPEN"]:
+            reward = float(pool.get("reward_per_assignment") or 0.0)
             for worker in order:
-                if worker.user_id not in self._banned:
+                if worker.user_id not in self._banned and reward >= worker.min_reward:
                     self._issue(pool, worker, now)
 
     def _issue(self, pool: Json, worker: Worker, now: datetime) -> None:
@@ -397,6 +400,8 @@ class TolokaStandIn:
         if method == "GET" and len(parts) == 3 and parts[0] == "operations" and parts[2] == "log":
             self._get(self.operations, parts[1])
             return 200, self.operation_logs.get(parts[1], [])
+        if method == "PUT" and len(parts) == 2 and parts[0] == "pools":
+            return 200, self._update_pool(parts[1], body)
         if method == "POST" and len(parts) == 3 and parts[0] == "pools" and parts[2] in ("open", "close"):
             return self._set_pool_status(parts[1], "OPEN" if parts[2] == "open" else "CLOSED")
         if route == ("POST", "tasks", 1):
@@ -439,6 +444,16 @@ class TolokaStandIn:
         for key in reversed(sort):
             items.sort(key=lambda item: str(item.get(key.lstrip("-")) or ""), reverse=key.startswith("-"))
         return {"items": items[:limit], "has_more": len(items) > limit}
+
+    def _update_pool(self, pool_id: str, body: Json) -> Json:
+        """``PUT /pools/{id}``: the pool's settings replaced; id, status and dates are the server's."""
+        pool = self._get(self.pools, pool_id)
+        kept = {
+            key: pool[key] for key in ("id", "project_id", "status", "created", "last_started") if key in pool
+        }
+        pool.clear()
+        pool.update({**body, **kept})
+        return pool
 
     def _set_pool_status(self, pool_id: str, status: str) -> tuple[int, Any]:
         pool = self._get(self.pools, pool_id)

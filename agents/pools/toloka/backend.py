@@ -182,6 +182,8 @@ class TolokaBackend:
         self._seen: dict[str, datetime] = {}
         self._paused = False
         self._target_workers: int | None = None
+        self._reward: float | None = None
+        self._reward_changed_s: float | None = None
         self._switches: set[asyncio.Task[None]] = set()
         self._arrivals = WindowRate()
         self._last_seen: dict[str, datetime] = {}
@@ -242,6 +244,56 @@ class TolokaBackend:
         elif workers > 0 and self._paused:
             self.resume()
 
+    @property
+    def reward(self) -> float:
+        """The pool's reward per task suite now (moves within the configured bounds)."""
+        if self._reward is None:
+            self._reward = self.settings.reward_per_assignment or self.spec.reward_per_assignment
+        return self._reward
+
+    async def steer_reward(self) -> float | None:
+        """Move the reward a step toward the staffing asked for; the new reward, or None if unchanged.
+
+        Called on every poll. Tolokers choose pools by reward, so a pool short of the
+        workers its target asks for pays a step more (up to ``reward_max``) and one with
+        more than it needs a step less (down to ``reward_min``), one step per cooldown.
+        """
+        settings = self.settings
+        if self.pool_id is None or self._target_workers is None:
+            return None
+        now_s = self._clock().timestamp()
+        if self._reward_changed_s is not None and now_s - self._reward_changed_s < settings.reward_cooldown_s:
+            return None
+        wanted = next_reward(
+            self.reward,
+            self._target_workers,
+            self.workers,
+            settings.reward_min,
+            settings.reward_max,
+            settings.reward_step,
+        )
+        if wanted == self.reward:
+            return None
+        pool_id = self.pool_id
+
+        async def put() -> Any:
+            pool = await self.client.get_pool(pool_id)
+            pool.reward_per_assignment = wanted
+            return await self.client.update_pool(pool_id, pool)
+
+        await self.retry.call(put, "update pool reward")
+        log.info(
+            "toloka pool %s: reward %.3f -> %.3f per suite (%d Tolokers active, %d asked for)",
+            pool_id,
+            self.reward,
+            wanted,
+            self.workers,
+            self._target_workers,
+        )
+        self._reward = wanted
+        self._reward_changed_s = now_s
+        return wanted
+
     def _switch(self, open_pool: bool) -> None:
         if self.pool_id is None:
             return
@@ -278,7 +330,7 @@ class TolokaBackend:
             private_name=self.pool_name,
             may_contain_adult_content=False,
             will_expire=self._clock() + timedelta(days=365),
-            reward_per_assignment=settings.reward_per_assignment or self.spec.reward_per_assignment,
+            reward_per_assignment=self.reward,
             assignment_max_duration_seconds=settings.assignment_max_duration_s,
             auto_accept_solutions=False,
             auto_accept_period_day=7,
@@ -509,6 +561,7 @@ class TolokaBackend:
         while True:
             try:
                 await self.poll_once()
+                await self.steer_reward()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # Toloka down for longer than the retries: poll again later
@@ -699,7 +752,7 @@ class TolokaBackend:
         waiting = sum(1 for task in pending if not task.votes)
         workers = self.workers
         real = max(1, self.mix[0])
-        reward = self.settings.reward_per_assignment or self.spec.reward_per_assignment
+        reward = self.reward
         try:
             loop_now = asyncio.get_running_loop().time()
         except RuntimeError:
@@ -720,3 +773,36 @@ class TolokaBackend:
             cost_per_label=reward / real,
             reported_at=now,
         )
+
+
+def next_reward(
+    reward: float,
+    target_workers: int,
+    active_workers: int,
+    reward_min: float | None,
+    reward_max: float | None,
+    step: float,
+) -> float:
+    """The reward one step toward ``target_workers``, within ``[reward_min, reward_max]``.
+
+    No bounds: the reward stays. Short of workers: up one step (capped at the
+    maximum); more than asked for: down one step (not below the minimum).
+
+    >>> next_reward(0.10, target_workers=20, active_workers=8, reward_min=0.05, reward_max=0.12, step=0.25)
+    0.12
+    >>> next_reward(0.12, 4, 8, 0.05, 0.2, 0.25)
+    0.096
+    >>> next_reward(0.10, 20, 8, None, None, 0.25)
+    0.1
+    """
+    if reward_min is None and reward_max is None:
+        return reward
+    low = reward_min if reward_min is not None else 0.0
+    high = reward_max if reward_max is not None else float("inf")
+    if active_workers < target_workers:
+        wanted = min(high, reward * (1.0 + step))
+    elif active_workers > target_workers:
+        wanted = max(low, reward / (1.0 + step))
+    else:
+        wanted = reward
+    return round(min(high, max(low, wanted)), 4)

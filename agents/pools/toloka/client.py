@@ -82,6 +82,15 @@ class TolokaSettings(BaseModel):
     golden_rate: float = Field(default=0.2, ge=0.0, lt=1.0)
     #: USD per task suite; None takes the spec's.
     reward_per_assignment: float | None = Field(default=None, ge=0.005)
+    #: Bounds within which the reward moves to staff the pool: when the autoscaler (or an
+    #: operator) asks for more Tolokers than the pool attracts, the reward rises a step, up to
+    #: ``reward_max``; when it asks for fewer, it falls, down to ``reward_min``. None: fixed reward.
+    reward_min: float | None = Field(default=None, ge=0.005)
+    reward_max: float | None = Field(default=None, ge=0.005)
+    #: One step of the reward, relative (0.25: +25 % up, /1.25 down).
+    reward_step: float = Field(default=0.25, gt=0.0, le=2.0)
+    #: Seconds between two reward changes (Tolokers need time to notice one).
+    reward_cooldown_s: float = Field(default=300.0, ge=0.0)
     #: Answers per task; None takes the spec's (minimum and maximum of the dynamic overlap).
     overlap_min: int | None = Field(default=None, ge=1, le=50)
     overlap_max: int | None = Field(default=None, ge=1, le=50)

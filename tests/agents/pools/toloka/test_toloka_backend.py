@@ -288,3 +288,41 @@ def test_pause_closes_the_pool_and_resume_opens_it() -> None:
     with TolokaStandIn().serve() as standin:
         backend = TolokaBackend(settings_for(standin), spec=spec_with_golden())
         assert asyncio.run(scenario(backend, standin)) == ["OPEN", "CLOSED", "OPEN"]
+
+
+def test_a_pool_short_of_tolokers_raises_its_reward_within_bounds_and_lowers_it_after() -> None:
+    """Tolokers who ask more than the pool pays join once the reward reaches their price."""
+    cheap = [Worker(f"tk-cheap{i}", 0.9) for i in range(2)]
+    dear = [Worker(f"tk-dear{i}", 0.9, min_reward=0.06) for i in range(4)]
+
+    async def scenario(backend: TolokaBackend, standin: TolokaStandIn) -> list[float]:
+        requests = requests_for(standin, 40)
+        rewards = [backend.reward]
+        await label_all(backend, requests[:10])
+        assert backend.workers == 2, "at the base reward only the cheap Tolokers work"
+        backend.resize(6)  # the autoscaler wants six
+        for _ in range(10):
+            await backend.steer_reward()
+        rewards.append(standin.pools[str(backend.pool_id)]["reward_per_assignment"])
+        await label_all(backend, requests[10:])
+        assert backend.workers == 6, "the dear Tolokers joined at the higher reward"
+        backend.resize(2)
+        for _ in range(10):
+            await backend.steer_reward()
+        rewards.append(standin.pools[str(backend.pool_id)]["reward_per_assignment"])
+        assert backend.status(WHEN).cost_per_label == pytest.approx(rewards[-1] / backend.mix[0])
+        return rewards
+
+    with TolokaStandIn(cheap + dear).serve() as standin:
+        settings = settings_for(
+            standin,
+            reward_per_assignment=0.04,
+            reward_min=0.03,
+            reward_max=0.07,
+            reward_cooldown_s=0.0,
+            overlap_min=1,
+            overlap_max=2,
+            golden_rate=0.0,  # no rejected suite: two Tolokers can finish every task at overlap 2
+        )
+        backend = TolokaBackend(settings, spec=spec_with_golden())
+        assert asyncio.run(scenario(backend, standin)) == [0.04, 0.07, 0.03]
