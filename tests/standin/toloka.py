@@ -448,9 +448,8 @@ class TolokaStandIn:
     def _update_pool(self, pool_id: str, body: Json) -> Json:
         """``PUT /pools/{id}``: the pool's settings replaced; id, status and dates are the server's."""
         pool = self._get(self.pools, pool_id)
-        kept = {
-            key: pool[key] for key in ("id", "project_id", "status", "created", "last_started") if key in pool
-        }
+        server_side: tuple[str, ...] = ("id", "project_id", "status", "created", "last_started")
+        kept: Json = {key: pool[key] for key in server_side if key in pool}
         pool.clear()
         pool.update({**body, **kept})
         return pool
