@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -115,10 +114,23 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
 
 
 def log_task_stacks() -> None:
-    """Log the stack of every asyncio task of the running loop (one WARNING per task)."""
+    """Log where every asyncio task of the running loop waits (one WARNING per task).
+
+    ``Task.print_stack`` shows a suspended coroutine's outermost frame only; this
+    follows the chain of awaits down to the innermost one.
+    """
     tasks = asyncio.all_tasks()
     log.warning("%d asyncio tasks (SIGUSR1):", len(tasks))
     for task in sorted(tasks, key=lambda task: task.get_name()):
-        frames = io.StringIO()
-        task.print_stack(limit=12, file=frames)
-        log.warning("task %s:\n%s", task.get_name(), frames.getvalue())
+        log.warning("task %s:\n%s", task.get_name(), "\n".join(await_chain(task.get_coro())))
+
+
+def await_chain(awaitable: Any) -> list[str]:
+    """``file:line function`` for each coroutine or generator in ``awaitable``'s chain of awaits."""
+    where: list[str] = []
+    while awaitable is not None and len(where) < 64:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is not None:
+            where.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+    return where
