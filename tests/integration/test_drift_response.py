@@ -1,0 +1,115 @@
+"""A drift alert leads to a published reaction (a PolicyCommand the router applies) and to its revert."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from agents.simulation.stream import SimulatedEvent
+from schemas import DriftAlert, PolicyCommand, PolicyStatus, PredictionEvent, PredictionInput
+from streams.sdk import PredictionPublisher
+from streams.topics import topic_names
+from tests.integration.conftest import LoopUnderTest, TopicWatcher, publish_with_truth
+
+pytestmark = pytest.mark.kafka
+
+
+def events(rng: random.Random, first: int, count: int, low: float, high: float) -> list[SimulatedEvent]:
+    """Confident "positive" predictions with confidence drawn from [low, high] (the truth agrees)."""
+    made = []
+    for index in range(first, first + count):
+        confidence = round(rng.uniform(low, high), 6)
+        event = PredictionEvent(
+            event_id=f"drift-{index:05d}",
+            model_name="sea",
+            model_version="1",
+            created_at=datetime.now(UTC),
+            input=PredictionInput(features={"x": rng.random()}),
+            predicted_label="positive",
+            scores={"positive": confidence, "negative": round(1.0 - confidence, 6)},
+        )
+        made.append(SimulatedEvent(index=index, event=event, truth="positive"))
+    return made
+
+
+def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
+    loop_under_test: Callable[..., LoopUnderTest],
+) -> None:
+    loop = loop_under_test(
+        # Everything is auto-accepted before the reaction: no human sees the first events.
+        LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.5",
+        LABELLOOP_ROUTER__CONTROL_SHARE="0",
+        # A small KSWIN fed every confidence, so a few hundred events show the change.
+        LABELLOOP_MONITOR__CONFIDENCE_STRIDE="1",
+        LABELLOOP_MONITOR__KSWIN_WINDOW="100",
+        LABELLOOP_MONITOR__KSWIN_STAT_SIZE="30",
+        LABELLOOP_MONITOR__KSWIN_ALPHA="0.0001",
+        LABELLOOP_MONITOR__MIN_OBSERVATIONS="50",
+        LABELLOOP_MONITOR__RESPONSE__CONTROL_SHARE="0.3",
+        LABELLOOP_MONITOR__RESPONSE__TIGHTEN_BY="0.1",
+        LABELLOOP_MONITOR__RESPONSE__WINDOW_S="5",
+        LABELLOOP_MONITOR__RESPONSE__SETTLE_S="3",
+    )
+    names = topic_names(loop.settings)
+    rng = random.Random(11)
+    steady, drifted = events(rng, 0, 400, 0.95, 1.0), events(rng, 400, 400, 0.6, 0.7)
+    watcher = TopicWatcher(
+        loop.settings, names.labels, names.drift_alerts, names.commands, names.policy_status
+    )
+
+    def of(model: type[PolicyCommand] | type[PolicyStatus] | type[DriftAlert], topic: str) -> list[object]:
+        return [model.from_json_bytes(record.value or b"") for record in watcher.records[topic]]
+
+    def commands() -> list[PolicyCommand]:
+        return [c for c in of(PolicyCommand, names.commands) if isinstance(c, PolicyCommand)]
+
+    def statuses() -> list[PolicyStatus]:
+        return [s for s in of(PolicyStatus, names.policy_status) if isinstance(s, PolicyStatus)]
+
+    try:
+        loop.start_worker()
+        watcher.wait_for(lambda: len(statuses()) >= 1, 90, "the policy at start", loop.worker_logs())
+        with PredictionPublisher(loop.settings) as publisher:
+            publish_with_truth(publisher, names.truth, steady)
+            watcher.wait_for(
+                lambda: watcher.count(names.labels) >= len(steady),
+                120,
+                "the steady labels",
+                loop.worker_logs(),
+            )
+            assert watcher.count(names.drift_alerts) == 0, "an alert before the drift"
+            publish_with_truth(publisher, names.truth, drifted)
+        watcher.wait_for(lambda: len(commands()) >= 1, 120, "the drift response", loop.worker_logs())
+        watcher.wait_for(lambda: len(commands()) >= 2, 60, "the response's revert", loop.worker_logs())
+        watcher.wait_for(
+            lambda: len(statuses()) >= 3, 60, "the router applying both commands", loop.worker_logs()
+        )
+    finally:
+        watcher.close()
+
+    alerts = [a for a in of(DriftAlert, names.drift_alerts) if isinstance(a, DriftAlert)]
+    confidence = [alert for alert in alerts if alert.signal == "confidence"]
+    assert confidence, f"no confidence alert in {alerts}"
+    first = confidence[0]
+    assert (first.detector, first.detector_kind) == ("kswin-confidence-default", "KSWIN")
+    assert first.observation > len(steady)
+    assert first.before > 0.9
+    assert first.after < first.before - 0.1  # the newest 30 confidences, some of them new
+    assert first.source_offset is not None
+    assert first.source_partition is not None
+
+    raised, reverted = commands()[:2]
+    assert (raised.issued_by, raised.control_share, raised.accept_threshold) == ("monitor", 0.3, 0.6)
+    assert "kswin-confidence-default" in raised.reason
+    assert (reverted.issued_by, reverted.control_share, reverted.accept_threshold) == ("monitor", 0.0, 0.5)
+    assert "settled" in reverted.reason
+    assert raised.issued_at < reverted.issued_at
+
+    start, during, after = statuses()[:3]
+    assert (start.control_share, start.accept_threshold) == (0.0, 0.5)
+    assert (during.control_share, during.accept_threshold, during.reason) == (0.3, 0.6, raised.reason)
+    assert (after.control_share, after.accept_threshold, after.reason) == (0.0, 0.5, reverted.reason)
+    assert start.version < during.version < after.version
