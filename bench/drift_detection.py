@@ -14,10 +14,10 @@ overflows at narrow widths), and feeds the model's 0/1 error on every event to
 :class:`agents.monitor.detectors.ModelErrorMonitor` with the product's default
 :class:`MonitorSettings` through ``observe_error`` (what ``observe`` calls for
 each label it counts). Those defaults (ADWIN delta 0.02, a cut test at every
-label) were chosen by :mod:`bench.drift_tuning` on seeds this bench never uses. So an "event" here is one labeled event the monitor
-counts; in the product ``observe`` counts only first human labels of reviewed
-(``low_confidence``) events, so in stream time the delays stretch by the
-inverse of the reviewed share.
+label) were chosen by :mod:`bench.drift_tuning` on seeds this bench never uses.
+So an "event" here is one labeled event the monitor counts; in the product
+``observe`` counts only first human labels of its route (the control group by
+default), so in stream time the delays stretch by the inverse of that share.
 
 - **delay**: events after the drift point up to and including the alarm; a
   run is a detection when its first alarm at or after the drift point has a
