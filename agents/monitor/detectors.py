@@ -35,13 +35,12 @@ class MonitorSettings(BaseModel):
     min_observations: int = Field(default=100, ge=0)
     #: The routes whose first human labels feed a model-error detector each (one per route).
     error_routes: tuple[ErrorRoute, ...] = ("control", "low_confidence")
-    #: KSWIN on the production model's confidence: its significance level (it tests at every
-    #: update, so it must be small to keep false alarms under one per 100,000 events).
-    kswin_alpha: float = Field(default=1e-5, gt=0.0, lt=1.0)
-    kswin_window: int = Field(default=500, ge=20)
-    kswin_stat_size: int = Field(default=100, ge=5)
-    #: Feed KSWIN every n-th confidence only: it costs ~250 us an update (River 0.26).
-    confidence_stride: int = Field(default=10, ge=1)
+    #: The KS window on the production model's confidence (see :class:`KSWindow`): its
+    #: significance level, window, newest part compared with the rest, and how often it tests.
+    ks_alpha: float = Field(default=1e-5, gt=0.0, lt=1.0)
+    ks_window: int = Field(default=500, ge=20)
+    ks_recent: int = Field(default=100, ge=5)
+    ks_test_every: int = Field(default=20, ge=1)
     #: Classes whose predicted share is watched (one ADWIN each); more classes are not watched.
     max_classes: int = Field(default=20, ge=1, le=1_000)
     #: The queue rate is counted in buckets of this many seconds of ``requested_at``.

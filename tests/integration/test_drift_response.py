@@ -42,11 +42,11 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
         # Everything is auto-accepted before the reaction: no human sees the first events.
         LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.5",
         LABELLOOP_ROUTER__CONTROL_SHARE="0",
-        # A small KSWIN fed every confidence, so a few hundred events show the change.
-        LABELLOOP_MONITOR__CONFIDENCE_STRIDE="1",
-        LABELLOOP_MONITOR__KSWIN_WINDOW="100",
-        LABELLOOP_MONITOR__KSWIN_STAT_SIZE="30",
-        LABELLOOP_MONITOR__KSWIN_ALPHA="0.0001",
+        # A small KS window tested at every confidence, so a few hundred events show the change.
+        LABELLOOP_MONITOR__KS_WINDOW="100",
+        LABELLOOP_MONITOR__KS_RECENT="30",
+        LABELLOOP_MONITOR__KS_TEST_EVERY="1",
+        LABELLOOP_MONITOR__KS_ALPHA="0.0001",
         LABELLOOP_MONITOR__MIN_OBSERVATIONS="50",
         LABELLOOP_MONITOR__RESPONSE__CONTROL_SHARE="0.3",
         LABELLOOP_MONITOR__RESPONSE__TIGHTEN_BY="0.1",
@@ -94,7 +94,7 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
     confidence = [alert for alert in alerts if alert.signal == "confidence"]
     assert confidence, f"no confidence alert in {alerts}"
     first = confidence[0]
-    assert (first.detector, first.detector_kind) == ("kswin-confidence-default", "KSWIN")
+    assert (first.detector, first.detector_kind) == ("ks-confidence-default", "KS-window")
     assert first.observation > len(steady)
     assert first.before > 0.9
     assert first.after < first.before - 0.1  # the newest 30 confidences, some of them new
@@ -103,7 +103,7 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
 
     raised, reverted = commands()[:2]
     assert (raised.issued_by, raised.control_share, raised.accept_threshold) == ("monitor", 0.3, 0.6)
-    assert "kswin-confidence-default" in raised.reason
+    assert "ks-confidence-default" in raised.reason
     assert (reverted.issued_by, reverted.control_share, reverted.accept_threshold) == ("monitor", 0.0, 0.5)
     assert "settled" in reverted.reason
     assert raised.issued_at < reverted.issued_at

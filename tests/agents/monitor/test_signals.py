@@ -1,4 +1,4 @@
-"""The monitor's other signals: confidence (KSWIN), class mix and queue rate (ADWIN), per task."""
+"""The monitor's other signals: confidence (a KS window), class mix and queue rate (ADWIN), per task."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def test_confidence_is_quiet_when_its_distribution_holds(seed: int) -> None:
     rng = random.Random(seed)
     monitor = ConfidenceMonitor(MonitorSettings(), task="t")
     assert not [i for i in range(50_000) if monitor.observe_confidence(confidence(rng, 5.0))]
-    assert (monitor.seen, monitor.observations) == (50_000, 5_000)
+    assert monitor.seen == 50_000
+    assert 0.0 < monitor.detector.statistic < monitor.detector.critical
 
 
 def test_a_less_confident_model_is_seen_and_the_alert_says_by_how_much() -> None:
@@ -44,13 +45,27 @@ def test_a_less_confident_model_is_seen_and_the_alert_says_by_how_much() -> None
     alert = alerts[0]
     assert (alert.signal, alert.detector_kind, alert.detector) == (
         "confidence",
-        "KSWIN",
-        "kswin-confidence-t",
+        "KS-window",
+        "ks-confidence-t",
     )
-    assert 20_000 < alert.observation < 22_000
+    assert 20_000 < alert.observation < 20_200
     assert alert.source_offset == alert.observation - 1
     assert alert.after < alert.before
     assert "fell" in alert.message
+    assert f"> {monitor.detector.critical:.3f}" in alert.message
+
+
+def test_the_window_restarts_from_its_newest_values_after_a_change() -> None:
+    from agents.monitor.confidence import KSWindow
+
+    detector = KSWindow(alpha=1e-5, window=100, recent=20, test_every=1)
+    changes = [detector.update(0.9 if i < 100 else 0.5) for i in range(200)]
+    first = next(i for i, change in enumerate(changes) if change is not None)
+    assert 100 < first < 120
+    assert changes[first] == (pytest.approx(0.9), pytest.approx(0.5 + 0.4 * (120 - first - 1) / 20))
+    assert all(change is None for change in changes[first + 1 :])  # restarted from the new values
+    with pytest.raises(ValueError, match="recent"):
+        KSWindow(alpha=0.01, window=10, recent=10, test_every=1)
 
 
 def test_only_first_revisions_feed_confidence_and_class_mix() -> None:
