@@ -11,11 +11,13 @@ a reaction starts from, and reverts to, what the router really routes by.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
 
 from agents.loop import Loop
+from agents.monitor.notify import WebhookNotifier
 from agents.monitor.response import Reaction, ResponsePolicy
 from agents.monitor.signals import TaskMonitor
 from agents.router.policy import RouterSettings, load_policy
@@ -53,6 +55,16 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
     commands = loop.output(names.commands)
     dead_letters = loop.dead_letters("monitor")
     counters = loop.counters
+    webhook = (
+        WebhookNotifier(settings.response.notify_url, settings.response.notify_timeout_s)
+        if settings.response.notify_url is not None
+        else None
+    )
+
+    notifying: set[asyncio.Task[None]] = set()
+
+    async def notify(webhook: WebhookNotifier, reaction: Reaction) -> None:
+        counters["monitor.notified" if await webhook.notify(reaction) else "monitor.notify_failed"] += 1
 
     def monitor_for(task: str) -> TaskMonitor:
         if task not in monitors:
@@ -67,6 +79,11 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
         log.warning("drift response (%s): %s", reaction.kind, reaction.notice)
         if reaction.command is not None:
             await commands.send("policy", reaction.command)
+        if webhook is not None:
+            # In the background: a slow webhook must not hold up the labels behind this one.
+            task = asyncio.create_task(notify(webhook, reaction))
+            notifying.add(task)
+            task.add_done_callback(notifying.discard)
 
     async def publish(found: list[DriftAlert]) -> None:
         for alert in found:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from schemas import DriftAlert, DriftSignal, PolicyCommand, PolicyStatus
 
@@ -45,6 +45,10 @@ class ResponseSettings(BaseModel):
     window_s: float = Field(default=600.0, ge=0.0)
     #: ... and until no alert of a reacting signal came for this long.
     settle_s: float = Field(default=300.0, ge=0.0)
+    #: Operators are told every reaction (and every alert that only notifies) in the worker log;
+    #: with a URL each is also POSTed there as JSON (a chat or paging webhook).
+    notify_url: AnyHttpUrl | None = None
+    notify_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -35,10 +39,36 @@ def events(rng: random.Random, first: int, count: int, low: float, high: float) 
     return made
 
 
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """An operators' webhook on a free port: the URL and the JSON documents POSTed to it."""
+    received: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/drift", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
-    loop_under_test: Callable[..., LoopUnderTest],
+    loop_under_test: Callable[..., LoopUnderTest], webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
+    url, notified = webhook
     loop = loop_under_test(
+        LABELLOOP_MONITOR__RESPONSE__NOTIFY_URL=url,
         # Everything is auto-accepted before the reaction: no human sees the first events.
         LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.5",
         LABELLOOP_ROUTER__CONTROL_SHARE="0",
@@ -113,3 +143,10 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
     assert (during.control_share, during.accept_threshold, during.reason) == (0.3, 0.6, raised.reason)
     assert (after.control_share, after.accept_threshold, after.reason) == (0.0, 0.5, reverted.reason)
     assert start.version < during.version < after.version
+
+    # Operators were told both, with the commands as published.
+    kinds = [document["kind"] for document in notified]
+    assert "raise" in kinds
+    assert "revert" in kinds
+    raised_note = next(document for document in notified if document["kind"] == "raise")
+    assert raised_note["command"]["reason"] == raised.reason
