@@ -23,6 +23,10 @@ from schemas import DriftAlert, DriftSignal, PolicyCommand, PolicyStatus
 
 ReactionKind = Literal["raise", "extend", "revert", "notify"]
 ISSUER = "monitor"
+#: How a raise's and a revert's reasons begin: the router publishes them on ``policy-status``,
+#: where a restarted worker (or another worker) learns that a reaction is in force, or is over.
+RAISED = "drift response to "
+SETTLED = "drift response settled"
 
 
 class ResponseSettings(BaseModel):
@@ -117,7 +121,25 @@ class ResponsePolicy:
         self.active: _Active | None = None
 
     def observe_policy(self, status: PolicyStatus) -> None:
-        """The router published the policy in force (after any command: ours, an operator's, the tuner's)."""
+        """The router published the policy in force (after any command: ours, an operator's, the tuner's).
+
+        A reaction this policy did not start (raised before a restart, or by
+        another worker) is adopted, with the policy before it as its baseline,
+        so it still reverts; a revert published by anyone ends it here too.
+        """
+        if self.active is None and status.reason.startswith(RAISED):
+            self.active = _Active(
+                status.task,
+                status.updated_at,
+                status.updated_at,
+                1,
+                self.policy,
+                status.control_share,
+                status.accept_threshold,
+                dict(status.per_class_thresholds),
+            )
+        elif self.active is not None and status.reason.startswith(SETTLED):
+            self.active = None
         self.policy = status
 
     def reacts_to(self, alert: DriftAlert) -> bool:
@@ -148,7 +170,7 @@ class ResponsePolicy:
         per_class = {label: self._tightened(value) for label, value in policy.per_class_thresholds.items()}
         self.active = _Active(alert.task, now, now, 1, policy, control_share, threshold, per_class)
         reason = (
-            f"drift response to {alert.detector} ({alert.signal} {alert.before:.3f} -> {alert.after:.3f}): "
+            f"{RAISED}{alert.detector} ({alert.signal} {alert.before:.3f} -> {alert.after:.3f}): "
             f"control share {policy.control_share:g} -> {control_share:g}, accept threshold "
             f"{policy.accept_threshold:g} -> {threshold:g} until the signal settles"
         )
@@ -202,7 +224,7 @@ class ResponsePolicy:
             changes["per_class_thresholds"] = baseline.per_class_thresholds
         lasted_s = (now - active.started).total_seconds()
         reason = (
-            f"drift response settled: no alert for {(now - active.last_alert).total_seconds():.0f} s "
+            f"{SETTLED}: no alert for {(now - active.last_alert).total_seconds():.0f} s "
             f"({active.alerts} alerts in {lasted_s:.0f} s); back to control share "
             f"{baseline.control_share:g}, accept threshold {baseline.accept_threshold:g}"
         )

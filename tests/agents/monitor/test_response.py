@@ -129,3 +129,36 @@ def test_disabled_it_does_nothing() -> None:
     response = ResponsePolicy(SETTINGS.model_copy(update={"enabled": False}), status())
     assert response.observe(alert(), at(0)) is None
     assert response.tick(at(1_000)) is None
+
+
+def test_a_reaction_in_force_before_a_restart_is_adopted_and_still_reverts() -> None:
+    before = status()
+    raised = ResponsePolicy(SETTINGS, before).observe(alert(), at(0))
+    assert raised is not None
+    assert raised.command is not None
+    # A fresh worker replays policy-status: the policy at start, then the router's status after the raise.
+    restarted = ResponsePolicy(SETTINGS, status(0.5, 0.5))  # its configured policy is not what ran
+    restarted.observe_policy(before)
+    in_force = status(0.25, 0.9).model_copy(update={"reason": raised.command.reason, "updated_at": at(0)})
+    restarted.observe_policy(in_force)
+    assert restarted.active is not None
+    assert restarted.observe(alert("confidence"), at(10)) is not None  # an extension, not a second raise
+    assert restarted.tick(at(59)) is None
+    reverted = restarted.tick(at(61))
+    assert reverted is not None
+    assert reverted.command is not None
+    assert (reverted.command.control_share, reverted.command.accept_threshold) == (0.05, 0.8)
+
+
+def test_a_revert_published_by_another_worker_ends_the_reaction_here() -> None:
+    response = ResponsePolicy(SETTINGS, status())
+    response.observe(alert(), at(0))
+    response.observe_policy(status(0.25, 0.9))
+    elsewhere = ResponsePolicy(SETTINGS, status())
+    elsewhere.observe(alert(), at(0))
+    reverted = elsewhere.tick(at(100))
+    assert reverted is not None
+    assert reverted.command is not None
+    response.observe_policy(status().model_copy(update={"reason": reverted.command.reason}))
+    assert response.active is None
+    assert response.tick(at(200)) is None
