@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -39,6 +39,30 @@ def events(rng: random.Random, first: int, count: int, low: float, high: float) 
     return made
 
 
+#: A loop where everything is auto-accepted before a reaction (no human sees the first events),
+#: with a small KS window tested at every confidence, so a few hundred events show the change.
+DRIFT_ENV = {
+    "LABELLOOP_ROUTER__ACCEPT_THRESHOLD": "0.5",
+    "LABELLOOP_ROUTER__CONTROL_SHARE": "0",
+    "LABELLOOP_MONITOR__KS_WINDOW": "100",
+    "LABELLOOP_MONITOR__KS_RECENT": "30",
+    "LABELLOOP_MONITOR__KS_TEST_EVERY": "1",
+    "LABELLOOP_MONITOR__KS_ALPHA": "0.0001",
+    "LABELLOOP_MONITOR__MIN_OBSERVATIONS": "50",
+    "LABELLOOP_MONITOR__RESPONSE__CONTROL_SHARE": "0.3",
+    "LABELLOOP_MONITOR__RESPONSE__TIGHTEN_BY": "0.1",
+    "LABELLOOP_MONITOR__RESPONSE__WINDOW_S": "5",
+    "LABELLOOP_MONITOR__RESPONSE__SETTLE_S": "3",
+}
+
+M = TypeVar("M", PolicyCommand, PolicyStatus, DriftAlert)
+
+
+def read(watcher: TopicWatcher, model: type[M], topic: str) -> list[M]:
+    """Every record of ``topic`` the watcher saw, decoded as ``model``."""
+    return [model.from_json_bytes(record.value or b"") for record in watcher.records[topic]]
+
+
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """An operators' webhook on a free port: the URL and the JSON documents POSTed to it."""
@@ -67,22 +91,7 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
     loop_under_test: Callable[..., LoopUnderTest], webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, notified = webhook
-    loop = loop_under_test(
-        LABELLOOP_MONITOR__RESPONSE__NOTIFY_URL=url,
-        # Everything is auto-accepted before the reaction: no human sees the first events.
-        LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.5",
-        LABELLOOP_ROUTER__CONTROL_SHARE="0",
-        # A small KS window tested at every confidence, so a few hundred events show the change.
-        LABELLOOP_MONITOR__KS_WINDOW="100",
-        LABELLOOP_MONITOR__KS_RECENT="30",
-        LABELLOOP_MONITOR__KS_TEST_EVERY="1",
-        LABELLOOP_MONITOR__KS_ALPHA="0.0001",
-        LABELLOOP_MONITOR__MIN_OBSERVATIONS="50",
-        LABELLOOP_MONITOR__RESPONSE__CONTROL_SHARE="0.3",
-        LABELLOOP_MONITOR__RESPONSE__TIGHTEN_BY="0.1",
-        LABELLOOP_MONITOR__RESPONSE__WINDOW_S="5",
-        LABELLOOP_MONITOR__RESPONSE__SETTLE_S="3",
-    )
+    loop = loop_under_test(LABELLOOP_MONITOR__RESPONSE__NOTIFY_URL=url, **DRIFT_ENV)
     names = topic_names(loop.settings)
     rng = random.Random(11)
     steady, drifted = events(rng, 0, 400, 0.95, 1.0), events(rng, 400, 400, 0.6, 0.7)
@@ -90,14 +99,11 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
         loop.settings, names.labels, names.drift_alerts, names.commands, names.policy_status
     )
 
-    def of(model: type[PolicyCommand] | type[PolicyStatus] | type[DriftAlert], topic: str) -> list[object]:
-        return [model.from_json_bytes(record.value or b"") for record in watcher.records[topic]]
-
     def commands() -> list[PolicyCommand]:
-        return [c for c in of(PolicyCommand, names.commands) if isinstance(c, PolicyCommand)]
+        return read(watcher, PolicyCommand, names.commands)
 
     def statuses() -> list[PolicyStatus]:
-        return [s for s in of(PolicyStatus, names.policy_status) if isinstance(s, PolicyStatus)]
+        return read(watcher, PolicyStatus, names.policy_status)
 
     try:
         loop.start_worker()
@@ -120,7 +126,7 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
     finally:
         watcher.close()
 
-    alerts = [a for a in of(DriftAlert, names.drift_alerts) if isinstance(a, DriftAlert)]
+    alerts = read(watcher, DriftAlert, names.drift_alerts)
     confidence = [alert for alert in alerts if alert.signal == "confidence"]
     assert confidence, f"no confidence alert in {alerts}"
     first = confidence[0]
@@ -150,3 +156,60 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
     assert "revert" in kinds
     raised_note = next(document for document in notified if document["kind"] == "raise")
     assert raised_note["command"]["reason"] == raised.reason
+
+
+def test_a_reaction_raised_before_a_restart_still_reverts(
+    loop_under_test: Callable[..., LoopUnderTest],
+) -> None:
+    # A window long enough for the first worker to be stopped while the reaction is in force.
+    loop = loop_under_test(**{**DRIFT_ENV, "LABELLOOP_MONITOR__RESPONSE__WINDOW_S": "20"})
+    names = topic_names(loop.settings)
+    rng = random.Random(12)
+    steady, drifted = events(rng, 0, 400, 0.95, 1.0), events(rng, 400, 400, 0.6, 0.7)
+    watcher = TopicWatcher(loop.settings, names.labels, names.commands, names.policy_status)
+    try:
+        first = loop.start_worker()
+        watcher.wait_for(
+            lambda: len(read(watcher, PolicyStatus, names.policy_status)) >= 1,
+            90,
+            "the policy at start",
+            loop.worker_logs(),
+        )
+        with PredictionPublisher(loop.settings) as publisher:
+            publish_with_truth(publisher, names.truth, steady)
+            watcher.wait_for(
+                lambda: watcher.count(names.labels) >= len(steady),
+                120,
+                "the steady labels",
+                loop.worker_logs(),
+            )
+            publish_with_truth(publisher, names.truth, drifted)
+        watcher.wait_for(
+            lambda: any(s.control_share == 0.3 for s in read(watcher, PolicyStatus, names.policy_status)),
+            120,
+            "the raised policy",
+            loop.worker_logs(),
+        )
+        assert loop.stop_worker(first) == 0
+        assert len(read(watcher, PolicyCommand, names.commands)) == 1, "reverted before the restart"
+        loop.start_worker()
+        watcher.wait_for(
+            lambda: len(read(watcher, PolicyCommand, names.commands)) >= 2,
+            90,
+            "the revert by the restarted worker",
+            loop.worker_logs(),
+        )
+        watcher.wait_for(
+            lambda: read(watcher, PolicyStatus, names.policy_status)[-1].control_share == 0.0,
+            60,
+            "the router applying the revert",
+            loop.worker_logs(),
+        )
+    finally:
+        watcher.close()
+    raised, reverted = read(watcher, PolicyCommand, names.commands)[:2]
+    assert raised.control_share == 0.3
+    assert (reverted.control_share, reverted.accept_threshold) == (0.0, 0.5)
+    assert "settled" in reverted.reason
+    # Reverted once the window had passed since the raise, not at once on the new worker's start.
+    assert (reverted.issued_at - raised.issued_at).total_seconds() >= 20
