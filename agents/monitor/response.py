@@ -207,7 +207,7 @@ class ResponsePolicy:
         baseline's; one an operator (or the tuner) changed meanwhile keeps their value.
         """
         active = self.active
-        if active is None or now < self.settles_at():
+        if not self.settings.enabled or active is None or now < self.settles_at():
             return None
         self.active = None
         policy, baseline = self.policy, active.baseline

@@ -129,6 +129,12 @@ def test_disabled_it_does_nothing() -> None:
     response = ResponsePolicy(SETTINGS.model_copy(update={"enabled": False}), status())
     assert response.observe(alert(), at(0)) is None
     assert response.tick(at(1_000)) is None
+    # Not even revert a reaction another worker raised.
+    raised = ResponsePolicy(SETTINGS, status()).observe(alert(), at(0))
+    assert raised is not None
+    assert raised.command is not None
+    response.observe_policy(status(0.25, 0.9).model_copy(update={"reason": raised.command.reason}))
+    assert response.tick(at(1_000)) is None
 
 
 def test_a_reaction_in_force_before_a_restart_is_adopted_and_still_reverts() -> None:
