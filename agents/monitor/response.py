@@ -26,6 +26,7 @@ ISSUER = "monitor"
 #: How a raise's and a revert's reasons begin: the router publishes them on ``policy-status``,
 #: where a restarted worker (or another worker) learns that a reaction is in force, or is over.
 RAISED = "drift response to "
+EXTENDED = "drift response extended"
 SETTLED = "drift response settled"
 
 
@@ -125,9 +126,12 @@ class ResponsePolicy:
 
         A reaction this policy did not start (raised before a restart, or by
         another worker) is adopted, with the policy before it as its baseline,
-        so it still reverts; a revert published by anyone ends it here too.
+        so it still reverts; an extension published by anyone pushes its end
+        here too, and a revert published by anyone ends it.
         """
-        if self.active is None and status.reason.startswith(RAISED):
+        if self.active is not None and status.reason.startswith(EXTENDED):
+            self.active.last_alert = max(self.active.last_alert, status.updated_at)
+        elif self.active is None and status.reason.startswith((RAISED, EXTENDED)):
             self.active = _Active(
                 status.task,
                 status.updated_at,
@@ -159,10 +163,20 @@ class ResponsePolicy:
         if active is not None:
             active.last_alert = now
             active.alerts += 1
+            until = self.settles_at().isoformat(timespec="seconds")
+            # A command that changes nothing: on policy-status it tells every worker the end moved.
+            extension = PolicyCommand(
+                task=alert.task,
+                issued_by=ISSUER,
+                issued_at=now,
+                reason=f"{EXTENDED} by {alert.detector} ({alert.signal} {alert.before:.3f} -> "
+                f"{alert.after:.3f}) until at least {until}"[:512],
+            )
             return Reaction(
                 "extend",
                 f"drift on {alert.signal} ({alert.detector}) while reacting: {alert.message}; "
-                f"the reaction lasts until {self.settles_at().isoformat(timespec='seconds')}",
+                f"the reaction lasts until {until}",
+                extension,
             )
         policy, settings = self.policy, self.settings
         control_share = max(policy.control_share, settings.control_share)

@@ -69,7 +69,14 @@ def test_it_reverts_once_the_window_passed_and_the_signal_settled() -> None:
     response.observe_policy(status(0.25, 0.9))  # the router applied the reaction
     extended = response.observe(alert("confidence"), at(50))
     assert extended is not None
-    assert (extended.kind, extended.command) == ("extend", None)
+    assert extended.kind == "extend"
+    # Published so every worker learns the end moved; it changes nothing in the policy.
+    assert extended.command is not None
+    changes = extended.command.model_dump(
+        include={"control_share", "accept_threshold", "per_class_thresholds"}
+    )
+    assert set(changes.values()) == {None}
+    assert extended.command.reason.startswith("drift response extended by detector-confidence")
     assert response.tick(at(61)) is None  # window over, but the last alert is 11 s old
     assert response.tick(at(79)) is None
     reverted = response.tick(at(80))
@@ -168,3 +175,18 @@ def test_a_revert_published_by_another_worker_ends_the_reaction_here() -> None:
     response.observe_policy(status().model_copy(update={"reason": reverted.command.reason}))
     assert response.active is None
     assert response.tick(at(200)) is None
+
+
+def test_an_extension_published_by_another_worker_pushes_the_end_here() -> None:
+    response = ResponsePolicy(SETTINGS, status())
+    response.observe(alert(), at(0))
+    elsewhere = ResponsePolicy(SETTINGS, status())
+    elsewhere.observe(alert(), at(0))
+    extended = elsewhere.observe(alert("class_mix"), at(55))
+    assert extended is not None
+    assert extended.command is not None
+    response.observe_policy(
+        status(0.25, 0.9).model_copy(update={"reason": extended.command.reason, "updated_at": at(55)})
+    )
+    assert response.tick(at(70)) is None  # 60 s window over, but the extension was 15 s ago
+    assert response.tick(at(85)) is not None
