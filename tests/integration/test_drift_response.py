@@ -42,6 +42,7 @@ def events(rng: random.Random, first: int, count: int, low: float, high: float) 
 #: A loop where everything is auto-accepted before a reaction (no human sees the first events),
 #: with a small KS window tested at every confidence, so a few hundred events show the change.
 DRIFT_ENV = {
+    "LABELLOOP_MONITOR__RESPONSE__ENABLED": "true",
     "LABELLOOP_ROUTER__ACCEPT_THRESHOLD": "0.5",
     "LABELLOOP_ROUTER__CONTROL_SHARE": "0",
     "LABELLOOP_MONITOR__KS_WINDOW": "100",
