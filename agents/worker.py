@@ -19,7 +19,8 @@ from agents.learner import agent as learner_agent
 from agents.learner.model import OnlineLearner, features_of
 from agents.loop import Loop
 from agents.monitor import agent as monitor_agent
-from agents.monitor.detectors import ModelErrorMonitor
+from agents.monitor.response import ResponsePolicy
+from agents.monitor.signals import TaskMonitor
 from agents.pools import agent as pools_agent
 from agents.pools.base import LabelingBackend
 from agents.pools.experts import ExpertPool
@@ -46,7 +47,8 @@ class Worker:
     router: Router
     aggregator: WeightedVoteAggregator
     learners: dict[str, OnlineLearner] = field(default_factory=dict)
-    monitors: dict[str, ModelErrorMonitor] = field(default_factory=dict)
+    monitors: dict[str, TaskMonitor] = field(default_factory=dict)
+    response: ResponsePolicy | None = None
 
 
 def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any) -> Worker:
@@ -92,7 +94,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     router = router_agent.register(loop, suggest)
     dispatcher_agent.register(loop, backends)
     aggregator = aggregator_agent.register(loop, book)
-    monitors = monitor_agent.register(loop)
+    monitors, response = monitor_agent.register(loop)
     pools_agent.register(loop, backends, truth_table, bots)
     operator_api.register(loop, stages.operator)
 
@@ -110,6 +112,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         aggregator=aggregator,
         learners=learners,
         monitors=monitors,
+        response=response,
     )
 
 

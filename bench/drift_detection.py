@@ -13,10 +13,11 @@ events, then switches to the second concept's generator at exactly that index
 overflows at narrow widths), and feeds the model's 0/1 error on every event to
 :class:`agents.monitor.detectors.ModelErrorMonitor` with the product's default
 :class:`MonitorSettings` through ``observe_error`` (what ``observe`` calls for
-each label it counts). So an "event" here is one labeled event the monitor
-counts; in the product ``observe`` counts only first human labels of reviewed
-(``low_confidence``) events, so in stream time the delays stretch by the
-inverse of the reviewed share.
+each label it counts). Those defaults (ADWIN delta 0.02, a cut test at every
+label) were chosen by :mod:`bench.drift_tuning` on seeds this bench never uses.
+So an "event" here is one labeled event the monitor counts; in the product
+``observe`` counts only first human labels of its route (the control group by
+default), so in stream time the delays stretch by the inverse of that share.
 
 - **delay**: events after the drift point up to and including the alarm; a
   run is a detection when its first alarm at or after the drift point has a
@@ -57,6 +58,8 @@ FIRST_SEED, SECOND_SEED = 1_000, 2_000
 GRADUAL_POSITION = 5_000
 GRADUAL_WIDTH = 2_000
 GRADUAL_AFTER = 4_000
+#: The monitor as the product configures it by default.
+PRODUCT = MonitorSettings()
 
 Sample = tuple[dict[Any, Any], Any]
 
@@ -128,9 +131,15 @@ class Monitored:
     errors_after: int
 
 
-def monitor_stream(model: Any, stream: Iterable[Sample], events: int, split: int) -> Monitored:
+def monitor_stream(
+    model: Any,
+    stream: Iterable[Sample],
+    events: int,
+    split: int,
+    settings: MonitorSettings = PRODUCT,
+) -> Monitored:
     """Feed the model's 0/1 error on ``events`` events; alarm indices, errors either side of ``split``."""
-    monitor = ModelErrorMonitor(MonitorSettings(), task="bench")
+    monitor = ModelErrorMonitor(settings, task="bench")
     alarms: list[int] = []
     errors = [0, 0]
     for i, (x, y) in enumerate(itertools.islice(stream, events)):
@@ -157,9 +166,11 @@ def abrupt_stream(case: DriftCase, seed: int) -> Iterator[Sample]:
     return itertools.chain(first, case.concept(1, SECOND_SEED + seed))
 
 
-def drift_run(case: DriftCase, model: Any, seed: int) -> DriftRun:
+def drift_run(case: DriftCase, model: Any, seed: int, settings: MonitorSettings = PRODUCT) -> DriftRun:
     """One abrupt-drift run of ``case`` with ``seed``."""
-    seen = monitor_stream(model, abrupt_stream(case, seed), case.drift_at + case.after, case.drift_at)
+    seen = monitor_stream(
+        model, abrupt_stream(case, seed), case.drift_at + case.after, case.drift_at, settings
+    )
     after = [alarm for alarm in seen.alarms if alarm >= case.drift_at]
     return DriftRun(
         delay=float(after[0] - case.drift_at + 1) if after else math.inf,
@@ -200,10 +211,17 @@ class CaseResult:
         return 100_000 * self.false_alarms / self.quiet_events
 
 
-def measure(case: DriftCase, seeds: Sequence[int], no_drift_events: int) -> CaseResult:
+def measure(
+    case: DriftCase,
+    seeds: Sequence[int],
+    no_drift_events: int,
+    settings: MonitorSettings = PRODUCT,
+    quiet_seed: int = FIRST_SEED - 1,
+) -> CaseResult:
+    """``case``'s seeded drift runs and one no-drift run of ``no_drift_events`` (stream ``quiet_seed``)."""
     model = train(case)
-    runs = [drift_run(case, model, seed) for seed in seeds]
-    quiet = monitor_stream(model, case.concept(0, FIRST_SEED - 1), no_drift_events, no_drift_events)
+    runs = [drift_run(case, model, seed, settings) for seed in seeds]
+    quiet = monitor_stream(model, case.concept(0, quiet_seed), no_drift_events, no_drift_events, settings)
     return CaseResult(case, runs, len(quiet.alarms), no_drift_events)
 
 

@@ -8,7 +8,8 @@ The labels: the demo's simulated SEA stream, every event sent for review
   Label decoded from its JSON bytes, the input's features
   (:func:`features_of`, ``linear``), :meth:`OnlineLearner.observe` (predict,
   score prequentially, learn, weighted by 1 / inclusion probability) and
-  :meth:`ModelErrorMonitor.observe` (ADWIN on the production model's error);
+  :meth:`TaskMonitor.observe_label` (ADWIN on the production model's error per
+  route, KSWIN on its confidence, ADWIN on its class mix);
 - **baseline**: ``build_model("linear").learn_one(x, y)`` over the same x, y.
 
 Each side is timed best-of-:data:`REPEATS` (interleaved), each run on a fresh
@@ -28,7 +29,8 @@ from typing import Any
 
 from agents.aggregator.majority import MajorityVoteAggregator, TaskState
 from agents.learner.model import OnlineLearner, build_model, features_of
-from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings
+from agents.monitor.detectors import MonitorSettings
+from agents.monitor.signals import TaskMonitor
 from agents.pools.simulated import SimulatedWorker
 from agents.router.capacity import CapacitySettings
 from agents.router.policy import Router, RouterSettings, label_request
@@ -112,13 +114,13 @@ def ingest(labelled: list[Labelled]) -> Callable[[], None]:
 
     def run() -> None:
         learner = OnlineLearner(build_model("linear"))
-        monitor = ModelErrorMonitor(MonitorSettings(), task="default")
+        monitor = TaskMonitor(MonitorSettings(), task="default")
         for item in labelled:
             label = decode(Label, item.wire)
             learner.observe(
                 features_of(item.model_input, "linear"), label.label, 1.0 / label.inclusion_probability
             )
-            monitor.observe(label, now)
+            monitor.observe_label(label, now)
 
     return run
 
@@ -149,14 +151,14 @@ def parts(labelled: list[Labelled]) -> dict[str, Callable[[], None]]:
             learner.observe(item.x, item.y)
 
     def monitor_only() -> None:
-        monitor = ModelErrorMonitor(MonitorSettings(), task="default")
+        monitor = TaskMonitor(MonitorSettings(), task="default")
         for label in labels:
-            monitor.observe(label, now)
+            monitor.observe_label(label, now)
 
     return {
         "decode Label": decode_only,
         "OnlineLearner.observe": predict_and_learn,
-        "ModelErrorMonitor.observe": monitor_only,
+        "TaskMonitor.observe_label": monitor_only,
     }
 
 

@@ -22,10 +22,32 @@ from bench.harness import Goal, Row, report
         "bench.aggregation_cost",
         "bench.snapshot_replay",
         "bench.drift_detection",
+        "bench.online_recovery",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
     assert callable(importlib.import_module(module).run)
+
+
+def test_the_drift_tuning_rule_picks_the_most_sensitive_quiet_configuration() -> None:
+    from bench import drift_detection, drift_tuning
+
+    # The tuning seeds are not the ones the L1 bench measures.
+    assert not set(drift_tuning.TUNING_SEEDS) & set(range(1, drift_detection.RUNS + 1))
+    assert drift_tuning.QUIET_SEED != drift_detection.FIRST_SEED - 1
+    case = drift_detection.CASES["sea"]
+
+    def scored(found: int, false_alarms: int) -> list[drift_detection.CaseResult]:
+        runs = [drift_detection.DriftRun(100.0 if i < found else 5_000.0, 0, 0.05, 0.1) for i in range(10)]
+        return [drift_detection.CaseResult(case, runs, false_alarms, 1_000_000)]
+
+    candidates = {
+        (0.002, 32): scored(7, 0),
+        (0.02, 1): scored(9, 3),  # 9 of 10 found, 3 false alarms in 1.05M events: quiet enough
+        (0.03, 32): scored(9, 4),  # as sensitive, more false alarms
+        (0.05, 32): scored(10, 20),  # the most sensitive, but ~1.9 false alarms per 100k
+    }
+    assert drift_tuning.choose(candidates) == (0.02, 1)
 
 
 def test_goal_lines_say_holds_or_fails() -> None:

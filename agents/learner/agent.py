@@ -13,7 +13,13 @@ import logging
 from typing import Any
 
 from agents.learner.checkpoint import ModelStore, learner_payload, restore_learner, stored_tasks
-from agents.learner.model import OnlineLearner, build_model, features_of
+from agents.learner.model import (
+    OnlineLearner,
+    build_model,
+    features_of,
+    first_human_label,
+    importance_weight,
+)
 from agents.loop import Loop
 from schemas import Label, LabelRequest
 from streams.runtime import Record, decode_or_skip, run_records
@@ -101,9 +107,11 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
 
     async def on_label(record: Record) -> None:
         label = decode_or_skip(Label, record)
-        if label is None or not label.is_human:
+        # Only an event's first human label is learned: a later revision (an expert verdict, a
+        # healed label) finds no input waiting, and keeping it would leave it in the table forever.
+        if label is None or not first_human_label(label):
             return
-        weight = min(1.0 / label.inclusion_probability, settings.max_weight)
+        weight = importance_weight(label, settings.max_weight)
         waiting = pending.get(label.event_id)
         if waiting is None:
             # The label overtook its request: keep it until the input arrives.

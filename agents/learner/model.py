@@ -23,7 +23,7 @@ from river import (
     tree,
 )
 
-from schemas import Estimate, ModelMetrics, PredictionInput
+from schemas import Estimate, Label, ModelMetrics, PredictionInput
 
 ModelKind = Literal["linear", "tree", "text"]
 
@@ -78,6 +78,36 @@ def features_of(model_input: PredictionInput, kind: ModelKind) -> dict[str, Any]
     if kind == "text":
         return {"text": model_input.text or ""}
     return dict(model_input.features or {})
+
+
+def first_human_label(label: Label) -> bool:
+    """Whether ``label`` is the first human label of its event: what the learner learns.
+
+    That is revision 1, or revision 2 of an audit (revision 1 was the model's own
+    accepted label). Later revisions correct an earlier human label; the learner
+    has let go of that event's input by then.
+
+    >>> from tests import factories
+    >>> [first_human_label(factories.human_label(route, revision=revision))
+    ...  for route, revision in [("low_confidence", 1), ("audit", 2), ("low_confidence", 2), ("audit", 3)]]
+    [True, True, False, False]
+    """
+    return label.is_human and label.revision == (2 if label.route == "audit" else 1)
+
+
+def importance_weight(label: Label, max_weight: float) -> float:
+    """1 / the inclusion probability of ``label``'s route, clipped at ``max_weight``.
+
+    Reviews weigh 1, control labels 1 / the control share, audit labels 1 / their
+    draw probability: the sample then stands for every event, not only the hard
+    ones humans see most (truncated at ``max_weight``, see :class:`LearnerSettings`).
+
+    >>> from tests import factories
+    >>> [importance_weight(factories.human_label(route, inclusion_probability=p), 10.0)
+    ...  for route, p in [("low_confidence", 1.0), ("control", 0.2), ("audit", 0.002)]]
+    [1.0, 5.0, 10.0]
+    """
+    return min(1.0 / label.inclusion_probability, max_weight)
 
 
 class OnlineLearner:

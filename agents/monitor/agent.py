@@ -1,32 +1,114 @@
-"""The monitor agent: Labels in, DriftAlerts out when the production model's error shifts."""
+"""The monitor agent: Labels and LabelRequests in; DriftAlerts, and the policy's reactions to them, out.
+
+Detectors per task (:class:`agents.monitor.signals.TaskMonitor`) watch the
+production model's error on control-group (and reviewed) labels, its
+confidence and class mix over every event, and the queue rate. An alert goes
+to ``drift-alerts``; the response policy's reaction to it (a PolicyCommand)
+goes to ``commands``, where the router applies it like an operator's, and is
+logged for operators. The policy in force is followed on ``policy-status`` so
+a reaction starts from, and reverts to, what the router really routes by.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import datetime
 from typing import Any
 
 from agents.loop import Loop
-from agents.monitor.detectors import ModelErrorMonitor
-from schemas import Label
-from streams.runtime import Record, decode_keyed, run_records
+from agents.monitor.notify import WebhookNotifier
+from agents.monitor.response import Reaction, ResponsePolicy
+from agents.monitor.signals import TaskMonitor
+from agents.router.policy import RouterSettings, load_policy
+from schemas import DriftAlert, Label, LabelRequest, PolicyStatus
+from streams.broadcast import follow
+from streams.codec import decode
+from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
+
+log = logging.getLogger(__name__)
 
 
-def register(loop: Loop) -> dict[str, ModelErrorMonitor]:
-    """Add the monitor to ``loop.app``; returns its detectors by task."""
+def configured_policy(settings: RouterSettings, now: datetime) -> PolicyStatus:
+    """The policy the router starts with, as a PolicyStatus (until the router publishes its own)."""
+    return PolicyStatus(
+        version=0,
+        measure=settings.measure,
+        accept_threshold=settings.accept_threshold,
+        per_class_thresholds=settings.per_class_thresholds,
+        control_share=settings.control_share,
+        audit_rate=settings.audit.rate,
+        target_backlog=settings.capacity.target_backlog,
+        updated_at=now,
+        reason="configured",
+    )
+
+
+def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
+    """Add the monitor to ``loop.app``; returns its detectors by task and its response policy."""
     names = loop.names
-    monitors: dict[str, ModelErrorMonitor] = {}
+    settings = loop.stages.monitor
+    monitors: dict[str, TaskMonitor] = {}
+    configured = configured_policy(load_policy(loop.stages.router), loop.clock())
+    response = ResponsePolicy(settings.response, configured)
     alerts = loop.output(names.drift_alerts)
+    commands = loop.output(names.commands)
     dead_letters = loop.dead_letters("monitor")
     counters = loop.counters
+    webhook = (
+        WebhookNotifier(settings.response.notify_url, settings.response.notify_timeout_s)
+        if settings.response.notify_url is not None
+        else None
+    )
+
+    notifying: set[asyncio.Task[None]] = set()
+
+    async def notify(webhook: WebhookNotifier, reaction: Reaction) -> None:
+        counters["monitor.notified" if await webhook.notify(reaction) else "monitor.notify_failed"] += 1
+
+    def monitor_for(task: str) -> TaskMonitor:
+        if task not in monitors:
+            monitors[task] = TaskMonitor(settings, task)
+        return monitors[task]
+
+    async def react(reaction: Reaction | None) -> None:
+        if reaction is None:
+            return
+        counters[f"monitor.reaction.{reaction.kind}"] += 1
+        # Operators read this in the worker log; the command itself is on ``commands``.
+        log.warning("drift response (%s): %s", reaction.kind, reaction.notice)
+        if reaction.command is not None:
+            await commands.send("policy", reaction.command)
+        if webhook is not None:
+            # In the background: a slow webhook must not hold up the labels behind this one.
+            task = asyncio.create_task(notify(webhook, reaction))
+            notifying.add(task)
+            task.add_done_callback(notifying.discard)
+
+    async def publish(found: list[DriftAlert]) -> None:
+        for alert in found:
+            await alerts.send(alert.detector, alert)
+            counters["monitor.alerts"] += 1
+            await react(response.observe(alert, loop.clock()))
 
     async def on_label(record: Record) -> None:
         label = decode_keyed(Label, record)
-        monitor = monitors.get(label.task)
-        if monitor is None:
-            monitor = monitors[label.task] = ModelErrorMonitor(loop.stages.monitor, label.task)
-        alert = monitor.observe(label, loop.clock(), partition=record.partition, offset=record.offset)
-        if alert is not None:
-            await alerts.send(alert.detector, alert)
-            counters["monitor.alerts"] += 1
+        found = monitor_for(label.task).observe_label(
+            label, loop.clock(), partition=record.partition, offset=record.offset
+        )
+        await publish(found)
+
+    async def on_request(record: Record) -> None:
+        request = decode_or_skip(LabelRequest, record)
+        if request is None:
+            return
+        found = monitor_for(request.prediction.task).observe_request(
+            request, loop.clock(), partition=record.partition, offset=record.offset
+        )
+        await publish(found)
+
+    async def on_policy(record: Record) -> None:
+        response.observe_policy(decode(PolicyStatus, record.value))
 
     @loop.app.agent(loop.topic(names.labels), name="monitor")
     async def watch(stream: Any) -> None:
@@ -34,4 +116,20 @@ def register(loop: Loop) -> dict[str, ModelErrorMonitor]:
             if not ok:
                 counters["monitor.dlq"] += 1
 
-    return monitors
+    @loop.app.agent(loop.topic(names.label_requests), name="monitor-requests")
+    async def watch_requests(stream: Any) -> None:
+        async for _ in run_records(stream, on_request, dead_letters):
+            pass
+
+    @loop.app.task  # type: ignore[untyped-decorator]
+    async def follow_policy() -> None:
+        await follow(loop.settings, [names.policy_status], on_policy)
+
+    @loop.app.timer(settings.tick_every_s)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        now = loop.clock()
+        for monitor in list(monitors.values()):
+            await publish(monitor.tick(now))
+        await react(response.tick(now))
+
+    return monitors, response

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from agents.simulation.poison import poison_records
 from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
-from schemas import DriftAlert, Label, ModelMetrics, PoolStatus, WorkerSkill
+from schemas import DriftAlert, Label, ModelMetrics, PolicyStatus, PoolStatus, WorkerSkill
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, topic_names
@@ -76,6 +76,8 @@ class LoopView:
     #: The latest metrics per kind ("online": the River model, "production": precision and recall).
     metrics: dict[str, ModelMetrics] = field(default_factory=dict)
     alerts: list[DriftAlert] = field(default_factory=list)
+    #: Every routing policy the router published (at start, then after each command).
+    policies: list[PolicyStatus] = field(default_factory=list)
     dlq_kinds: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -89,6 +91,7 @@ def _reader(settings: Settings, view: LoopView, stop: threading.Event) -> None:
         names.pool_status,
         names.model_metrics,
         names.drift_alerts,
+        names.policy_status,
         names.dlq,
         names.worker_skills,
         group_id=None,
@@ -126,6 +129,8 @@ def _observe(view: LoopView, names: Any, record: Any) -> None:
         view.metrics[snapshot.kind] = snapshot
     elif record.topic == names.drift_alerts:
         view.alerts.append(DriftAlert.from_json_bytes(record.value))
+    elif record.topic == names.policy_status:
+        view.policies.append(PolicyStatus.from_json_bytes(record.value))
     elif record.topic == names.dlq:
         headers = {name: value.decode("utf-8", "replace") for name, value in record.headers or ()}
         view.dlq_kinds[headers.get("labelloop.error.kind", "?")] += 1
@@ -144,6 +149,7 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
             list(view.alerts),
             sum(view.dlq_kinds.values()),
         )
+        policy = view.policies[-1] if view.policies else None
     by_source = Counter(label.source for label in labels)
     table = Table(title=f"Labelloop demo: {time.monotonic() - started:.0f}s", show_header=False)
     table.add_column("what", style="bold")
@@ -179,6 +185,12 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
         if accuracy is not None:
             table.add_row("online model accuracy (rolling)", f"{accuracy.value:.3f} over {accuracy.n}")
     table.add_row("drift alerts", "; ".join(alert.message for alert in alerts[-2:]) or "none")
+    if policy is not None:
+        table.add_row(
+            "routing policy",
+            f"v{policy.version}: accept >= {policy.accept_threshold:g}, control share "
+            f"{policy.control_share:g} ({policy.reason})",
+        )
     table.add_row("DLQ records", str(dlq))
     return Group(table)
 
@@ -416,6 +428,15 @@ def summarize(
             }
             for alert in view.alerts
         ],
+        "policy_changes": [
+            {
+                "version": policy.version,
+                "accept_threshold": policy.accept_threshold,
+                "control_share": policy.control_share,
+                "reason": policy.reason,
+            }
+            for policy in view.policies[1:]
+        ],
         "dlq_records": sum(view.dlq_kinds.values()),
         "dlq_by_kind": dict(view.dlq_kinds),
         "malformed_sent": sent_poison,
@@ -469,6 +490,8 @@ def _print_summary(console: Console, summary: dict[str, Any], home: Path) -> Non
         table.add_row(key.replace("_", " "), str(summary[key]))
     for alert in summary["drift_alerts"]:
         table.add_row("drift alert", f"{alert['message']} (around event {alert['after_event']})")
+    for policy in summary["policy_changes"]:
+        table.add_row(f"routing policy v{policy['version']}", policy["reason"])
     console.print(Panel(table, border_style="green" if summary["ok"] else "red"))
     console.print(f"summary written to {home / 'summary.json'}; worker log {home / 'worker.log'}")
     if not summary["ok"]:

@@ -95,6 +95,9 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
             "LABELLOOP_LEARNER__PUBLISH_EVERY_S": "1",
             "LABELLOOP_SESSION_TIMEOUT_S": "10",
+            # The drift response changes the routing policy on its own; the tests that assert the
+            # policy in force turn it on where they mean it (test_drift_response.py).
+            "LABELLOOP_MONITOR__RESPONSE__ENABLED": "false",
             **env_overrides,
         }
         log_dir = tmp_path / run / "logs"

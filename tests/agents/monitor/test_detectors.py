@@ -70,42 +70,51 @@ def test_the_alert_says_what_drifted_and_where() -> None:
     alerts = []
     for error in errors(rng, 0.1, 2_000) + errors(rng, 0.4, 1_000):
         alert = monitor.observe(
-            label("ok" if error else "fraud"), WHEN, partition=3, offset=monitor.observations
+            label("ok" if error else "fraud", route="control"), WHEN, partition=3, offset=monitor.observations
         )
         if alert is not None:
             alerts.append(alert)
     assert alerts
     alert = alerts[0]
     assert (alert.signal, alert.detector_kind, alert.task) == ("model_error", "ADWIN", "payments")
-    assert alert.detector == monitor.name == "adwin-model-error-payments"
+    assert alert.detector == monitor.name == "adwin-model-error-control-payments"
     assert alert.before < alert.after
     assert alert.before == pytest.approx(0.1, abs=0.05)
     assert 2_000 < alert.observation < 2_400
     assert (alert.source_partition, alert.source_offset) == (3, alert.observation - 1)
     assert alert.detected_at == WHEN
     assert "rose" in alert.message
+    assert "control group" in alert.message
 
 
 @pytest.mark.parametrize(
     "ignored",
     [
         label("ok", source="model", route="accepted"),
-        label("ok", source="crowd", revision=2),
-        label("ok", source="crowd", route="control"),
+        label("ok", source="crowd", revision=2, route="control"),
+        label("ok", source="crowd", route="low_confidence"),
         label("ok", source="expert", route="audit"),
         label("ok", source="crowd", route="accepted"),
     ],
-    ids=["model_label", "revision_2", "control", "audit", "accepted"],
+    ids=["model_label", "revision_2", "reviewed", "audit", "accepted"],
 )
-def test_only_first_human_labels_of_reviewed_events_count(ignored: Label) -> None:
+def test_only_first_human_labels_of_the_control_group_count(ignored: Label) -> None:
     monitor = ModelErrorMonitor(MonitorSettings(), task="default")
     assert monitor.observe(ignored, WHEN) is None
     assert monitor.observations == 0
 
 
+def test_a_reviewed_error_monitor_counts_reviews_only() -> None:
+    monitor = ModelErrorMonitor(MonitorSettings(), task="t", route="low_confidence")
+    assert monitor.name == "adwin-model-error-reviewed-t"
+    monitor.observe(label("ok", route="control"), WHEN)
+    monitor.observe(label("ok", route="low_confidence"), WHEN)
+    assert monitor.observations == 1
+
+
 @pytest.mark.parametrize(("model_label", "error"), [("ok", 1.0), ("fraud", 0.0)])
-def test_a_reviewed_human_label_feeds_the_model_error(model_label: str, error: float) -> None:
+def test_a_control_label_feeds_the_model_error(model_label: str, error: float) -> None:
     monitor = ModelErrorMonitor(MonitorSettings(), task="default")
-    assert monitor.observe(label(model_label, "fraud", source="expert"), WHEN) is None
+    assert monitor.observe(label(model_label, "fraud", source="expert", route="control"), WHEN) is None
     assert monitor.observations == 1
     assert monitor.detector.estimation == error

@@ -1,0 +1,53 @@
+"""One task's detectors over the four signals the monitor watches, fed from Labels and LabelRequests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from agents.monitor.class_mix import ClassMixMonitor
+from agents.monitor.confidence import ConfidenceMonitor
+from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings
+from agents.monitor.queue_rate import QueueRateMonitor
+from schemas import DriftAlert, Label, LabelRequest
+
+
+class TaskMonitor:
+    """The production model's error (per route in ``error_routes``), confidence, class mix and queue rate.
+
+    Examples
+    --------
+    >>> from tests import factories
+    >>> monitor = TaskMonitor(MonitorSettings(), task="default")
+    >>> [d.name for d in monitor.error]
+    ['adwin-model-error-control-default', 'adwin-model-error-reviewed-default']
+    >>> monitor.observe_label(factories.human_label("control"), factories.WHEN)
+    []
+    >>> monitor.error[0].observations, monitor.confidence.seen, monitor.class_mix.observations
+    (1, 1, 1)
+    """
+
+    def __init__(self, settings: MonitorSettings, task: str) -> None:
+        self.task = task
+        self.error = [ModelErrorMonitor(settings, task, route) for route in settings.error_routes]
+        self.confidence = ConfidenceMonitor(settings, task)
+        self.class_mix = ClassMixMonitor(settings, task)
+        self.queue_rate = QueueRateMonitor(settings, task)
+
+    def observe_label(
+        self, label: Label, now: datetime, *, partition: int | None = None, offset: int | None = None
+    ) -> list[DriftAlert]:
+        """Feed a Label to the detectors it concerns; the alerts they raised."""
+        found = [monitor.observe(label, now, partition=partition, offset=offset) for monitor in self.error]
+        found.append(self.confidence.observe(label, now, partition=partition, offset=offset))
+        found.append(self.class_mix.observe(label, now, partition=partition, offset=offset))
+        return [alert for alert in found if alert is not None]
+
+    def observe_request(
+        self, request: LabelRequest, now: datetime, *, partition: int | None = None, offset: int | None = None
+    ) -> list[DriftAlert]:
+        """Feed a LabelRequest to the queue rate; the alerts it raised."""
+        return self.queue_rate.observe(request, now, partition=partition, offset=offset)
+
+    def tick(self, now: datetime) -> list[DriftAlert]:
+        """Let time close the queue rate's buckets."""
+        return self.queue_rate.tick(now)
