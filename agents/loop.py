@@ -14,6 +14,7 @@ import faust
 
 from agents.settings import StageSettings
 from schemas import utc_now
+from streams.metrics import LoopMetrics
 from streams.runtime import Clock, DeadLetters, Output
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
@@ -27,9 +28,14 @@ class Loop:
     settings: Settings
     stages: StageSettings
     clock: Clock = utc_now
-    #: In-process counters (``stage.what``): the summary and metrics read them.
+    #: In-process counters (``stage.what``): the summary and tests read them.
     counters: Counter[str] = field(default_factory=Counter)
+    #: The worker's Prometheus metrics (``/metrics`` and the dashboard); made from the settings.
+    metrics: LoopMetrics = field(init=False)
     _dead_lettered: Any = None
+
+    def __post_init__(self) -> None:
+        self.metrics = LoopMetrics(self.settings.topics.prefix, process=True)
 
     @property
     def names(self) -> TopicNames:
@@ -41,8 +47,8 @@ class Loop:
         return self.app.topic(name, key_type=bytes, value_type=bytes)
 
     def output(self, name: str) -> Output:
-        """A producer of schema objects to ``name``."""
-        return Output(self.topic(name))
+        """A producer of schema objects to ``name`` (counted in ``labelloop_records_produced_total``)."""
+        return Output(self.topic(name), self.metrics, name)
 
     def dead_letters(self, stage: str, *, dedupe: bool = True) -> DeadLetters:
         """The DLQ of ``stage`` (each bad record once, even when processed again after a restart).
@@ -51,11 +57,15 @@ class Loop:
         the table that remembers them can only be written while a record is handled.
         """
         if not dedupe:
-            return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock)
+            return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock, meter=self.metrics)
         if self._dead_lettered is None:
             self._dead_lettered = self.table("dead-letters")
         return DeadLetters(
-            self.topic(self.names.dlq), stage=stage, clock=self.clock, sent=self._dead_lettered
+            self.topic(self.names.dlq),
+            stage=stage,
+            clock=self.clock,
+            sent=self._dead_lettered,
+            meter=self.metrics,
         )
 
     def table(self, name: str) -> Any:

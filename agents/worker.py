@@ -11,6 +11,8 @@ from agents import operator_api
 from agents.aggregator import agent as aggregator_agent
 from agents.aggregator.skills import SkillBook
 from agents.aggregator.weighted import WeightedVoteAggregator
+from agents.dashboard import agent as dashboard_agent
+from agents.dashboard.server import Dashboard
 from agents.dispatcher import agent as dispatcher_agent
 from agents.learner import agent as learner_agent
 from agents.learner.model import OnlineLearner, features_of
@@ -42,6 +44,8 @@ class Worker:
     aggregator: WeightedVoteAggregator
     learners: dict[str, OnlineLearner] = field(default_factory=dict)
     monitors: dict[str, ModelErrorMonitor] = field(default_factory=dict)
+    #: ``/metrics`` and the dashboard (None when the worker's web server is off).
+    dashboard: Dashboard | None = None
 
 
 def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any) -> Worker:
@@ -61,6 +65,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
 
         async def report_golden(answer: CrowdAnswer) -> None:
             await golden.send(answer.event_id, answer)
+            loop.metrics.observe_answer(answer)
 
         crowd = TolokaBackend(pools.toloka, accuracy_of=book.accuracy_of, golden_sink=report_golden)
     else:
@@ -68,6 +73,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of, is_banned=ban_rule(book))
     backends: dict[Tier, LabelingBackend] = {"crowd": crowd}
     bots: SimulatedExperts | None = None
+    experts: ExpertPool | None = None
     if pools.experts_enabled:
         experts = ExpertPool(pools.experts)
         backends["expert"] = experts
@@ -89,7 +95,11 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     aggregator = aggregator_agent.register(loop, book)
     monitors = monitor_agent.register(loop)
     pools_agent.register(loop, backends, truth_table, bots)
-    operator_api.register(loop, stages.operator)
+    api = operator_api.register(loop, stages.operator)
+    dashboard = None
+    if api is not None:
+        dashboard = dashboard_agent.register(loop, api.app, stages.dashboard)
+        dashboard.expert_page = lambda: _expert_page(experts)
     return Worker(
         app=app,
         loop=loop,
@@ -98,4 +108,17 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         aggregator=aggregator,
         learners=learners,
         monitors=monitors,
+        dashboard=dashboard,
     )
+
+
+def _expert_page(experts: ExpertPool | None) -> str | None:
+    """The expert page's address once it listens (the dashboard links to it)."""
+    if experts is None:
+        return None
+    try:
+        port = experts.port
+    except RuntimeError:  # not listening (yet)
+        return None
+    host = experts.settings.host
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"

@@ -66,6 +66,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
     async def publish(outcome: Outcome, now: datetime) -> None:
         for label in outcome.labels:
             await labels.send(label.event_id, label)
+            loop.metrics.observe_label(label)
             counters["aggregator.labels"] += 1
             if label.revision > 1:
                 counters["aggregator.revisions"] += 1
@@ -76,6 +77,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         for worker in outcome.flagged:
             log.warning("worker %s flagged unreliable: revisiting the labels that leaned on it", worker)
             counters["aggregator.flagged"] += 1
+            loop.metrics.workers_flagged.inc()
         # The core refits nothing here (refit=None), so its revisits are the tasks of newly
         # flagged workers; the refit timer sends its own.
         for event_id, reason in outcome.revisit:
@@ -179,5 +181,6 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         for worker in flagged:
             log.warning("Dawid–Skene refit flagged worker %s unreliable", worker)
             counters["aggregator.flagged"] += 1
+            loop.metrics.workers_flagged.inc()
 
     return aggregator

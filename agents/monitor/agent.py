@@ -27,6 +27,7 @@ def register(loop: Loop) -> dict[str, ModelErrorMonitor]:
         if alert is not None:
             await alerts.send(alert.detector, alert)
             counters["monitor.alerts"] += 1
+            loop.metrics.observe_alert(alert)
 
     @loop.app.agent(loop.topic(names.labels), name="monitor")
     async def watch(stream: Any) -> None:

@@ -1,0 +1,241 @@
+"""The dashboard's time series: samples of the worker's Prometheus registry, kept for a while.
+
+Every few seconds the worker takes a :class:`Sample` of its
+:class:`~streams.metrics.LoopMetrics` (the same registry ``/metrics`` serves)
+into a :class:`Timeline`; :meth:`Timeline.series` turns the samples into the
+arrays the page plots. Rates (predictions and DLQ records per minute, the share
+of decisions sent to humans) are differences of counters over a sliding window,
+the way Prometheus' ``rate()`` reads them. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from streams.metrics import AlertMark, total
+
+Samples = Mapping[str, list[tuple[dict[str, str], float]]]
+#: Per pool: the fields of a sample and the metric each is read from (rates per second * 60).
+POOL_FIELDS = {
+    "workers": ("labelloop_pool_workers", 1.0),
+    "backlog": ("labelloop_pool_backlog_tasks", 1.0),
+    "in_progress": ("labelloop_pool_in_progress_tasks", 1.0),
+    "queue_rate_per_min": ("labelloop_pool_queue_rate_tasks_per_second", 60.0),
+    "capacity_per_min": ("labelloop_pool_capacity_tasks_per_second", 60.0),
+    "cost_per_hour": ("labelloop_pool_cost_per_hour", 1.0),
+    "active": ("labelloop_pool_active", 1.0),
+}
+BOUNDS = ("estimate", "lower", "upper")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the registry said at one moment, reduced to what the dashboard plots."""
+
+    at: datetime
+    #: Cumulative counts.
+    predictions: float
+    accepted: float
+    reviewed: float
+    dlq: float
+    labels: dict[str, float]
+    #: Gauges.
+    pools: dict[str, dict[str, float]]
+    pool_tiers: dict[str, str]
+    target_backlog: float | None
+    precision: dict[str, dict[str, float]]
+    recall: dict[str, dict[str, float]]
+    online_accuracy: dict[str, dict[str, float]]
+    consumer_lag: float
+
+    @classmethod
+    def of(cls, samples: Samples, at: datetime) -> Sample:
+        """Reduce a registry snapshot (:meth:`LoopMetrics.snapshot`) taken at ``at``.
+
+        Examples
+        --------
+        >>> from datetime import datetime, UTC
+        >>> from streams.metrics import LoopMetrics
+        >>> metrics = LoopMetrics()
+        >>> metrics.decided("accept", "accepted"); metrics.decided("review", "low_confidence")
+        >>> sample = Sample.of(metrics.snapshot(), datetime(2026, 1, 1, tzinfo=UTC))
+        >>> sample.accepted, sample.reviewed
+        (1.0, 1.0)
+        """
+        decisions = samples.get("labelloop_router_decisions_total", [])
+        pools: dict[str, dict[str, float]] = {}
+        tiers: dict[str, str] = {}
+        for name, (metric, scale) in POOL_FIELDS.items():
+            for labels, value in samples.get(metric, []):
+                pools.setdefault(labels["pool"], {})[name] = value * scale
+                tiers[labels["pool"]] = labels.get("tier", "")
+        precision: dict[str, dict[str, float]] = {}
+        for labels, value in samples.get("labelloop_auto_accept_precision_ratio", []):
+            precision.setdefault(labels["task"], {})[labels["bound"]] = value
+        recall: dict[str, dict[str, float]] = {}
+        for labels, value in samples.get("labelloop_recall_ratio", []):
+            recall.setdefault(f"{labels['task']}/{labels['class']}", {})[labels["bound"]] = value
+        online: dict[str, dict[str, float]] = {}
+        for labels, value in samples.get("labelloop_online_model_accuracy_ratio", []):
+            online.setdefault(labels["task"], {})[labels["window"]] = value
+        target = samples.get("labelloop_router_target_backlog_tasks", [])
+        return cls(
+            at=at,
+            predictions=total(samples.get("labelloop_records_consumed_total", []), stage="router"),
+            accepted=total(decisions, action="accept"),
+            reviewed=total(decisions, action="review"),
+            dlq=total(samples.get("labelloop_dlq_records_total", [])),
+            labels={
+                source: total(samples.get("labelloop_labels_published_total", []), source=source)
+                for source in ("model", "crowd", "expert")
+            },
+            pools=pools,
+            pool_tiers=tiers,
+            target_backlog=target[0][1] if target else None,
+            precision=precision,
+            recall=recall,
+            online_accuracy=online,
+            consumer_lag=total(samples.get("labelloop_consumer_lag_records", [])),
+        )
+
+
+def _per_min(later: float, earlier: float, seconds: float) -> float | None:
+    return None if seconds <= 0 else max(0.0, later - earlier) * 60.0 / seconds
+
+
+@dataclass
+class Timeline:
+    """The last ``max_points`` samples; rates over ``window_s``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timedelta, UTC
+    >>> from streams.metrics import LoopMetrics
+    >>> metrics, timeline = LoopMetrics(), Timeline(window_s=10.0)
+    >>> start = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> timeline.add(Sample.of(metrics.snapshot(), start))
+    >>> for _ in range(3):
+    ...     metrics.decided("accept", "accepted")
+    >>> metrics.decided("review", "control")
+    >>> timeline.add(Sample.of(metrics.snapshot(), start + timedelta(seconds=10)))
+    >>> series = timeline.series([])
+    >>> series["human_share"], series["decisions_per_min"]
+    ([None, 0.25], [None, 24.0])
+    """
+
+    max_points: int = 3_600
+    window_s: float = 10.0
+    samples: deque[Sample] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.samples = deque(maxlen=self.max_points)
+
+    def add(self, sample: Sample) -> None:
+        """Keep one more sample (the oldest goes when full)."""
+        self.samples.append(sample)
+
+    def _earlier(self, points: list[Sample], index: int) -> Sample | None:
+        """The latest sample at least ``window_s`` before ``points[index]`` (or the first one)."""
+        at = points[index].at
+        found = None
+        for position in range(index - 1, -1, -1):
+            found = points[position]
+            if (at - found.at).total_seconds() >= self.window_s:
+                break
+        return found
+
+    def series(
+        self, alerts: Iterable[AlertMark], *, since: datetime | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """The plotted arrays (one value per sample, None where unknown) and the alerts to mark."""
+        points = list(self.samples)
+        first = 0
+        if since is not None:
+            first = next((i for i, point in enumerate(points) if point.at >= since), len(points))
+        shown = range(first, len(points))
+        pool_names = sorted({name for point in points for name in point.pools})
+        tiers = {name: tier for point in points for name, tier in point.pool_tiers.items()}
+        human_share: list[float | None] = []
+        decisions_per_min: list[float | None] = []
+        predictions_per_min: list[float | None] = []
+        dlq_per_min: list[float | None] = []
+        for index in shown:
+            point, earlier = points[index], self._earlier(points, index)
+            if earlier is None:
+                human_share.append(None)
+                decisions_per_min.append(None)
+                predictions_per_min.append(None)
+                dlq_per_min.append(None)
+                continue
+            seconds = (point.at - earlier.at).total_seconds()
+            reviewed = point.reviewed - earlier.reviewed
+            decided = reviewed + point.accepted - earlier.accepted
+            human_share.append(round(reviewed / decided, 4) if decided > 0 else None)
+            decisions_per_min.append(
+                _per_min(point.accepted + point.reviewed, earlier.accepted + earlier.reviewed, seconds)
+            )
+            predictions_per_min.append(_per_min(point.predictions, earlier.predictions, seconds))
+            dlq_per_min.append(_per_min(point.dlq, earlier.dlq, seconds))
+
+        def column(read: Any) -> list[Any]:
+            return [read(points[index]) for index in shown]
+
+        def nested(attribute: str, keys: Iterable[str]) -> dict[str, dict[str, list[Any]]]:
+            names = sorted({name for point in points for name in getattr(point, attribute)})
+            return {
+                name: {
+                    key: column(
+                        lambda point, name=name, key=key: getattr(point, attribute).get(name, {}).get(key)
+                    )
+                    for key in keys
+                }
+                for name in names
+            }
+
+        latest = points[-1] if points else None
+        return {
+            "t": column(lambda point: point.at.isoformat()),
+            "window_s": self.window_s,
+            "pools": {
+                name: {
+                    "tier": tiers.get(name, ""),
+                    **{
+                        key: column(lambda point, name=name, key=key: point.pools.get(name, {}).get(key))
+                        for key in POOL_FIELDS
+                    },
+                }
+                for name in pool_names
+            },
+            "target_backlog": column(lambda point: point.target_backlog),
+            "human_share": human_share,
+            "decisions_per_min": decisions_per_min,
+            "predictions_per_min": predictions_per_min,
+            "dlq_per_min": dlq_per_min,
+            "consumer_lag": column(lambda point: point.consumer_lag),
+            "precision": nested("precision", BOUNDS),
+            "recall": nested("recall", BOUNDS),
+            "online_accuracy": nested("online_accuracy", ("prequential", "rolling")),
+            "alerts": [
+                {
+                    "t": alert.at.isoformat(),
+                    "signal": alert.signal,
+                    "detector": alert.detector,
+                    "task": alert.task,
+                    "message": alert.message,
+                }
+                for alert in alerts
+                if since is None or alert.at >= since
+            ],
+            "totals": {
+                "predictions": latest.predictions if latest else 0.0,
+                "accepted": latest.accepted if latest else 0.0,
+                "reviewed": latest.reviewed if latest else 0.0,
+                "dlq": latest.dlq if latest else 0.0,
+                "labels": dict(latest.labels) if latest else {},
+            },
+            **extra,
+        }
