@@ -57,7 +57,13 @@ class Loop:
         the table that remembers them can only be written while a record is handled.
         """
         if not dedupe:
-            return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock, meter=self.metrics)
+            return DeadLetters(
+                self.topic(self.names.dlq),
+                stage=stage,
+                clock=self.clock,
+                meter=self.metrics,
+                topic_name=self.names.dlq,
+            )
         if self._dead_lettered is None:
             self._dead_lettered = self.table("dead-letters")
         return DeadLetters(
@@ -66,6 +72,7 @@ class Loop:
             clock=self.clock,
             sent=self._dead_lettered,
             meter=self.metrics,
+            topic_name=self.names.dlq,
         )
 
     def table(self, name: str) -> Any:

@@ -255,7 +255,11 @@ def register(loop: Loop, settings: OperatorApiSettings) -> OperatorApi | None:
         except ConfigError as error:
             log.error("%s", error)
             return
-        log.info("operator API on http://%s:%d/operator/pools", settings.host, port)
+        log.info(
+            "worker web server on http://%s:%d/ (/dashboard, /metrics, operator API /operator/pools)",
+            settings.host,
+            port,
+        )
         await follow(loop.settings, [names.pool_status, names.commands], on_record)
 
     async def stop_operator_api(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -107,12 +107,14 @@ class DeadLetters:
         clock: Clock = utc_now,
         sent: MutableMapping[str, str] | None = None,
         meter: Meter | None = None,
+        topic_name: str = "predictions.dlq",
     ) -> None:
         self._topic = topic
         self.stage = stage
         self._clock = clock
         self._sent = sent
         self.meter = meter
+        self._topic_name = topic_name
         self.sent = 0
 
     async def send(self, record: Record, error: BaseException) -> None:
@@ -135,6 +137,7 @@ class DeadLetters:
         self.sent += 1
         if self.meter is not None:
             self.meter.dead_lettered(self.stage, error_kind(error))
+            self.meter.produced(self._topic_name)
 
 
 Handler = Callable[[Record], Awaitable[None]]
