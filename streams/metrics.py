@@ -270,8 +270,10 @@ class LoopMetrics:
         """A pool reported one answer."""
         self.crowd_answers.labels(pool=answer.pool, tier=answer.tier).inc()
 
-    def observe_pool(self, status: PoolStatus, cost_per_hour: float) -> None:
-        """A pool's latest status report."""
+    def observe_pool(self, status: PoolStatus) -> None:
+        """A pool's latest status report (its cost per hour as ``labelloop pools status`` shows it)."""
+        from streams.operator import cost_per_hour
+
         labels = {"pool": status.pool, "tier": status.tier}
         self.pool_workers.labels(**labels).set(status.workers)
         self.pool_active.labels(**labels).set(1.0 if status.active else 0.0)
@@ -279,7 +281,7 @@ class LoopMetrics:
         self.pool_in_progress.labels(**labels).set(status.in_progress)
         self.pool_queue_rate.labels(**labels).set(status.arrival_rate_per_min / 60.0)
         self.pool_capacity.labels(**labels).set(status.event_capacity_per_min / 60.0)
-        self.pool_cost.labels(**labels).set(cost_per_hour)
+        self.pool_cost.labels(**labels).set(cost_per_hour(status))
 
     def observe_model_metrics(self, snapshot: ModelMetrics) -> None:
         """A ``model-metrics`` snapshot: precision and recall (production) or accuracy (online)."""

@@ -50,7 +50,8 @@ class Sample:
     precision: dict[str, dict[str, float]]
     recall: dict[str, dict[str, float]]
     online_accuracy: dict[str, dict[str, float]]
-    consumer_lag: float
+    #: Records not yet committed, per topic (the partitions this worker owns).
+    consumer_lag: dict[str, float]
 
     @classmethod
     def of(cls, samples: Samples, at: datetime) -> Sample:
@@ -85,7 +86,9 @@ class Sample:
         target = samples.get("labelloop_router_target_backlog_tasks", [])
         return cls(
             at=at,
-            predictions=total(samples.get("labelloop_records_consumed_total", []), stage="router"),
+            predictions=total(
+                samples.get("labelloop_records_consumed_total", []), stage="router", topic="predictions"
+            ),
             accepted=total(decisions, action="accept"),
             reviewed=total(decisions, action="review"),
             dlq=total(samples.get("labelloop_dlq_records_total", [])),
@@ -99,8 +102,16 @@ class Sample:
             precision=precision,
             recall=recall,
             online_accuracy=online,
-            consumer_lag=total(samples.get("labelloop_consumer_lag_records", [])),
+            consumer_lag=_by(samples.get("labelloop_consumer_lag_records", []), "topic"),
         )
+
+
+def _by(samples: Iterable[tuple[dict[str, str], float]], label: str) -> dict[str, float]:
+    """Sum samples by one label's value."""
+    found: dict[str, float] = {}
+    for labels, value in samples:
+        found[labels[label]] = found.get(labels[label], 0.0) + value
+    return found
 
 
 def _per_min(later: float, earlier: float, seconds: float) -> float | None:
@@ -215,7 +226,10 @@ class Timeline:
             "decisions_per_min": decisions_per_min,
             "predictions_per_min": predictions_per_min,
             "dlq_per_min": dlq_per_min,
-            "consumer_lag": column(lambda point: point.consumer_lag),
+            "consumer_lag": {
+                topic: column(lambda point, topic=topic: point.consumer_lag.get(topic))
+                for topic in sorted({topic for point in points for topic in point.consumer_lag})
+            },
             "precision": nested("precision", BOUNDS),
             "recall": nested("recall", BOUNDS),
             "online_accuracy": nested("online_accuracy", ("prequential", "rolling")),

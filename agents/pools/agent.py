@@ -19,7 +19,6 @@ from schemas import Command, PoolCommand, Tier
 from streams.broadcast import follow
 from streams.codec import decode_json
 from streams.errors import ContractError
-from streams.operator import cost_per_hour
 from streams.runtime import Record, run_records
 
 log = logging.getLogger(__name__)
@@ -131,7 +130,7 @@ def register(
         for backend in backends.values():
             report = backend.status(now)
             await status.send(backend.name, report)
-            loop.metrics.observe_pool(report, cost_per_hour(report))
+            loop.metrics.observe_pool(report)
             if pools.autoscaler_enabled:
                 command = scalers[backend.name].decide(report, time.monotonic())
                 if command is not None:

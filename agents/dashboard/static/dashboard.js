@@ -5,7 +5,8 @@
 (function () {
   const REFRESH_MS = 2000;
   const TOKEN_KEY = "labelloop.operator.token";
-  const COLORS = ["#2f6fed", "#7a5af8", "#12b76a", "#f79009", "#ee46bc", "#0ba5ec"];
+  const COLORS = ["#2f6fed", "#f79009", "#12b76a", "#7a5af8", "#ee46bc", "#0ba5ec"];
+  const LAG_COLORS = ["#475467", "#98a2b3", "#1d2939", "#667085", "#344054", "#d0d5dd"];
   const ALERT_COLOR = "#d92d20";
   const embedded = document.getElementById("embedded-series");
   const report = embedded !== null;
@@ -18,13 +19,13 @@
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)",
     font: { family: "system-ui, sans-serif", size: 11, color: "#1d2330" },
-    xaxis: { type: "date", gridcolor: "#eaecf0", linecolor: "#d0d5dd" },
+    xaxis: { type: "date", gridcolor: "#eaecf0", linecolor: "#d0d5dd", tickformat: "%H:%M:%S", hoverformat: "%H:%M:%S" },
     yaxis: { gridcolor: "#eaecf0", zeroline: false, rangemode: "tozero" },
     legend: { orientation: "h", y: 1.12, x: 0, font: { size: 10 } },
     showlegend: true,
     hovermode: "x unified",
   };
-  const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  const config = { displaylogo: false, responsive: true, displayModeBar: false };
 
   function text(id, value) { $(id).textContent = value; }
   function fmt(value, digits) { return value === null || value === undefined ? "–" : Number(value).toFixed(digits); }
@@ -112,10 +113,16 @@
     });
     draw("chart-accuracy", accuracy, series, { yaxis: { tickformat: ".0%", range: [0, 1.02] } });
 
-    draw("chart-dlq", [
-      line("DLQ records / min", t, series.dlq_per_min, ALERT_COLOR, { type: "bar", mode: undefined, marker: { color: ALERT_COLOR }, line: undefined }),
-      line("consumer lag (records)", t, series.consumer_lag, "#667085", { yaxis: "y2", line: { color: "#667085", width: 1.5 } }),
-    ], series, { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", showgrid: false }, bargap: 0 });
+    const dlq = [{ type: "bar", name: "DLQ records / min", x: t, y: series.dlq_per_min, marker: { color: ALERT_COLOR } }];
+    Object.entries(series.consumer_lag).forEach(([topic, lag], i) => {
+      const color = LAG_COLORS[i % LAG_COLORS.length];
+      dlq.push(line("lag " + topic, t, lag, color, { yaxis: "y2", line: { color: color, width: 1.5 } }));
+    });
+    draw("chart-dlq", dlq, series, {
+      yaxis: { title: { text: "DLQ / min", font: { size: 10 } }, rangemode: "tozero", gridcolor: "#eaecf0" },
+      yaxis2: { title: { text: "lag (records)", font: { size: 10 } }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false },
+      bargap: 0,
+    });
 
     renderTiles(series);
     renderAlerts(series);
