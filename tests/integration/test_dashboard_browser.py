@@ -99,7 +99,8 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
             assert set(series["pools"]) == {"simulated", "experts"}
             assert int(driver.find_element(By.ID, "tile-predictions").text.replace(",", "")) > 0
             link = driver.find_element(By.ID, "expert-link")
-            assert link.is_displayed() and link.get_attribute("href") == f"http://127.0.0.1:{expert}/"
+            assert link.is_displayed()
+            assert link.get_attribute("href") == f"http://127.0.0.1:{expert}/"
             save_screenshot(driver, "dashboard-live.png")
 
             # A pool control without the token: refused by the operator API, nothing sent.
@@ -110,7 +111,8 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
             row.find_element(By.CSS_SELECTOR, 'button[data-action="scale"]').click()
             result = driver.find_element(By.ID, "command-result")
             wait.until(lambda d: "refused" in result.text)
-            assert "HTTP 401" in result.text and "token" in result.text
+            assert "HTTP 401" in result.text
+            assert "token" in result.text
             time.sleep(1.0)
             watcher.poll()
             assert not [
@@ -142,7 +144,8 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
             wait.until(lambda d: cells[3].text == "7", "the pool never reported 7 workers")
             wait.until(lambda d: cells[7].text == "operator:dashboard scale 7")
             # The token stays in the tab: never in the address bar or a cookie.
-            assert TOKEN not in driver.current_url and driver.execute_script("return document.cookie") == ""
+            assert TOKEN not in driver.current_url
+            assert driver.execute_script("return document.cookie") == ""
 
             # The drift is marked on the time axis of every chart.
             wait.until(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -150,7 +150,10 @@ def test_decisions_pools_estimates_accuracy_alerts_and_answers() -> None:
     assert metrics.value("labelloop_estimate_labels", task="default", metric="recall.fraud") == 30
     online = ModelMetrics(
         model_name="online-default", kind="online", task="default", computed_at=WHEN,
-        metrics={"prequential_accuracy": Estimate(value=0.7, n=400), "rolling_accuracy": Estimate(value=0.75, n=200)},
+        metrics={
+            "prequential_accuracy": Estimate(value=0.7, n=400),
+            "rolling_accuracy": Estimate(value=0.75, n=200),
+        },
     )  # fmt: skip
     metrics.observe_model_metrics(online)
     assert metrics.value("labelloop_online_model_accuracy_ratio", task="default", window="rolling") == 0.75
@@ -165,8 +168,8 @@ def test_decisions_pools_estimates_accuracy_alerts_and_answers() -> None:
     assert [mark.signal for mark in metrics.recent_alerts] == ["model_error"]
 
     answer = CrowdAnswer(
-        event_id="e1", task_id="t1", pool="simulated", tier="crowd", worker_id="w7", label="fraud", answered_at=WHEN,
-        time_spent_s=2.0, overlap=3,
+        event_id="e1", task_id="t1", pool="simulated", tier="crowd", worker_id="w7", label="fraud",
+        answered_at=WHEN, time_spent_s=2.0, overlap=3,
     )  # fmt: skip
     metrics.observe_answer(answer)
     assert metrics.value("labelloop_crowd_answers_total", pool="simulated", tier="crowd") == 1

@@ -61,7 +61,8 @@ def test_pools_estimates_and_alerts_line_up_with_the_samples() -> None:
     assert [alert["signal"] for alert in series["alerts"]] == ["model_error"]
     # Only the recent part: samples and alerts since a moment.
     recent = timeline.series(metrics.recent_alerts, since=WHEN + timedelta(seconds=3.5))
-    assert len(recent["t"]) == 1 and recent["alerts"] == []
+    assert len(recent["t"]) == 1
+    assert recent["alerts"] == []
 
 
 def test_the_timeline_keeps_at_most_max_points() -> None:
