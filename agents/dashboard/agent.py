@@ -49,7 +49,13 @@ async def measure_lag(loop: Loop) -> dict[tuple[str, int], int]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     app = loop.app
-    owned = [TopicPartition(tp.topic, tp.partition) for tp in app.assignor.assigned_actives()]
+    # The loop's own topics (tables' changelogs are written here, never consumed by the group).
+    prefix = loop.settings.topics.prefix
+    owned = [
+        TopicPartition(tp.topic, tp.partition)
+        for tp in app.assignor.assigned_actives()
+        if tp.topic.startswith(prefix)
+    ]
     if not owned:
         return {}
     admin = AIOKafkaAdminClient(bootstrap_servers=loop.settings.kafka.bootstrap_list, **_auth(loop))

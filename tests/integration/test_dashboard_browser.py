@@ -65,6 +65,8 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
     loop = loop_under_test(
         LABELLOOP_OPERATOR__TOKEN=TOKEN,
         LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.8",
+        # A large control group, so the precision estimate is there within seconds.
+        LABELLOOP_ROUTER__CONTROL_SHARE="0.2",
         LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S="0.3",
         LABELLOOP_POOLS__SIMULATED__WORKERS="12",
         LABELLOOP_DASHBOARD__SAMPLE_EVERY_S="0.5",
@@ -89,7 +91,15 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
             wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.25)
             driver.get(base + "/")  # redirects to /dashboard
             assert driver.current_url == base + "/dashboard"
-            for chart in ("chart-rate", "chart-backlog", "chart-workers", "chart-share", "chart-estimates"):
+            charts = (
+                "chart-rate",
+                "chart-backlog",
+                "chart-workers",
+                "chart-share",
+                "chart-estimates",
+                "chart-recall",
+            )
+            for chart in charts:
                 wait.until(
                     lambda d, chart=chart: chart_has_live_data(d, chart), f"{chart} never drew live data"
                 )

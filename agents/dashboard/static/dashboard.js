@@ -98,12 +98,15 @@
       estimates.push(...band("precision " + task, t, bounds.lower, bounds.upper, color));
       estimates.push(line("auto-accept precision (" + task + ")", t, bounds.estimate, color));
     });
-    Object.entries(series.recall).forEach(([name, bounds]) => {
-      const color = COLORS[colorIndex++ % COLORS.length];
-      estimates.push(...band("recall " + name, t, bounds.lower, bounds.upper, color));
-      estimates.push(line("recall " + name.split("/").pop() + " (" + name.split("/")[0] + ")", t, bounds.estimate, color));
-    });
     draw("chart-estimates", estimates, series, { yaxis: { tickformat: ".0%", range: [0, 1.02] } });
+    const recall = [];
+    Object.entries(series.recall).forEach(([name, bounds]) => {
+      const color = COLORS[(colorIndex++ + 1) % COLORS.length];
+      const [task, klass] = name.split("/");
+      recall.push(...band(klass + " (" + task + ")", t, bounds.lower, bounds.upper, color));
+      recall.push(line(klass + " (" + task + ")", t, bounds.estimate, color));
+    });
+    draw("chart-recall", recall, series, { yaxis: { tickformat: ".0%", range: [0, 1.02] } });
 
     const accuracy = [];
     Object.entries(series.online_accuracy).forEach(([task, windows], i) => {
