@@ -30,6 +30,8 @@ POOL_FIELDS = {
     "active": ("labelloop_pool_active", 1.0),
 }
 BOUNDS = ("estimate", "lower", "upper")
+#: The time-to-label quantiles plotted (against the SLA an operator set).
+QUANTILES = (0.5, 0.95)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Sample:
     online_accuracy: dict[str, dict[str, float]]
     #: Records not yet committed, per topic (the partitions this worker owns).
     consumer_lag: dict[str, float]
+    #: Cumulative time-to-label buckets per label source: upper bound (s) -> count.
+    time_to_label: dict[str, dict[float, float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, samples: Samples, at: datetime) -> Sample:
@@ -77,6 +81,9 @@ class Sample:
         precision: dict[str, dict[str, float]] = {}
         for labels, value in samples.get("labelloop_auto_accept_precision_ratio", []):
             precision.setdefault(labels["task"], {})[labels["bound"]] = value
+        for labels, value in samples.get("labelloop_estimate_labels", []):
+            if labels["metric"] == "auto_accept_precision":
+                precision.setdefault(labels["task"], {})["n"] = value
         recall: dict[str, dict[str, float]] = {}
         for labels, value in samples.get("labelloop_recall_ratio", []):
             recall.setdefault(f"{labels['task']}/{labels['class']}", {})[labels["bound"]] = value
@@ -103,6 +110,7 @@ class Sample:
             recall=recall,
             online_accuracy=online,
             consumer_lag=_by(samples.get("labelloop_consumer_lag_records", []), "topic"),
+            time_to_label=_buckets(samples.get("labelloop_time_to_label_seconds_bucket", []), "source"),
         )
 
 
@@ -112,6 +120,41 @@ def _by(samples: Iterable[tuple[dict[str, str], float]], label: str) -> dict[str
     for labels, value in samples:
         found[labels[label]] = found.get(labels[label], 0.0) + value
     return found
+
+
+def _buckets(samples: Iterable[tuple[dict[str, str], float]], label: str) -> dict[str, dict[float, float]]:
+    found: dict[str, dict[float, float]] = {}
+    for labels, value in samples:
+        found.setdefault(labels[label], {})[float(labels["le"])] = value
+    return found
+
+
+def quantile(buckets: Mapping[float, float], q: float) -> float | None:
+    """The ``q`` quantile of cumulative histogram buckets, interpolated as Prometheus does.
+
+    ``buckets`` maps each upper bound (``+Inf`` included) to the count at or below it;
+    None without observations. A quantile in the ``+Inf`` bucket is the largest finite bound.
+
+    >>> quantile({1.0: 2.0, 5.0: 6.0, 10.0: 10.0, float("inf"): 10.0}, 0.5)  # rank 5 of 10, in (1, 5]
+    4.0
+    >>> quantile({1.0: 0.0, float("inf"): 0.0}, 0.5) is None
+    True
+    """
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
 
 
 def _per_min(later: float, earlier: float, seconds: float) -> float | None:
@@ -170,12 +213,24 @@ class Timeline:
         shown = range(first, len(points))
         pool_names = sorted({name for point in points for name in point.pools})
         tiers = {name: tier for point in points for name, tier in point.pool_tiers.items()}
+        sources = sorted({source for point in points for source in point.time_to_label})
+        time_to_label: dict[str, dict[str, list[float | None]]] = {
+            source: {f"p{round(q * 100)}": [] for q in QUANTILES} for source in sources
+        }
         human_share: list[float | None] = []
         decisions_per_min: list[float | None] = []
         predictions_per_min: list[float | None] = []
         dlq_per_min: list[float | None] = []
         for index in shown:
             point, earlier = points[index], self._earlier(points, index)
+            for source in sources:
+                # The labels of the window only: bucket counts now minus those at its start.
+                now_buckets = point.time_to_label.get(source, {})
+                before = earlier.time_to_label.get(source, {}) if earlier is not None else {}
+                window = {bound: count - before.get(bound, 0.0) for bound, count in now_buckets.items()}
+                for q in QUANTILES:
+                    found = quantile(window, q) if earlier is not None else None
+                    time_to_label[source][f"p{round(q * 100)}"].append(found)
             if earlier is None:
                 human_share.append(None)
                 decisions_per_min.append(None)
@@ -226,11 +281,12 @@ class Timeline:
             "decisions_per_min": decisions_per_min,
             "predictions_per_min": predictions_per_min,
             "dlq_per_min": dlq_per_min,
+            "time_to_label_s": time_to_label,
             "consumer_lag": {
                 topic: column(lambda point, topic=topic: point.consumer_lag.get(topic))
                 for topic in sorted({topic for point in points for topic in point.consumer_lag})
             },
-            "precision": nested("precision", BOUNDS),
+            "precision": nested("precision", (*BOUNDS, "n")),
             "recall": nested("recall", BOUNDS),
             "online_accuracy": nested("online_accuracy", ("prequential", "rolling")),
             "alerts": [

@@ -32,7 +32,7 @@ from rich.table import Table
 from agents.dashboard.report import write_report
 from agents.simulation.poison import poison_records
 from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
-from schemas import DriftAlert, Label, ModelMetrics, PoolStatus, WorkerSkill
+from schemas import DriftAlert, Label, ModelMetrics, PoolStatus, WorkerSkill, utc_now
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, topic_names
@@ -274,7 +274,9 @@ def _publish_stream(
         ahead = due - (time.monotonic() - started)
         if ahead > 0:
             time.sleep(ahead)
-        event = simulated.event
+        # The production model predicts as the event is published (the stream was scored ahead of
+        # time), so time to label is measured from here, as it would be for a real producer.
+        event = simulated.event.model_copy(update={"created_at": utc_now()})
         publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
         publisher.publish(event)
         if poison and position % poison_every == 0 and sent_poison < len(poison):

@@ -7,6 +7,7 @@ pool. Screenshots go to test-artifacts/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
-from schemas import PoolCommand
+from schemas import PoolCommand, utc_now
 from streams.codec import decode
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
@@ -40,7 +41,13 @@ def publish_steadily(
         for start in range(0, len(events), chunk):
             if stop.is_set():
                 return
-            publish_with_truth(publisher, names.truth, events[start : start + chunk])
+            # Predicted as published: time to label is measured from here, as for a real producer.
+            now = utc_now()
+            batch = [
+                dataclasses.replace(simulated, event=simulated.event.model_copy(update={"created_at": now}))
+                for simulated in events[start : start + chunk]
+            ]
+            publish_with_truth(publisher, names.truth, batch)
             time.sleep(0.25)
 
 
@@ -87,7 +94,7 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
         web, expert = loop.web_port(), loop.expert_port()
         base = f"http://127.0.0.1:{web}"
         publisher.start()
-        with chromium(tmp_path / "profile", window=(1440, 1800)) as driver:
+        with chromium(tmp_path / "profile", window=(1440, 2150)) as driver:
             wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.25)
             driver.get(base + "/")  # redirects to /dashboard
             assert driver.current_url == base + "/dashboard"

@@ -117,15 +117,32 @@
     draw("chart-accuracy", accuracy, series, { yaxis: { tickformat: ".0%", range: [0, 1.02] } });
 
     const dlq = [{ type: "bar", name: "DLQ records / min", x: t, y: series.dlq_per_min, marker: { color: ALERT_COLOR } }];
-    Object.entries(series.consumer_lag).forEach(([topic, lag], i) => {
-      const color = LAG_COLORS[i % LAG_COLORS.length];
-      dlq.push(line("lag " + topic, t, lag, color, { yaxis: "y2", line: { color: color, width: 1.5 } }));
-    });
+    // The total lag, and the three topics that lagged most (a legend of every topic hides the plot).
+    const lags = Object.entries(series.consumer_lag);
+    const peak = (values) => Math.max(0, ...values.filter((v) => v !== null));
+    if (lags.length) {
+      const totalLag = t.map((_, i) => lags.reduce((sum, [, values]) => sum + (values[i] || 0), 0));
+      dlq.push(line("lag, all topics", t, totalLag, LAG_COLORS[0], { yaxis: "y2", line: { color: LAG_COLORS[0], width: 2 } }));
+      lags.filter(([, values]) => peak(values) > 0).sort((a, b) => peak(b[1]) - peak(a[1])).slice(0, 3).forEach(([topic, values], i) => {
+        const color = LAG_COLORS[(i + 1) % LAG_COLORS.length];
+        dlq.push(line("lag " + topic, t, values, color, { yaxis: "y2", line: { color: color, width: 1, dash: "dot" } }));
+      });
+    }
     draw("chart-dlq", dlq, series, {
       yaxis: { title: { text: "DLQ / min", font: { size: 10 } }, rangemode: "tozero", gridcolor: "#eaecf0" },
       yaxis2: { title: { text: "lag (records)", font: { size: 10 } }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false },
       bargap: 0,
+      margin: { l: 48, r: 52, t: 8, b: 28 },
     });
+
+    const ttl = [];
+    const SOURCE_COLORS = { model: "#98a2b3", crowd: COLORS[1], expert: COLORS[3] };
+    Object.entries(series.time_to_label_s || {}).forEach(([source, quantiles]) => {
+      const color = SOURCE_COLORS[source] || COLORS[0];
+      ttl.push(line(source + " p95", t, quantiles.p95, color));
+      ttl.push(line(source + " p50", t, quantiles.p50, color, { line: { color: color, width: 1.5, dash: "dot" } }));
+    });
+    draw("chart-ttl", ttl, series, { yaxis: { type: "log", gridcolor: "#eaecf0", title: { text: "s", font: { size: 10 } } } });
 
     renderTiles(series);
     renderAlerts(series);
@@ -152,7 +169,7 @@
     const precision = Object.values(series.precision)[0];
     if (precision) {
       text("tile-precision", fmt(last(precision.estimate), 3));
-      text("tile-precision-sub", "[" + fmt(last(precision.lower), 3) + ", " + fmt(last(precision.upper), 3) + "]");
+      text("tile-precision-sub", "[" + fmt(last(precision.lower), 3) + ", " + fmt(last(precision.upper), 3) + "] · n = " + fmt(last(precision.n), 0));
     }
     const online = Object.values(series.online_accuracy)[0];
     if (online) {

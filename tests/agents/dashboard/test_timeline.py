@@ -56,7 +56,8 @@ def test_pools_estimates_and_alerts_line_up_with_the_samples() -> None:
     assert series["pools"]["experts"]["workers"] == [None, None, 2.0]  # a pool that appeared later
     assert series["pools"]["simulated"]["capacity_per_min"][-1] == 120.0
     assert series["precision"]["default"] == {
-        "estimate": [None, 0.9, 0.9], "lower": [None, 0.8, 0.8], "upper": [None, 0.95, 0.95]
+        "estimate": [None, 0.9, 0.9], "lower": [None, 0.8, 0.8], "upper": [None, 0.95, 0.95],
+        "n": [None, 50.0, 50.0],
     }  # fmt: skip
     assert [alert["signal"] for alert in series["alerts"]] == ["model_error"]
     # Only the recent part: samples and alerts since a moment.
@@ -70,3 +71,25 @@ def test_the_timeline_keeps_at_most_max_points() -> None:
     for second in range(25):
         timeline.add(Sample.of(metrics.snapshot(), WHEN + timedelta(seconds=second)))
     assert len(timeline.series([])["t"]) == 10
+
+
+def test_time_to_label_quantiles_are_of_the_labels_in_each_window_only() -> None:
+    from tests.factories import human_label
+
+    metrics, timeline = LoopMetrics(), Timeline(window_s=10.0)
+    timeline.add(Sample.of(metrics.snapshot(), WHEN))
+    for index in range(10):  # slow crowd labels first: 20 s each
+        metrics.observe_label(
+            human_label(event_id=f"a{index}", created_at=WHEN, decided_at=WHEN + timedelta(seconds=20))
+        )
+    timeline.add(Sample.of(metrics.snapshot(), WHEN + timedelta(seconds=10)))
+    for index in range(10):  # then fast ones: 0.2 s each
+        metrics.observe_label(
+            human_label(event_id=f"b{index}", created_at=WHEN, decided_at=WHEN + timedelta(seconds=0.2))
+        )
+    timeline.add(Sample.of(metrics.snapshot(), WHEN + timedelta(seconds=20)))
+    crowd = timeline.series([])["time_to_label_s"]["crowd"]
+    assert crowd["p50"][0] is None
+    assert 10.0 < crowd["p50"][1] <= 30.0  # the bucket (10, 30]
+    assert crowd["p95"][2] is not None
+    assert 0.1 < crowd["p95"][2] <= 0.25  # the slow labels of the window before do not count
