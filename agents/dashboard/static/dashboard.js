@@ -142,7 +142,13 @@
       ttl.push(line(source + " p95", t, quantiles.p95, color));
       ttl.push(line(source + " p50", t, quantiles.p50, color, { line: { color: color, width: 1.5, dash: "dot" } }));
     });
-    draw("chart-ttl", ttl, series, { yaxis: { type: "log", gridcolor: "#eaecf0", title: { text: "s", font: { size: 10 } } } });
+    draw("chart-ttl", ttl, series, {
+      yaxis: {
+        type: "log", gridcolor: "#eaecf0",
+        tickvals: [0.01, 0.1, 1, 10, 60, 600, 3600, 14400],
+        ticktext: ["10 ms", "0.1 s", "1 s", "10 s", "1 min", "10 min", "1 h", "4 h"],
+      },
+    });
 
     renderTiles(series);
     renderAlerts(series);
@@ -189,7 +195,7 @@
     if (series.alerts.length === 0) {
       const item = document.createElement("li");
       item.className = "muted";
-      item.textContent = "none yet";
+      item.textContent = report ? "none in this run" : "none yet";
       list.append(item);
       return;
     }
