@@ -115,3 +115,24 @@ def test_the_dashboard_marks_drift_alerts_and_has_unique_panel_ids(dashboard: di
     for panel in dashboard["panels"]:
         position = panel["gridPos"]
         assert position["x"] + position["w"] <= 24, panel["title"]
+
+
+def test_kubernetes_pods_are_scraped_on_the_port_of_the_workers_web_server() -> None:
+    (deployment,) = [
+        document
+        for document in yaml.safe_load_all((DEPLOY / "k8s/deployment.yaml").read_text("utf-8"))
+        if document["kind"] == "Deployment"
+    ]
+    pod = deployment["spec"]["template"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    (container,) = pod["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    config = next(
+        document
+        for document in yaml.safe_load_all((DEPLOY / "k8s/configmap.yaml").read_text("utf-8"))
+        if document["kind"] == "ConfigMap"
+    )["data"]
+    assert int(annotations["prometheus.io/port"]) == ports["web"] == int(config["LABELLOOP_OPERATOR__PORT"])
+    assert config["LABELLOOP_OPERATOR__HOST"] == "0.0.0.0"
