@@ -229,6 +229,16 @@ class LoopMetrics:
             registry=registry,
         )
         self.recent_alerts: deque[AlertMark] = deque(maxlen=RECENT_ALERTS)
+        # Children of the families counted on every record, by label values: prometheus-client's
+        # labels() validates and locks on each call, a dict lookup does not.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, family: Any, *values: str) -> Any:
+        key = (id(family), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*values)
+        return child
 
     # -- plumbing (streams/runtime.py, agents/loop.py) -----------------------------------
 
@@ -238,11 +248,11 @@ class LoopMetrics:
 
     def consumed(self, stage: str, topic: str) -> None:
         """A stage read one record of ``topic``."""
-        self.records_consumed.labels(stage=stage, topic=self.topic(topic)).inc()
+        self._child(self.records_consumed, stage, topic.removeprefix(self.topic_prefix)).inc()
 
     def produced(self, topic: str) -> None:
         """One record was sent to ``topic``."""
-        self.records_produced.labels(topic=self.topic(topic)).inc()
+        self._child(self.records_produced, topic.removeprefix(self.topic_prefix)).inc()
 
     def dead_lettered(self, stage: str, reason: str) -> None:
         """A stage sent a record to the DLQ; ``reason`` is the error kind of its headers."""
@@ -252,23 +262,23 @@ class LoopMetrics:
 
     def decided(self, action: str, reason: str, *, audit: bool = False) -> None:
         """One routing decision (``audit``: the accepted event is also audited)."""
-        self.decisions.labels(action=action, reason=reason).inc()
+        self._child(self.decisions, action, reason).inc()
         if audit:
             self.audits.inc()
 
     def observe_label(self, label: Label) -> None:
         """A trusted label was published: its source, and for a first revision its time to label."""
         first = label.revision == 1
-        self.labels_published.labels(source=label.source, revision="first" if first else "later").inc()
+        self._child(self.labels_published, label.source, "first" if first else "later").inc()
         if first:
             waited_s = (label.decided_at - label.prediction_created_at).total_seconds()
-            self.time_to_label.labels(source=label.source).observe(max(0.0, waited_s))
+            self._child(self.time_to_label, label.source).observe(max(0.0, waited_s))
             if label.is_human:
-                self.answers_per_label.labels(source=label.source).observe(label.provenance.n_answers)
+                self._child(self.answers_per_label, label.source).observe(label.provenance.n_answers)
 
     def observe_answer(self, answer: CrowdAnswer) -> None:
         """A pool reported one answer."""
-        self.crowd_answers.labels(pool=answer.pool, tier=answer.tier).inc()
+        self._child(self.crowd_answers, answer.pool, answer.tier).inc()
 
     def observe_pool(self, status: PoolStatus) -> None:
         """A pool's latest status report (its cost per hour as ``labelloop pools status`` shows it)."""

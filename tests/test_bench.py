@@ -22,6 +22,7 @@ from bench.harness import Goal, Row, report
         "bench.aggregation_cost",
         "bench.snapshot_replay",
         "bench.drift_detection",
+        "bench.metrics_cost",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
