@@ -84,7 +84,13 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
     )
     names = topic_names(loop.settings)
     stream = list(
-        simulate(StreamSettings(events=2_400, train_size=400, drift_at=0.25, run_id=loop.settings.app_id))
+        # A large drift early (threshold 8 -> 9.5 at a fifth of the run: the model's error jumps ~13
+        # points), so the detector fires within the run even on a loaded machine.
+        simulate(
+            StreamSettings(
+                events=2_400, train_size=400, drift_at=0.2, variant_after=3, run_id=loop.settings.app_id
+            )
+        )
     )
     watcher = TopicWatcher(loop.settings, names.commands)
     stop = threading.Event()
@@ -164,8 +170,9 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
             assert TOKEN not in driver.current_url
             assert driver.execute_script("return document.cookie") == ""
 
-            # The drift is marked on the time axis of every chart.
-            wait.until(
+            # The drift is marked on the time axis of every chart (the crowd may lag behind on a
+            # loaded machine: give its labels time to reach the detector).
+            WebDriverWait(driver, 2 * WAIT_S, poll_frequency=0.5).until(
                 lambda d: (
                     d.execute_script(
                         "return (document.getElementById('chart-rate').layout.shapes || []).length"

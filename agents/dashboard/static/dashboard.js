@@ -42,8 +42,9 @@
   }
   function alertNotes(series) {
     return series.alerts.map((alert) => ({
-      x: alert.t, xref: "x", y: 1, yref: "paper", yanchor: "bottom", showarrow: false,
-      text: "drift: " + alert.signal.replace("_", " "), font: { size: 9, color: ALERT_COLOR },
+      // Vertical, beside its line and inside the plot: clear of the legend above it.
+      x: alert.t, xref: "x", y: 1, yref: "paper", yanchor: "top", xanchor: "right", textangle: -90,
+      showarrow: false, text: "drift: " + alert.signal.replace("_", " "), font: { size: 9, color: ALERT_COLOR },
     }));
   }
 
