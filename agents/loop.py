@@ -19,6 +19,7 @@ from agents.settings import StageSettings
 from schemas import utc_now
 from streams.app import broker_credentials
 from streams.ledger import LabelLedger, read_label_tail
+from streams.metrics import LoopMetrics
 from streams.runtime import Clock, DeadLetters, Output
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
@@ -34,10 +35,15 @@ class Loop:
     clock: Clock = utc_now
     #: This worker process among the group's (host and pid): pool reports name their reporter.
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"[-128:])
-    #: In-process counters (``stage.what``): the summary and metrics read them.
+    #: In-process counters (``stage.what``): the summary and tests read them.
     counters: Counter[str] = field(default_factory=Counter)
+    #: The worker's Prometheus metrics (``/metrics`` and the dashboard); made from the settings.
+    metrics: LoopMetrics = field(init=False)
     _dead_lettered: Any = None
     _ledger: LabelLedger | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = LoopMetrics(self.settings.topics.prefix, process=True)
 
     @property
     def names(self) -> TopicNames:
@@ -49,8 +55,8 @@ class Loop:
         return self.app.topic(name, key_type=bytes, value_type=bytes)
 
     def output(self, name: str) -> Output:
-        """A producer of schema objects to ``name``."""
-        return Output(self.topic(name))
+        """A producer of schema objects to ``name`` (counted in ``labelloop_records_produced_total``)."""
+        return Output(self.topic(name), self.metrics, name)
 
     def dead_letters(self, stage: str, *, dedupe: bool = True) -> DeadLetters:
         """The DLQ of ``stage`` (each bad record once, even when processed again after a restart).
@@ -59,11 +65,22 @@ class Loop:
         the table that remembers them can only be written while a record is handled.
         """
         if not dedupe:
-            return DeadLetters(self.topic(self.names.dlq), stage=stage, clock=self.clock)
+            return DeadLetters(
+                self.topic(self.names.dlq),
+                stage=stage,
+                clock=self.clock,
+                meter=self.metrics,
+                topic_name=self.names.dlq,
+            )
         if self._dead_lettered is None:
             self._dead_lettered = self.table("dead-letters")
         return DeadLetters(
-            self.topic(self.names.dlq), stage=stage, clock=self.clock, sent=self._dead_lettered
+            self.topic(self.names.dlq),
+            stage=stage,
+            clock=self.clock,
+            sent=self._dead_lettered,
+            meter=self.metrics,
+            topic_name=self.names.dlq,
         )
 
     @property

@@ -11,9 +11,13 @@ Routes
     ``issued_by="operator:<name>"``, default ``api``). 202 with the command sent to
     ``commands``; 400 with the reason when the command is not valid.
 
-Every call must carry the token (``Authorization: Bearer <token>`` or ``X-Labelloop-Token``);
-without it, or with a wrong one, 401 and a WARNING log (method, path, peer; never the token).
-With no token configured the API refuses every call with 503: it is never open.
+Every ``/operator/`` call must carry the token (``Authorization: Bearer <token>`` or
+``X-Labelloop-Token``); without it, or with a wrong one, 401 and a WARNING log (method, path,
+peer; never the token). With no token configured the API refuses every such call with 503: it
+is never open.
+
+The same listener is the worker's web server: ``/metrics`` and the dashboard
+(:mod:`agents.dashboard.server`) are served beside the API and need no token.
 """
 
 from __future__ import annotations
@@ -151,6 +155,8 @@ class OperatorApi(WebListener):
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/operator/"):
+            return await handler(request)  # /metrics and the dashboard: read-only, no token
         if self._token is None:
             log.warning(
                 "operator API refused %s %s from %s: no token configured",
@@ -249,7 +255,11 @@ def register(loop: Loop, settings: OperatorApiSettings) -> OperatorApi | None:
         except ConfigError as error:
             log.error("%s", error)
             return
-        log.info("operator API on http://%s:%d/operator/pools", settings.host, port)
+        log.info(
+            "worker web server on http://%s:%d/ (/dashboard, /metrics, operator API /operator/pools)",
+            settings.host,
+            port,
+        )
         await follow(loop.settings, [names.pool_status, names.commands], on_record)
 
     async def stop_operator_api(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

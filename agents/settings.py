@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agents.aggregator.dawid_skene import DawidSkeneSettings
 from agents.aggregator.skills import SkillSettings
 from agents.aggregator.weighted import WeightedSettings
+from agents.dashboard.agent import DashboardSettings
 from agents.learner.model import LearnerSettings
 from agents.monitor.detectors import MonitorSettings
 from agents.operator_api import OperatorApiSettings
@@ -83,5 +84,8 @@ class StageSettings(BaseSettings):
     aggregator: AggregatorSettings = AggregatorSettings()
     learner: LearnerSettings = LearnerSettings()
     monitor: MonitorSettings = MonitorSettings()
-    #: The operator HTTP API (``LABELLOOP_OPERATOR__*``): pool commands behind a token.
+    #: The worker's web server (``LABELLOOP_OPERATOR__*``): pool commands behind a token,
+    #: ``/metrics`` and the dashboard.
     operator: OperatorApiSettings = OperatorApiSettings()
+    #: How the dashboard samples the metrics (``LABELLOOP_DASHBOARD__*``).
+    dashboard: DashboardSettings = DashboardSettings()

@@ -14,6 +14,8 @@ from agents import operator_api
 from agents.aggregator import agent as aggregator_agent
 from agents.aggregator.skills import SkillBook
 from agents.aggregator.weighted import WeightedVoteAggregator
+from agents.dashboard import agent as dashboard_agent
+from agents.dashboard.server import Dashboard
 from agents.dispatcher import agent as dispatcher_agent
 from agents.learner import agent as learner_agent
 from agents.learner.model import OnlineLearner, features_of
@@ -49,6 +51,8 @@ class Worker:
     learners: dict[str, OnlineLearner] = field(default_factory=dict)
     monitors: dict[str, TaskMonitor] = field(default_factory=dict)
     response: ResponsePolicy | None = None
+    #: ``/metrics`` and the dashboard (None when the worker's web server is off).
+    dashboard: Dashboard | None = None
 
 
 def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any) -> Worker:
@@ -68,6 +72,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
 
         async def report_golden(answer: CrowdAnswer) -> None:
             await golden.send(answer.event_id, answer)
+            loop.metrics.observe_answer(answer)
 
         crowd = TolokaBackend(pools.toloka, accuracy_of=book.accuracy_of, golden_sink=report_golden)
     else:
@@ -75,6 +80,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of, is_banned=ban_rule(book))
     backends: dict[Tier, LabelingBackend] = {"crowd": crowd}
     bots: SimulatedExperts | None = None
+    experts: ExpertPool | None = None
     if pools.experts_enabled:
         experts = ExpertPool(pools.experts)
         backends["expert"] = experts
@@ -96,7 +102,11 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     aggregator = aggregator_agent.register(loop, book)
     monitors, response = monitor_agent.register(loop)
     pools_agent.register(loop, backends, truth_table, bots)
-    operator_api.register(loop, stages.operator)
+    api = operator_api.register(loop, stages.operator)
+    dashboard = None
+    if api is not None:
+        dashboard = dashboard_agent.register(loop, api.app, stages.dashboard)
+        dashboard.expert_page = lambda: _expert_page(experts)
 
     @app.task  # type: ignore[untyped-decorator]
     async def stacks_on_sigusr1() -> None:
@@ -113,6 +123,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         learners=learners,
         monitors=monitors,
         response=response,
+        dashboard=dashboard,
     )
 
 
@@ -137,3 +148,15 @@ def await_chain(awaitable: Any) -> list[str]:
             where.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
         awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
     return where
+
+
+def _expert_page(experts: ExpertPool | None) -> str | None:
+    """The expert page's address once it listens (the dashboard links to it)."""
+    if experts is None:
+        return None
+    try:
+        port = experts.port
+    except RuntimeError:  # not listening (yet)
+        return None
+    host = experts.settings.host
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"

@@ -9,6 +9,7 @@ from bench import (
     crowd_aggregation,
     drift_detection,
     ingestion,
+    metrics_cost,
     online_recovery,
     pool_surge,
     router_body,
@@ -45,6 +46,8 @@ def main() -> int:
         rows += more_rows
         goals += more_goals
     goals.append(throughput.body_goal(body_rows))
+    metric_rows, _ = metrics_cost.run(body_rows)
+    rows += metric_rows
     sys.stdout.write(report(rows, goals) + "\n")
     return 0
 

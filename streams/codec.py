@@ -108,6 +108,15 @@ def encode_key(event_key: str) -> bytes:
     return event_key.encode("utf-8")
 
 
+def error_kind(error: BaseException) -> str:
+    """The DLQ reason of an error: a contract error's kind, else ``processing_failed`` (a bounded set).
+
+    >>> error_kind(ContractError("bad", kind="invalid_json")), error_kind(KeyError("x"))
+    ('invalid_json', 'processing_failed')
+    """
+    return error.kind if isinstance(error, ContractError) else "processing_failed"
+
+
 def dlq_headers(
     error: BaseException,
     *,
@@ -119,7 +128,7 @@ def dlq_headers(
     original: Sequence[tuple[str, bytes]] = (),
 ) -> list[tuple[str, bytes]]:
     """Headers of a DLQ record: why it failed and where it came from, plus its own headers."""
-    kind = error.kind if isinstance(error, ContractError) else "processing_failed"
+    kind = error_kind(error)
     message = error.message if isinstance(error, ContractError) else f"{type(error).__name__}: {error}"
     fields = {
         H_ERROR_KIND: kind,

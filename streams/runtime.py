@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka.errors import KafkaError
 
 from schemas.base import WireModel, utc_now
-from streams.codec import decode, dlq_headers, encode, encode_key
+from streams.codec import decode, dlq_headers, encode, encode_key, error_kind
 from streams.errors import ContractError, RetryableBackendError
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,28 @@ class Sender(Protocol):
     ) -> Any: ...  # pragma: no cover - protocol
 
 
-class Output:
-    """Produce schema objects to one topic, keyed by a string id."""
+class Meter(Protocol):
+    """Where the plumbing counts records (``streams.metrics.LoopMetrics`` in a worker)."""
 
-    def __init__(self, topic: Sender) -> None:
+    def consumed(self, stage: str, topic: str) -> None: ...  # pragma: no cover - protocol
+
+    def produced(self, topic: str) -> None: ...  # pragma: no cover - protocol
+
+    def dead_lettered(self, stage: str, reason: str) -> None: ...  # pragma: no cover - protocol
+
+
+class Output:
+    """Produce schema objects to one topic, keyed by a string id (counted once sent, with a meter)."""
+
+    def __init__(self, topic: Sender, meter: Meter | None = None, topic_name: str = "") -> None:
         self._topic = topic
+        self._meter = meter
+        self._name = topic_name
 
     async def send(self, key: str, value: WireModel) -> None:
         await self._topic.send(key=encode_key(key), value=encode(value))
+        if self._meter is not None:
+            self._meter.produced(self._name)
 
 
 class DeadLetters:
@@ -81,7 +95,9 @@ class DeadLetters:
 
     With a ``sent`` mapping (a faust table with a changelog), a record that is
     processed again after a restart (its offset was not committed yet) is not
-    dead-lettered twice: the DLQ holds each bad record once.
+    dead-lettered twice: the DLQ holds each bad record once. With a ``meter``,
+    each record sent is counted by stage and reason (the header's error kind),
+    and :func:`run_records` counts every record the stage reads.
     """
 
     def __init__(
@@ -90,11 +106,15 @@ class DeadLetters:
         stage: str,
         clock: Clock = utc_now,
         sent: MutableMapping[str, str] | None = None,
+        meter: Meter | None = None,
+        topic_name: str = "predictions.dlq",
     ) -> None:
         self._topic = topic
         self.stage = stage
         self._clock = clock
         self._sent = sent
+        self.meter = meter
+        self._topic_name = topic_name
         self.sent = 0
 
     async def send(self, record: Record, error: BaseException) -> None:
@@ -115,6 +135,9 @@ class DeadLetters:
         if self._sent is not None:
             self._sent[place] = self.stage
         self.sent += 1
+        if self.meter is not None:
+            self.meter.dead_lettered(self.stage, error_kind(error))
+            self.meter.produced(self._topic_name)
 
 
 Handler = Callable[[Record], Awaitable[None]]
@@ -177,10 +200,16 @@ async def handle_record(
 
 
 async def run_records(stream: Any, handler: Handler, dead_letters: DeadLetters) -> AsyncIterator[bool]:
-    """Iterate a faust stream of raw records through :func:`handle_record` (yields per record)."""
+    """Iterate a faust stream of raw records through :func:`handle_record` (yields per record).
+
+    The one place a stage reads records: each is counted on the stage's meter as it comes in.
+    """
+    meter = dead_letters.meter
     async for event in stream.events():
-        message = event.message
-        yield await handle_record(Record.of(message), handler, dead_letters)
+        record = Record.of(event.message)
+        if meter is not None:
+            meter.consumed(dead_letters.stage, record.topic)
+        yield await handle_record(record, handler, dead_letters)
 
 
 def require_key(record: Record, event_id: str) -> None:

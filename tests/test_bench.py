@@ -23,6 +23,7 @@ from bench.harness import Goal, Row, report
         "bench.snapshot_replay",
         "bench.drift_detection",
         "bench.online_recovery",
+        "bench.metrics_cost",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:

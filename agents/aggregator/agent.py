@@ -68,6 +68,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
             if not await ledger.publish(label, partition):
                 counters["aggregator.labels_suppressed"] += 1
                 continue
+            loop.metrics.observe_label(label)
             counters["aggregator.labels"] += 1
             if label.revision > 1:
                 counters["aggregator.revisions"] += 1
@@ -78,6 +79,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         for worker in outcome.flagged:
             log.warning("worker %s flagged unreliable: revisiting the labels that leaned on it", worker)
             counters["aggregator.flagged"] += 1
+            loop.metrics.workers_flagged.inc()
         # The core refits nothing here (refit=None), so its revisits are the tasks of newly
         # flagged workers; the refit timer sends its own.
         for event_id, reason in outcome.revisit:
@@ -181,5 +183,6 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         for worker in flagged:
             log.warning("Dawid–Skene refit flagged worker %s unreliable", worker)
             counters["aggregator.flagged"] += 1
+            loop.metrics.workers_flagged.inc()
 
     return aggregator

@@ -57,6 +57,7 @@ def register(loop: Loop, backends: Mapping[Tier, LabelingBackend]) -> Handoffs[a
     async def report(answer: CrowdAnswer) -> None:
         await answers.send(answer.event_id, answer)
         counters["dispatcher.answers"] += 1
+        loop.metrics.observe_answer(answer)
 
     def tier_of(backend: LabelingBackend) -> Tier:
         return next(tier for tier, candidate in backends.items() if candidate is backend)

@@ -138,7 +138,9 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
         now = loop.clock()
         for task, learner in learners.items():
             if learner.seen:
-                await metrics.send(f"online-{task}", learner.metrics(f"online-{task}", task, now))
+                snapshot = learner.metrics(f"online-{task}", task, now)
+                await metrics.send(f"online-{task}", snapshot)
+                loop.metrics.observe_model_metrics(snapshot)
 
     @loop.app.timer(settings.checkpoint_every_s)  # type: ignore[untyped-decorator]
     async def checkpoint_models() -> None:

@@ -89,6 +89,7 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
         for alert in found:
             await alerts.send(alert.detector, alert)
             counters["monitor.alerts"] += 1
+            loop.metrics.observe_alert(alert)
             await react(response.observe(alert, loop.clock()))
 
     async def on_label(record: Record) -> None:

@@ -137,6 +137,7 @@ def register(
                 if scaler.last is not None and report.workers_needed is None:
                     report = report.model_copy(update={"workers_needed": scaler.last.workers})
             await status.send(backend.name, report)
+            loop.metrics.observe_pool(report)
             if command is not None:
                 # Applied here, to this worker's pool (each worker sizes its own); published on
                 # the commands topic so operators and the CLI see every decision and its reason.

@@ -83,6 +83,8 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
     estimated = loop.table("router-estimated")
     estimates: dict[str, Estimates] = {}
     counters = loop.counters
+    meter = loop.metrics
+    meter.target_backlog.set(router.settings.capacity.target_backlog)
 
     async def handle(record: Record) -> None:
         event = decode_keyed(PredictionEvent, record)
@@ -91,12 +93,15 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
         await ledger.verify(record.partition)
         if decisions.get(event.event_id) is not None or ledger.revision(event.event_id) > 0:
             counters["router.duplicates"] += 1
+            meter.duplicates.inc()
             return
         now = loop.clock()
         # The online model is asked only for events a human will see (see Router.decide).
         decision = router.decide(event, now, (lambda: suggest(event)) if suggest is not None else None)
         if decision.action == "accept":
-            await ledger.publish(model_label(event, decision, now), record.partition)
+            accepted = model_label(event, decision, now)
+            if await ledger.publish(accepted, record.partition):
+                meter.observe_label(accepted)
             # The audit's population: recall scales each class's audit share to these counts.
             found = estimates.get(event.task)
             if found is None:
@@ -109,12 +114,18 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
                 )
                 counters["router.audit"] += 1
             counters["router.shed" if decision.shed else "router.accept"] += 1
+            meter.decided(
+                "accept",
+                "shed_by_capacity" if decision.shed else decision.route,
+                audit=decision.audit is not None,
+            )
         else:
             await requests.send(
                 event.event_id,
                 label_request(event, decision, now, measurement_tier=router.settings.measurement_tier),
             )
             counters[f"router.{decision.route}"] += 1
+            meter.decided("review", decision.route)
         decisions[event.event_id] = decision.route
 
     async def on_broadcast(record: Record) -> None:
@@ -133,6 +144,7 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
                 _changes(before.model_dump(), after.model_dump()),
             )
             await policy_status.send(command.task, router.status(command.task, loop.clock(), command.reason))
+            meter.target_backlog.set(router.settings.capacity.target_backlog)
             counters["router.policy_changes"] += 1
 
     async def on_label(record: Record) -> None:
@@ -176,10 +188,9 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
     async def publish_estimates() -> None:
         now = loop.clock()
         for task, found in estimates.items():
-            await metrics.send(
-                f"production-{found.model_name}",
-                production_metrics(found.model_name, task, now, found.precision, found.recall),
-            )
+            snapshot = production_metrics(found.model_name, task, now, found.precision, found.recall)
+            await metrics.send(f"production-{found.model_name}", snapshot)
+            meter.observe_model_metrics(snapshot)
 
     return router
 

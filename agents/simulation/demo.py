@@ -3,7 +3,8 @@
 Starts (or reuses) the local broker, creates a fresh set of topics, runs a
 real faust worker as a separate process with the simulated crowd, replays a
 drifting stream through the frozen production model, mixes in malformed
-records, shows the loop live and ends with a summary (also written as JSON).
+records, shows the loop live (in the terminal and on the worker's dashboard) and ends
+with a summary (also written as JSON) and a self-contained HTML report of the whole run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,9 +29,10 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from agents.dashboard.report import write_report
 from agents.simulation.poison import poison_records
 from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
-from schemas import DriftAlert, Label, ModelMetrics, PolicyStatus, PoolStatus, WorkerSkill
+from schemas import DriftAlert, Label, ModelMetrics, PolicyStatus, PoolStatus, WorkerSkill, utc_now
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, topic_names
@@ -58,6 +61,10 @@ class DemoSettings(BaseModel):
     measurement_tier: Literal["crowd", "expert"] = "expert"
     #: Where the expert page listens during the demo (open it to answer alongside the bots).
     expert_port: int = Field(default=8765, ge=0, le=65_535)
+    #: The worker's web server: the live dashboard and /metrics (another free port if taken).
+    web_port: int = Field(default=6067, ge=1, le=65_535)
+    #: Seconds between two samples of the dashboard (and of the report's plots).
+    sample_every_s: float = Field(default=1.0, gt=0.0)
     seed: int = 42
     home: Path = Path(".labelloop/demo")
 
@@ -195,7 +202,19 @@ def _live_table(view: LoopView, published: int, total: int, started: float) -> G
     return Group(table)
 
 
-def _start_worker(settings: Settings, demo: DemoSettings, log_path: Path) -> subprocess.Popen[bytes]:
+def _free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there on loopback, else a free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_worker(
+    settings: Settings, demo: DemoSettings, log_path: Path, web_port: int
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "LABELLOOP_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -210,6 +229,10 @@ def _start_worker(settings: Settings, demo: DemoSettings, log_path: Path) -> sub
         "LABELLOOP_ROUTER__MEASUREMENT_TIER": demo.measurement_tier,
         "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": str(demo.experts),
         "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": str(demo.expert_mean_service_s),
+        "LABELLOOP_OPERATOR__PORT": str(web_port),
+        "LABELLOOP_DASHBOARD__SAMPLE_EVERY_S": str(demo.sample_every_s),
+        # The report covers the whole run at this resolution.
+        "LABELLOOP_DASHBOARD__MAX_POINTS": str(int(demo.timeout_s * 3 / demo.sample_every_s) + 1_000),
     }
     log_file = log_path.open("wb")
     return subprocess.Popen(
@@ -263,7 +286,9 @@ def _publish_stream(
         ahead = due - (time.monotonic() - started)
         if ahead > 0:
             time.sleep(ahead)
-        event = simulated.event
+        # The production model predicts as the event is published (the stream was scored ahead of
+        # time), so time to label is measured from here, as it would be for a real producer.
+        event = simulated.event.model_copy(update={"created_at": utc_now()})
         publisher.publish_raw(event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic)
         publisher.publish(event)
         if poison and position % poison_every == 0 and sent_poison < len(poison):
@@ -291,7 +316,9 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
     names = topic_names(settings)
     create_topics(settings)
     console.print(f"topics created under prefix [bold]{settings.topics.prefix}[/]; starting a worker")
-    worker = _start_worker(settings, demo, home / "worker.log")
+    web_port = _free_port(demo.web_port)
+    worker = _start_worker(settings, demo, home / "worker.log", web_port)
+    console.print(f"dashboard: http://127.0.0.1:{web_port}/dashboard (metrics: /metrics)")
     if demo.expert_port:
         console.print(
             f"expert page: http://127.0.0.1:{demo.expert_port}/ "
@@ -305,6 +332,7 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
     reader.start()
     published = 0
     sent_poison = 0
+    series: dict[str, Any] | None = None
     try:
         with Live(
             _live_table(view, 0, demo.events, started),
@@ -331,6 +359,7 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
                 time.sleep(0.5)
             time.sleep(2.0)  # let the last metrics and statuses arrive
             live.update(_live_table(view, published, demo.events, started))
+        series = _run_series(web_port, console)
     finally:
         _stop_worker(worker)
         stop.set()
@@ -338,7 +367,25 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
     summary = summarize(view, stream, stream_settings, sent_poison, time.monotonic() - started)
     (home / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     _print_summary(console, summary, home)
+    if series is not None:
+        report = write_report(home / "report.html", series, summary, f"demo report {run_id}")
+        console.print(f"report (opens offline): [bold]{report.resolve()}[/]")
     return bool(summary["ok"])
+
+
+def _run_series(web_port: int, console: Console) -> dict[str, Any] | None:
+    """The worker's dashboard series of the whole run (None when its web server did not answer)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"http://127.0.0.1:{web_port}/dashboard/series.json?minutes=0", timeout=30)
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        console.print(f"[red]no report: the worker's dashboard did not answer ({error})[/]")
+        return None
+    series: dict[str, Any] = response.json()
+    series["expert_page"] = None  # the page is gone with the worker
+    return series
 
 
 def summarize(

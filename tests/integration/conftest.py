@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,27 @@ class LoopUnderTest:
                 process.kill()
                 process.wait()
         return process.returncode
+
+    def logged_port(self, pattern: str, worker: int = 0, timeout_s: float = 90.0) -> int:
+        """The port a worker logged (``pattern`` has one group: the port), waiting for the line."""
+        path = self.log_dir / f"worker-{worker}.log"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = re.search(pattern, path.read_text(errors="replace")) if path.exists() else None
+            if found is not None:
+                return int(found.group(1))
+            if self.workers[worker].poll() is not None:
+                pytest.fail(f"worker {worker} exited before logging {pattern!r}\n{self.worker_logs()}")
+            time.sleep(0.2)
+        pytest.fail(f"worker {worker} never logged {pattern!r}\n{self.worker_logs()}")
+
+    def web_port(self, worker: int = 0) -> int:
+        """The port of the worker's web server (dashboard, /metrics, operator API)."""
+        return self.logged_port(r"worker web server on http://[^:]+:(\d+)/", worker)
+
+    def expert_port(self, worker: int = 0) -> int:
+        """The port of the worker's expert page."""
+        return self.logged_port(r"expert page at http://[^:]+:(\d+)/", worker)
 
     def worker_logs(self) -> str:
         """Every worker log of this loop, for failure messages."""

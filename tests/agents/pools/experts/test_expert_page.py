@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -21,11 +19,11 @@ from pydantic import SecretStr
 
 from agents.pools.experts import ExpertPool, ExpertPoolSettings
 from schemas import CrowdAnswer
+from tests import browser as browsers
 from tests.agents.pools.experts.expert_builders import expert_request
+from tests.browser import chromium, chromium_or_skip, save_screenshot
 
 T = TypeVar("T")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 10.0
 
 URGENT = "Card used in Lisbon and Osaka within the same hour"
@@ -59,41 +57,10 @@ class LoopThread:
         self.loop.close()
 
 
-def chromium_or_skip() -> None:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
-    if not missing:
-        return
-    reason = f"the browser test needs Debian's chromium and chromium-driver; missing: {', '.join(missing)}"
-    if os.environ.get("CI"):
-        pytest.fail(reason + " (CI must install them: make test does)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    chromium_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1000,760",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(argument)
-    # An explicit driver path: Selenium Manager never runs, so nothing is downloaded.
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -113,7 +80,7 @@ def wait_for_backlog(loop_thread: LoopThread, pool: ExpertPool, count: int) -> N
 
 
 def test_missing_chromium_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(browsers, "CHROMIUM", tmp_path / "no-chromium")
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no-chromium"):
         chromium_or_skip()
@@ -173,11 +140,7 @@ def test_an_expert_answers_by_click_and_by_key_in_priority_order(
         assert [button.text for button in buttons] == ["1fraud", "2ok", "3spam"]
         suggested = browser.find_elements(By.CSS_SELECTOR, "#labels button.suggested")
         assert [button.get_attribute("data-label") for button in suggested] == ["fraud"]
-        screenshot = tmp_path / "expert-page.png"
-        assert browser.save_screenshot(str(screenshot))
-        png = screenshot.read_bytes()
-        assert png.startswith(b"\x89PNG\r\n\x1a\n")
-        assert len(png) > 5_000
+        save_screenshot(browser, "expert-page-unit.png")
 
         # One answer by a click (overruling the suggestion) ...
         browser.find_element(By.CSS_SELECTOR, '#labels button[data-label="spam"]').click()

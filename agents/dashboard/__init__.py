@@ -1,0 +1,1 @@
+"""See the loop: the worker's ``/metrics``, its live dashboard and the demo's offline report."""
