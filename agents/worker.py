@@ -112,7 +112,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     async def stacks_on_sigusr1() -> None:
         # `kill -USR1 <pid>` logs where every asyncio task of the worker waits (a stalled
         # partition's agent shows up there); no debugger or extra package needed.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_task_stacks)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: log_task_stacks(app))
 
     return Worker(
         app=app,
@@ -127,12 +127,15 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     )
 
 
-def log_task_stacks() -> None:
+def log_task_stacks(app: faust.App | None = None) -> None:
     """Log where every asyncio task of the running loop waits (one WARNING per task).
 
     ``Task.print_stack`` shows a suspended coroutine's outermost frame only; this
-    follows the chain of awaits down to the innermost one.
+    follows the chain of awaits down to the innermost one. With ``app``, the
+    consumer's view of its partitions comes first (assigned, paused, fetching).
     """
+    if app is not None:
+        log.warning("consumer partitions (SIGUSR1):\n%s", "\n".join(consumer_state(app)))
     tasks = asyncio.all_tasks()
     log.warning("%d asyncio tasks (SIGUSR1):", len(tasks))
     for task in sorted(tasks, key=lambda task: task.get_name()):
@@ -160,3 +163,27 @@ def _expert_page(experts: ExpertPool | None) -> str | None:
         return None
     host = experts.settings.host
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"
+
+
+def consumer_state(app: faust.App) -> list[str]:
+    """One line per assigned partition: faust's active/paused/buffered view, aiokafka's position."""
+    consumer: Any = app.consumer
+    lines = [
+        f"flow_active={consumer.flow_active} rebalancing={app.rebalancing} in_recovery={app.in_recovery}"
+    ]
+    active = consumer._active_partitions or set()
+    try:
+        kafka = consumer._thread._ensure_consumer()
+        states = kafka._subscription.subscription.assignment
+    except Exception as error:  # a diagnostic: never fail the dump
+        return [*lines, f"no aiokafka state: {error!r}"]
+    for tp in sorted(consumer.assignment()):
+        state = states.state_value(tp) if states is not None else None
+        position = getattr(state, "_position", None) if state is not None else None
+        paused = getattr(state, "paused", None) if state is not None else None
+        lines.append(
+            f"{tp.topic}[{tp.partition}] active={tp in active} paused={tp in consumer._paused_partitions}"
+            f" buffered={tp in consumer._buffered_partitions} kafka_paused={paused} position={position}"
+            f" highwater={consumer.highwater(tp)}"
+        )
+    return lines
