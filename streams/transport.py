@@ -57,7 +57,7 @@ class IdempotentProducer(faust_aiokafka.Producer):
 
 
 class GenerationSafeConsumer(faust_aiokafka.Consumer):
-    """Never commit the offset of a message fetched before the current rebalance.
+    """Never commit the offset of a message a stream dropped at a rebalance.
 
     After a rebalance faust's streams drop every queued message fetched under the
     previous consumer generation (``Stream.__aiter__``: "Skipping message ... with
@@ -66,14 +66,20 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
     no agent processed, and the seek to the committed offsets that follows the
     rebalance starts after it: the record is lost. Seen in the three-worker SIGKILL
     test: a router stream went from offset 16 to 18 of a kept partition, and that
-    event never got a Label. Here such an acknowledgement ends the message's
+    event never got a Label. Streams drop (and acknowledge) what reaches them while
+    flow control is off as well, during a rebalance's table recovery: a new owner
+    went from offset 0 to 135 of the partition it took over, 80 events never
+    routed. Here such an acknowledgement ends the message's
     bookkeeping (nothing waits for it) without making its offset committable, so
     the seek starts at or before it and the message is delivered again.
     """
 
     def ack(self, message: Message) -> bool:
         current = self.app.consumer_generation_id
-        if message.generation_id is not None and message.generation_id != current:
+        stale = message.generation_id is not None and message.generation_id != current
+        # The same skip happens while flow control is off (a rebalance and its table
+        # recovery): a message that reaches a stream then is dropped and acknowledged too.
+        if stale or not self.app.flow_control.is_active():
             with ack_lock:
                 if not message.acked:
                     message.acked = True

@@ -23,6 +23,7 @@ def test_an_old_generations_message_is_acked_without_becoming_committable(tmp_pa
     app.topics._acking_topics.add("t.predictions")  # as for a topic an agent subscribes to
     consumer = app.consumer
     assert isinstance(consumer, GenerationSafeConsumer)
+    app.flow_control.resume()  # as once the worker runs
     app.consumer_generation_id = 3
     tp = TP("t.predictions", 0)
     stale, fresh = message(16, generation_id=2), message(17, generation_id=3)
@@ -35,3 +36,17 @@ def test_an_old_generations_message_is_acked_without_becoming_committable(tmp_pa
 
     assert consumer.ack(fresh) is True
     assert list(consumer._acked[tp]) == [17]
+
+
+def test_a_message_acked_while_flow_control_is_off_is_not_committable(tmp_path: Path) -> None:
+    """During a rebalance's recovery streams drop what reaches them: it is delivered again after."""
+    app = create_app(Settings(data_dir=tmp_path))
+    app.topics._acking_topics.add("t.predictions")
+    consumer = app.consumer
+    app.consumer_generation_id = 3
+    tp = TP("t.predictions", 0)
+    app.flow_control.suspend()
+    assert consumer.ack(message(20, generation_id=3)) is False
+    app.flow_control.resume()
+    assert consumer.ack(message(21, generation_id=3)) is True
+    assert list(consumer._acked[tp]) == [21]
