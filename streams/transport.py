@@ -20,11 +20,11 @@ only when every record given to ``send_soon`` is acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import FutureMessage, Message
+from faust.types import TP, FutureMessage, Message
 from faust.types.tuples import ack_lock
 
 
@@ -56,6 +56,45 @@ class IdempotentProducer(faust_aiokafka.Producer):
             await asyncio.gather(*pending)
 
 
+class ReadOffsets(dict[TP, int | None]):
+    """faust's last-read offset per partition, not moved by records streams drop.
+
+    faust's fetch loop drops a record below the last offset it read from the
+    partition ("DROPPED MESSAGE ROFF"), and the seek to the committed offsets
+    after a rebalance lowers that offset so the records after it come again. But
+    the partitions are resumed before that seek and flow control is turned on
+    only after it: records fetched in between reach the streams, which drop them
+    (flow control is off), while the loop still moves the last-read offset past
+    them, and their second delivery after the seek is dropped as already read.
+    The partition then sits at its end with those records never handled (seen:
+    label requests of a taken-over partition never dispatched, the consumer's
+    position at the highwater). So the loop's updates are ignored while flow
+    control is off; the seek's (``update``) always apply.
+
+    >>> active = [False]
+    >>> offsets = ReadOffsets(lambda: active[0])
+    >>> offsets["tp"] = 134          # dropped while flow control is off: not read
+    >>> offsets["tp"] is None
+    True
+    >>> offsets.update({"tp": 55})   # the seek to the committed offset
+    >>> active[0] = True
+    >>> offsets["tp"] = 56
+    >>> offsets["tp"]
+    56
+    """
+
+    def __init__(self, flow_active: Callable[[], bool]) -> None:
+        super().__init__()
+        self._flow_active = flow_active
+
+    def __missing__(self, tp: TP) -> None:
+        return None
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        if self._flow_active():
+            super().__setitem__(tp, offset)
+
+
 class GenerationSafeConsumer(faust_aiokafka.Consumer):
     """Never commit the offset of a message a stream dropped at a rebalance.
 
@@ -73,6 +112,10 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
     bookkeeping (nothing waits for it) without making its offset committable, so
     the seek starts at or before it and the message is delivered again.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = ReadOffsets(self.app.flow_control.is_active)
 
     def ack(self, message: Message) -> bool:
         current = self.app.consumer_generation_id
