@@ -10,9 +10,10 @@ for one fault class:
 - **labels out**: of those, how many have a revision-1 Label;
 - **DLQ**: records in the DLQ; every poison record must be there once;
 - **duplicates**: revision-1 Labels beyond the first per event, any
-  (event, revision) published twice, poison dead-lettered twice, and labels
-  or DLQ records the drill never sent (a label for an unknown event, a valid
-  event in the DLQ);
+  (event, revision) published twice, poison dead-lettered twice, labels or
+  DLQ records the drill never sent (a label for an unknown event, a valid
+  event in the DLQ), and labels that counted an answer the drill forged (an
+  answer for an unknown or an already closed task);
 - **losses**: valid events without a revision-1 Label, and poison records
   missing from the DLQ.
 
@@ -88,6 +89,9 @@ class Ledger:
     events: set[str] = field(default_factory=set)
     poison: dict[tuple[bytes | None, str], str] = field(default_factory=dict)
     _labels: dict[Place, tuple[str, int]] = field(default_factory=dict)
+    #: Labels whose provenance names an answer the drill forged (a stray answer that took effect).
+    _foreign: set[Place] = field(default_factory=set)
+    _human: dict[str, None] = field(default_factory=dict)
     _dlq: dict[Place, tuple[bytes | None, str]] = field(default_factory=dict)
 
     def sent_event(self, event_id: str) -> None:
@@ -98,9 +102,22 @@ class Ledger:
         """A record that must end in the DLQ was published."""
         self.poison[fingerprint(key, value)] = kind
 
-    def saw_label(self, event_id: str, revision: int, place: Place) -> None:
-        """A Label record read from ``labels`` at ``place``."""
+    def saw_label(
+        self, event_id: str, revision: int, place: Place, *, foreign: bool = False, human: bool = False
+    ) -> None:
+        """A Label record read from ``labels`` at ``place``.
+
+        ``foreign``: it counts an answer the drill forged (it must not); ``human``: a person decided it.
+        """
         self._labels[place] = (event_id, revision)
+        if foreign:
+            self._foreign.add(place)
+        if human:
+            self._human[event_id] = None
+
+    def human_labeled(self) -> list[str]:
+        """Events decided by people so far, in the order their labels were read (closed tasks)."""
+        return list(self._human)
 
     def saw_dlq(
         self, key: bytes | None, value: bytes | None, place: Place, digest: str | None = None
@@ -119,6 +136,9 @@ class Ledger:
         problems += [f"doubled {event_id} revision {revision}" for event_id, revision in doubled]
         unknown = sorted({event_id for event_id, _ in revisions} - self.events)
         problems += [f"label for unknown {event_id}" for event_id in unknown]
+        problems += [
+            f"label from a forged answer: {self._labels[place][0]}" for place in sorted(self._foreign)
+        ]
         in_dlq = Counter(self._dlq.values())
         poison_lost = [kind for print_, kind in self.poison.items() if print_ not in in_dlq]
         problems += [f"poison {kind} not in the DLQ" for kind in sorted(poison_lost)]
@@ -129,6 +149,7 @@ class Ledger:
         duplicates = (
             sum(seen - 1 for seen in revisions.values())
             + len(unknown)
+            + len(self._foreign)
             + sum(in_dlq[p] - 1 for p in in_dlq if p in self.poison)
             + sum(in_dlq[p] for p in stray)
         )

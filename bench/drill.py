@@ -1,0 +1,572 @@
+"""``make drill``: inject one fault class at a time into a stream of events and count what survives.
+
+Each fault class gets a fresh loop (its own topic prefix and consumer group on
+the broker) with a real ``labelloop worker`` process, a stream of simulated
+predictions published at a steady rate (1 % of them published twice, as a
+retrying producer would), and one fault injected while the stream runs:
+
+==================  ====================================================================
+sigkill             the worker is SIGKILLed three times mid-stream, a new one started each time
+broker_restart      the (private) broker is stopped and started again mid-stream
+poison              a burst of malformed records of many kinds, a 10 MB record among them
+crowd_outage        the crowd backend (Toloka, against the stand-in) answers 429, 500 and
+                    timeouts for a period
+stray_answers       crowd answers for tasks that never existed and for tasks already decided
+clock_skew          the producer's clock runs hours ahead or behind the worker's
+disk_full           the model store (the learner's checkpoints) sits on a full filesystem
+==================  ====================================================================
+
+At the end every label and DLQ record is read back into a
+:class:`bench.drill_ledger.Ledger`, which prints the table (events in, labels
+out, DLQ, duplicates, losses per fault class) and the D1 goal line. Losses and
+duplicates must be zero.
+
+Run ``python -m bench.drill`` (``make drill``: 20,000 events per fault class);
+``--events 2000`` for a short run, ``--faults sigkill,poison`` for a subset.
+The broker restart runs on a private broker (ports 39830/39831), never on the
+shared one; the full disk needs root (a 64 kB tmpfs is mounted for the model store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agents.simulation.poison import PoisonRecord, poison_records, unusual_records
+from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
+from bench.drill_ledger import FaultCounts, Ledger, goal, table
+from schemas import CrowdAnswer
+from streams.broker import BrokerSettings, LocalBroker
+from streams.codec import H_ORIGINAL_SHA256, headers_dict
+from streams.sdk import PredictionPublisher
+from streams.settings import KafkaSettings, Settings, TopicSettings
+from streams.topics import create_topics, delete_topics, topic_names
+
+log = logging.getLogger("labelloop.drill")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FAULTS = (
+    "sigkill",
+    "broker_restart",
+    "poison",
+    "crowd_outage",
+    "stray_answers",
+    "clock_skew",
+    "disk_full",
+)
+#: The private broker of the broker-restart drill (never the shared one).
+DRILL_BROKER = BrokerSettings(
+    port=39830, controller_port=39831, home=REPO_ROOT / ".labelloop" / "drill-kafka"
+)
+#: A 10 MB record needs a topic (and producer) limit above it; the drill's predictions topic gets this.
+BIG_RECORD_LIMIT = 12 * 1024 * 1024
+GHOST_WORKER = "drill-ghost"
+
+
+@dataclass(frozen=True)
+class DrillSettings:
+    """How big each fault class's stream is and how long the drill may wait for it."""
+
+    events: int = 20_000
+    rate_per_s: float = 500.0
+    #: Share of events published a second time (a producer retry the loop must absorb).
+    duplicate_share: float = 0.01
+    #: How long after the last event is published the loop may take to label the rest.
+    drain_s: float = 600.0
+    #: Extra reads after everything arrived, for late duplicates.
+    settle_s: float = 8.0
+    accept_threshold: float = 0.7
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="labelloop-drill-")))
+
+
+# --- the loop under the drill ---------------------------------------------------------------
+
+
+class Loop:
+    """One isolated loop (topics, consumer group, data dir) and the worker processes that run it."""
+
+    def __init__(self, fault: str, bootstrap: str, drill: DrillSettings, **env: str) -> None:
+        run = f"{fault.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+        self.home = drill.workdir / run
+        self.settings = Settings(
+            kafka=KafkaSettings(bootstrap_servers=bootstrap),
+            topics=TopicSettings(prefix=f"drill.{run}.", partitions=4),
+            app_id=f"labelloop-drill-{run}",
+            data_dir=self.home / "worker",
+        )
+        self.names = topic_names(self.settings)
+        self.env = {
+            **os.environ,
+            "LABELLOOP_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "LABELLOOP_TOPICS__PREFIX": self.settings.topics.prefix,
+            "LABELLOOP_TOPICS__PARTITIONS": "4",
+            "LABELLOOP_APP_ID": self.settings.app_id,
+            "LABELLOOP_DATA_DIR": str(self.settings.data_dir),
+            "LABELLOOP_ROUTER__ACCEPT_THRESHOLD": str(drill.accept_threshold),
+            "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": "0.01",
+            "LABELLOOP_POOLS__SIMULATED__WORKERS": "30",
+            "LABELLOOP_POOLS__STATUS_EVERY_S": "1",
+            "LABELLOOP_POOLS__EXPERTS__PORT": "0",
+            "LABELLOOP_OPERATOR__PORT": "0",
+            "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": "4",
+            "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": "0.02",
+            "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
+            "LABELLOOP_LEARNER__PUBLISH_EVERY_S": "2",
+            "LABELLOOP_SESSION_TIMEOUT_S": "10",
+            **env,
+        }
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def create(self) -> None:
+        create_topics(self.settings)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        with (self.home / f"worker-{len(self.workers)}.log").open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.workers.append(process)
+        return process
+
+    def kill_worker(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop(self, *, delete: bool = True) -> None:
+        for process in self.workers:
+            self.kill_worker(process, signal.SIGTERM)
+        if delete:
+            with contextlib.suppress(Exception):
+                delete_topics(self.settings)
+
+    def logs_tail(self, chars: int = 3_000) -> str:
+        return "\n".join(
+            path.read_text(errors="replace")[-chars:] for path in sorted(self.home.glob("worker-*.log"))
+        )
+
+
+class Reader:
+    """Reads ``labels`` and the DLQ from the beginning into the ledger (aiokafka, no group)."""
+
+    def __init__(self, loop: Loop, ledger: Ledger) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self._ledger = ledger
+        self._labels, self._dlq = loop.names.labels, loop.names.dlq
+        settings = loop.settings
+
+        async def start() -> Any:
+            consumer = AIOKafkaConsumer(
+                self._labels,
+                self._dlq,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                client_id="labelloop-drill-reader",
+                max_partition_fetch_bytes=2 * 1024 * 1024,
+                **settings.kafka.aiokafka_options(),
+            )
+            await asyncio.wait_for(consumer.start(), 60)
+            return consumer
+
+        self._loop = asyncio.new_event_loop()
+        self._consumer: Any = self._loop.run_until_complete(start())
+
+    def poll(self) -> None:
+        try:
+            batches = self._loop.run_until_complete(
+                asyncio.wait_for(self._consumer.getmany(timeout_ms=300), 30)
+            )
+        except Exception as error:  # a broker restart: the consumer reconnects on the next poll
+            log.info("reader: %s; polling again", error)
+            time.sleep(0.5)
+            return
+        for messages in batches.values():
+            for message in messages:
+                place = (message.partition, message.offset)
+                if message.topic == self._labels:
+                    label = json.loads(message.value)
+                    workers = label.get("provenance", {}).get("worker_ids") or []
+                    foreign = any(str(worker).startswith(GHOST_WORKER) for worker in workers)
+                    self._ledger.saw_label(
+                        label["event_id"],
+                        int(label["revision"]),
+                        place,
+                        foreign=foreign,
+                        human=label.get("source") in ("crowd", "expert"),
+                    )
+                else:
+                    digest = headers_dict(message.headers).get(H_ORIGINAL_SHA256)
+                    self._ledger.saw_dlq(message.key, message.value, place, digest)
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(asyncio.wait_for(self._consumer.stop(), 30))
+        finally:
+            self._loop.close()
+
+
+class Publisher(threading.Thread):
+    """Publishes the stream at a steady rate in the background; ``progress`` is the share sent."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        ledger: Ledger,
+        stream: list[SimulatedEvent],
+        drill: DrillSettings,
+        **producer_options: Any,
+    ) -> None:
+        super().__init__(name="drill-publisher", daemon=True)
+        self._loop, self._ledger, self._stream, self._drill = loop, ledger, stream, drill
+        self._options = producer_options
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.publisher: PredictionPublisher | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def progress(self) -> float:
+        return self.sent / max(len(self._stream), 1)
+
+    def run(self) -> None:
+        every = max(int(1 / self._drill.duplicate_share), 1) if self._drill.duplicate_share else 0
+        try:
+            with PredictionPublisher(self._loop.settings, **self._options) as publisher:
+                self.publisher = publisher
+                started = time.monotonic()
+                truth_topic = self._loop.names.truth
+                for index, simulated in enumerate(self._stream):
+                    event = simulated.event
+                    with self.lock:
+                        publisher.publish_raw(
+                            event.event_id.encode(), json.dumps(simulated.truth).encode(), truth_topic
+                        )
+                        publisher.publish(event)
+                        self._ledger.sent_event(event.event_id)
+                        if every and index % every == every - 1:
+                            publisher.publish(event)  # the same event again: routed once
+                    self.sent = index + 1
+                    ahead_s = started + self.sent / self._drill.rate_per_s - time.monotonic()
+                    if ahead_s > 0:
+                        time.sleep(ahead_s)
+                publisher.flush(timeout_s=300)
+        except BaseException as error:  # reported by the drill, never swallowed
+            self.error = error
+
+    def publish_raw(self, records: list[PoisonRecord]) -> None:
+        """Send poison records through the same producer, between the events."""
+        while self.publisher is None and self.is_alive():
+            time.sleep(0.05)
+        assert self.publisher is not None
+        with self.lock:
+            for record in records:
+                self.publisher.publish_raw(record.key, record.value)
+                self._ledger.sent_poison(record.kind, record.key, record.value)
+
+
+# --- the fault classes ------------------------------------------------------------------------
+
+#: What a fault class does while the stream runs: called with the drill's state every ~0.2 s.
+Injector = Callable[["Run"], None]
+
+
+@dataclass
+class Run:
+    """The state of one fault class's run, for its injector."""
+
+    loop: Loop
+    ledger: Ledger
+    publisher: Publisher
+    stream: list[SimulatedEvent]
+    done: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    def once(self, step: str, when: bool) -> bool:
+        """True the first time ``when`` holds for ``step``."""
+        if when and step not in self.done:
+            self.done.add(step)
+            return True
+        return False
+
+
+def _inject_sigkill(run: Run) -> None:
+    for share in (0.2, 0.45, 0.7):
+        if run.once(f"kill at {share}", run.publisher.progress >= share):
+            run.loop.kill_worker(run.loop.workers[-1], signal.SIGKILL)
+            run.loop.start_worker()
+            run.notes.append(f"SIGKILL at {share:.0%} of the stream")
+
+
+def _inject_broker_restart(broker: LocalBroker) -> Injector:
+    def inject(run: Run) -> None:
+        if run.once("restart", run.publisher.progress >= 0.4):
+            started = time.monotonic()
+            broker.stop()
+            time.sleep(3)
+            broker.start()
+            run.notes.append(f"broker down and back in {time.monotonic() - started:.1f} s")
+
+    return inject
+
+
+def _inject_poison(run: Run) -> None:
+    if run.once("burst", run.publisher.progress >= 0.5):
+        seeds = [simulated.event for simulated in run.stream[:3]]
+        burst = [record for event in seeds for record in poison_records(event)]
+        burst += unusual_records(seeds[0], ten_mb=True)
+        run.publisher.publish_raw(burst)
+        run.notes.append(f"{len(burst)} poison records of {len({r.kind for r in burst})} kinds")
+
+
+def _inject_stray_answers(run: Run) -> None:
+    """Answers for tasks that never existed, then for tasks whose label is out (closed)."""
+    if run.once("unknown", run.publisher.progress >= 0.3):
+        answers = [_ghost_answer(f"never-published-{n}", n) for n in range(50)]
+        _send_answers(run, answers)
+        run.notes.append("50 answers for unknown tasks")
+    if run.publisher.progress >= 0.6 and "closed" not in run.done:
+        decided = run.ledger.human_labeled()[:50]
+        if len(decided) >= 10 and run.once("closed", True):
+            _send_answers(run, [_ghost_answer(event_id, n) for n, event_id in enumerate(decided)])
+            run.notes.append(f"{len(decided)} answers for closed tasks")
+
+
+def _ghost_answer(event_id: str, n: int) -> CrowdAnswer:
+    return CrowdAnswer(
+        event_id=event_id,
+        task_id=f"{event_id}-ghost",
+        pool="simulated",
+        worker_id=f"{GHOST_WORKER}-{n % 5}",
+        label="positive",
+        time_spent_s=1.0,
+        answered_at=datetime.now(UTC),
+        overlap=1,
+    )
+
+
+def _send_answers(run: Run, answers: list[CrowdAnswer]) -> None:
+    while run.publisher.publisher is None:
+        time.sleep(0.05)
+    with run.publisher.lock:
+        for answer in answers:
+            run.publisher.publisher.publish_raw(
+                answer.event_id.encode(), answer.to_json_bytes(), run.loop.names.crowd_answers
+            )
+
+
+# --- one fault class, end to end ---------------------------------------------------------------
+
+
+def _stream(
+    loop: Loop, drill: DrillSettings, clock: Callable[[], datetime] | None = None
+) -> list[SimulatedEvent]:
+    settings = StreamSettings(events=drill.events, train_size=500, run_id=loop.settings.app_id, drift_at=2.0)
+    return list(simulate(settings, clock) if clock is not None else simulate(settings))
+
+
+def _skewed_clock() -> Callable[[], datetime]:
+    """A producer clock that is 3 hours ahead for a while, then 6 hours behind, then right."""
+    count = 0
+
+    def clock() -> datetime:
+        nonlocal count
+        count += 1
+        phase = count % 3
+        skew = {0: timedelta(hours=3), 1: timedelta(hours=-6), 2: timedelta(0)}[phase]
+        return datetime.now(UTC) + skew
+
+    return clock
+
+
+@contextlib.contextmanager
+def _full_disk(folder: Path) -> Iterator[None]:
+    """A 64 kB tmpfs at ``folder``, filled to the last byte (needs root)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        with (folder / "filler").open("wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
+    """Run one fault class on a fresh loop and return its row of the table."""
+    ledger = Ledger(fault)
+    env: dict[str, str] = {}
+    inject: Injector = lambda run: None  # noqa: E731 - a fault class that injects nothing itself
+    clock = None
+    producer_options: dict[str, Any] = {}
+    exits = contextlib.ExitStack()
+    broker: LocalBroker | None = None
+    if fault == "broker_restart":
+        broker = LocalBroker(DRILL_BROKER)
+        bootstrap = broker.start()
+        exits.callback(broker.stop)
+        inject = _inject_broker_restart(broker)
+    loop = Loop(fault, bootstrap, drill, **env)
+    if fault == "sigkill":
+        inject = _inject_sigkill
+    elif fault == "poison":
+        inject = _inject_poison
+        producer_options["max_request_size"] = BIG_RECORD_LIMIT
+    elif fault == "stray_answers":
+        inject = _inject_stray_answers
+    elif fault == "clock_skew":
+        clock = _skewed_clock()
+    elif fault == "crowd_outage":
+        exits.enter_context(_crowd_outage(loop))
+    elif fault == "disk_full":
+        loop.env["LABELLOOP_LEARNER__CHECKPOINT_EVERY_S"] = "1"
+        exits.enter_context(_full_disk(loop.settings.data_dir / "models"))
+    elif fault != "broker_restart":
+        raise ValueError(f"unknown fault class {fault!r}; known: {', '.join(FAULTS)}")
+    with exits:
+        loop.create()
+        if fault == "poison":
+            _raise_topic_limit(loop.settings, loop.names.predictions, BIG_RECORD_LIMIT)
+        stream = _stream(loop, drill, clock)
+        reader = Reader(loop, ledger)
+        publisher = Publisher(loop, ledger, stream, drill, **producer_options)
+        run = Run(loop, ledger, publisher, stream)
+        started = time.monotonic()
+        try:
+            loop.start_worker()
+            publisher.start()
+            deadline: float | None = None
+            while True:
+                inject(run)
+                reader.poll()
+                counts = ledger.counts()
+                if not publisher.is_alive():
+                    if publisher.error is not None:
+                        raise RuntimeError(f"{fault}: publishing failed: {publisher.error!r}")
+                    deadline = deadline or time.monotonic() + drill.drain_s
+                    if counts.losses == 0 or time.monotonic() > deadline:
+                        break
+            settle_until = time.monotonic() + drill.settle_s
+            while time.monotonic() < settle_until:
+                reader.poll()
+        finally:
+            reader.close()
+            counts = ledger.counts()
+            keep = not counts.holds
+            loop.stop(delete=not keep)
+            if keep:
+                run.notes.append(f"logs and topics kept: {loop.home}, prefix {loop.settings.topics.prefix}")
+            else:
+                shutil.rmtree(loop.home, ignore_errors=True)
+        elapsed = time.monotonic() - started
+    note = "; ".join([*run.notes, f"{elapsed:.0f} s", *counts.examples])
+    print(f"{fault}: {note}", flush=True)
+    return counts
+
+
+@contextlib.contextmanager
+def _crowd_outage(loop: Loop) -> Iterator[None]:
+    """The crowd tier on Toloka (the stand-in), failing every request for a period mid-stream."""
+    from tests.standin.toloka import Faults, TolokaStandIn
+
+    standin = TolokaStandIn()
+    with standin.serve():
+        token_file = loop.home / "toloka-token"
+        token_file.write_text(uuid.uuid4().hex)
+        loop.env |= {
+            "LABELLOOP_POOLS__TOLOKA__ENABLED": "true",
+            "LABELLOOP_POOLS__TOLOKA__URL": standin.url,
+            "LABELLOOP_POOLS__TOLOKA__TOKEN_FILE": str(token_file),
+            "LABELLOOP_POOLS__TOLOKA__POLL_INTERVAL_S": "0.5",
+            "LABELLOOP_POOLS__TOLOKA__REQUEST_TIMEOUT_S": "2",
+        }
+        stop = threading.Event()
+
+        def outage() -> None:
+            # 20 s of healthy service, 30 s of failures (429, 500, timeouts), then healthy again.
+            if stop.wait(20):
+                return
+            standin.faults = Faults.total(1.0, slow_s=3.0, retry_after="1")
+            stop.wait(30)
+            standin.faults = Faults()
+
+        thread = threading.Thread(target=outage, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _raise_topic_limit(settings: Settings, topic: str, limit: int) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(client_id="labelloop-drill", **settings.kafka.kafka_python_options())
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(limit)})
+        admin.alter_configs([resource])
+    finally:
+        admin.close()
+
+
+def drill(faults: list[str], settings: DrillSettings, bootstrap: str) -> list[FaultCounts]:
+    """Run each fault class in turn; print the table and the D1 goal line."""
+    rows = [run_fault(fault, settings, bootstrap) for fault in faults]
+    print(table(rows))
+    print(goal(rows).line())
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.drill", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=DrillSettings.events)
+    parser.add_argument("--rate", type=float, default=DrillSettings.rate_per_s)
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--bootstrap", default=os.environ.get("LABELLOOP_TEST_BOOTSTRAP", "127.0.0.1:19092"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # The clients' retries on fresh topics and during the faults (NotLeaderForPartition, reconnects)
+    # are expected here; what they led to is what the ledger counts.
+    for client in ("kafka", "aiokafka"):
+        logging.getLogger(client).setLevel(logging.CRITICAL)
+    faults = [fault.strip() for fault in args.faults.split(",") if fault.strip()]
+    if unknown := set(faults) - set(FAULTS):
+        parser.error(f"unknown fault classes {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    settings = DrillSettings(events=args.events, rate_per_s=args.rate)
+    print(f"drill: {len(faults)} fault classes, {settings.events} events each at {settings.rate_per_s:g}/s")
+    rows = drill(faults, settings, args.bootstrap)
+    return 0 if goal(rows).holds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
