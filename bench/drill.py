@@ -172,6 +172,10 @@ class Loop:
         )
 
 
+def _logs(loop: Loop) -> list[str]:
+    return [path.read_text(errors="replace") for path in sorted(loop.home.glob("worker-*.log"))]
+
+
 class Reader:
     """Reads ``labels`` and the DLQ from the beginning into the ledger (aiokafka, no group)."""
 
@@ -412,10 +416,14 @@ def _full_disk(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
     try:
-        with (folder / "filler").open("wb") as filler, contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 4096)
-                filler.flush()
+        descriptor = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(descriptor, b"\0" * 512):
+                pass
+        except OSError:  # ENOSPC: full
+            pass
+        finally:
+            os.close(descriptor)
         yield
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
@@ -446,7 +454,7 @@ def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
     elif fault == "clock_skew":
         clock = _skewed_clock()
     elif fault == "crowd_outage":
-        exits.enter_context(_crowd_outage(loop))
+        inject = _inject_crowd_outage(exits.enter_context(_crowd_on_toloka(loop)))
     elif fault == "disk_full":
         loop.env["LABELLOOP_LEARNER__CHECKPOINT_EVERY_S"] = "1"
         exits.enter_context(_full_disk(loop.settings.data_dir / "models"))
@@ -480,23 +488,30 @@ def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
                 reader.poll()
         finally:
             reader.close()
-            counts = ledger.counts()
-            keep = not counts.holds
-            loop.stop(delete=not keep)
-            if keep:
-                run.notes.append(f"logs and topics kept: {loop.home}, prefix {loop.settings.topics.prefix}")
-            else:
-                shutil.rmtree(loop.home, ignore_errors=True)
+            loop.stop(delete=False)
         elapsed = time.monotonic() - started
+        counts = ledger.counts()
+        if fault == "clock_skew":
+            run.notes.append("created_at 3 h ahead, 6 h behind or right, in turn")
+        if fault == "disk_full":
+            refused = sum(text.count("No space left") for text in _logs(loop))
+            run.notes.append(f"{refused} log lines about checkpoints refused for lack of space")
+        if counts.holds:
+            with contextlib.suppress(Exception):
+                delete_topics(loop.settings)
+        else:
+            run.notes.append(f"logs and topics kept: {loop.home}, prefix {loop.settings.topics.prefix}")
+    if counts.holds:
+        shutil.rmtree(loop.home, ignore_errors=True)
     note = "; ".join([*run.notes, f"{elapsed:.0f} s", *counts.examples])
     print(f"{fault}: {note}", flush=True)
     return counts
 
 
 @contextlib.contextmanager
-def _crowd_outage(loop: Loop) -> Iterator[None]:
-    """The crowd tier on Toloka (the stand-in), failing every request for a period mid-stream."""
-    from tests.standin.toloka import Faults, TolokaStandIn
+def _crowd_on_toloka(loop: Loop) -> Iterator[Any]:
+    """The crowd tier on Toloka (toloka-kit against the stand-in) for this loop's worker."""
+    from tests.standin.toloka import TolokaStandIn
 
     standin = TolokaStandIn()
     with standin.serve():
@@ -509,23 +524,27 @@ def _crowd_outage(loop: Loop) -> Iterator[None]:
             "LABELLOOP_POOLS__TOLOKA__POLL_INTERVAL_S": "0.5",
             "LABELLOOP_POOLS__TOLOKA__REQUEST_TIMEOUT_S": "2",
         }
-        stop = threading.Event()
+        yield standin
 
-        def outage() -> None:
-            # 20 s of healthy service, 30 s of failures (429, 500, timeouts), then healthy again.
-            if stop.wait(20):
-                return
+
+def _inject_crowd_outage(standin: Any, outage_s: float = 15.0) -> Injector:
+    """Every Toloka request fails (429 with Retry-After, 500, or a timeout) from 30 % of the stream
+    for at least ``outage_s`` and until 70 % of it is published; then the backend is healthy again."""
+    from tests.standin.toloka import Faults
+
+    began: list[float] = []
+
+    def inject(run: Run) -> None:
+        if run.once("outage", run.publisher.progress >= 0.3):
             standin.faults = Faults.total(1.0, slow_s=3.0, retry_after="1")
-            stop.wait(30)
+            began.append(time.monotonic())
+        over = bool(began) and time.monotonic() - began[0] >= outage_s
+        if run.once("healthy", over and run.publisher.progress >= 0.7):
             standin.faults = Faults()
+            injected = dict(standin.faults_injected)
+            run.notes.append(f"Toloka failing for {time.monotonic() - began[0]:.0f} s: {injected}")
 
-        thread = threading.Thread(target=outage, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
+    return inject
 
 
 def _raise_topic_limit(settings: Settings, topic: str, limit: int) -> None:
