@@ -93,6 +93,8 @@ class DrillSettings:
     #: Extra reads after everything arrived, for late duplicates.
     settle_s: float = 8.0
     accept_threshold: float = 0.7
+    #: The workers' processing guarantee (``LABELLOOP_PROCESSING_GUARANTEE``).
+    guarantee: str = "at_least_once"
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="labelloop-drill-")))
 
 
@@ -130,6 +132,7 @@ class Loop:
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
             "LABELLOOP_LEARNER__PUBLISH_EVERY_S": "2",
             "LABELLOOP_SESSION_TIMEOUT_S": "10",
+            "LABELLOOP_PROCESSING_GUARANTEE": drill.guarantee,
             **env,
         }
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -195,6 +198,8 @@ class Reader:
                 auto_offset_reset="earliest",
                 client_id="labelloop-drill-reader",
                 max_partition_fetch_bytes=2 * 1024 * 1024,
+                # What a consumer downstream sees: with exactly_once workers, aborted writes are not labels.
+                isolation_level="read_committed",
                 **settings.kafka.aiokafka_options(),
             )
             await asyncio.wait_for(consumer.start(), 60)
@@ -571,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=DrillSettings.events)
     parser.add_argument("--rate", type=float, default=DrillSettings.rate_per_s)
     parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--guarantee", choices=("at_least_once", "exactly_once"), default="at_least_once")
     parser.add_argument("--bootstrap", default=os.environ.get("LABELLOOP_TEST_BOOTSTRAP", "127.0.0.1:19092"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -581,8 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     faults = [fault.strip() for fault in args.faults.split(",") if fault.strip()]
     if unknown := set(faults) - set(FAULTS):
         parser.error(f"unknown fault classes {sorted(unknown)}; known: {', '.join(FAULTS)}")
-    settings = DrillSettings(events=args.events, rate_per_s=args.rate)
-    print(f"drill: {len(faults)} fault classes, {settings.events} events each at {settings.rate_per_s:g}/s")
+    settings = DrillSettings(events=args.events, rate_per_s=args.rate, guarantee=args.guarantee)
+    print(
+        f"drill: {len(faults)} fault classes, {settings.events} events each at {settings.rate_per_s:g}/s, "
+        f"{settings.guarantee} workers"
+    )
     rows = drill(faults, settings, args.bootstrap)
     return 0 if goal(rows).holds else 1
 

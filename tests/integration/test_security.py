@@ -7,10 +7,6 @@ settings: the SDK (kafka-python producer), the CLI (kafka-python consumer and
 admin), the operator tools (aiokafka), and a faust worker running the whole
 loop over SASL_SSL with the Toloka pool against the stand-in. Every log of that
 run is then searched for each secret.
-
-The Toloka pool runs with a fixed overlap of 3: with dynamic overlap, an answer
-that arrives after the backend raised a task's overlap was seen lost (3 of 120
-events never labeled; reported, see the drill's crowd_outage class).
 """
 
 from __future__ import annotations
@@ -173,8 +169,6 @@ def test_a_worker_runs_the_loop_over_sasl_ssl_and_no_secret_reaches_a_log(
             "LABELLOOP_POOLS__TOLOKA__URL": standin.url,
             "LABELLOOP_POOLS__TOLOKA__TOKEN_FILE": str(tmp_path / "toloka-token"),
             "LABELLOOP_POOLS__TOLOKA__POLL_INTERVAL_S": "0.5",
-            "LABELLOOP_POOLS__TOLOKA__OVERLAP_MIN": "3",
-            "LABELLOOP_POOLS__TOLOKA__OVERLAP_MAX": "3",
             "LABELLOOP_POOLS__EXPERTS__PORT": "0",
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": "2",
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": "0.05",
