@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agents.simulation.poison import PoisonRecord, poison_records, unusual_records
+from agents.simulation.poison import poison_records, unusual_records
 from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
 from bench.drill_ledger import FaultCounts, Ledger, goal, table
 from schemas import CrowdAnswer
@@ -78,6 +78,14 @@ DRILL_BROKER = BrokerSettings(
 #: A 10 MB record needs a topic (and producer) limit above it; the drill's predictions topic gets this.
 BIG_RECORD_LIMIT = 12 * 1024 * 1024
 GHOST_WORKER = "drill-ghost"
+#: What each fault class must have done before its run may end (else the drill fails).
+REQUIRED = {
+    "sigkill": frozenset({"kill at 0.2", "kill at 0.45", "kill at 0.7"}),
+    "broker_restart": frozenset({"restart"}),
+    "poison": frozenset({"burst"}),
+    "crowd_outage": frozenset({"outage", "healthy"}),
+    "stray_answers": frozenset({"unknown", "closed"}),
+}
 
 
 @dataclass(frozen=True)
@@ -290,16 +298,6 @@ class Publisher(threading.Thread):
         except BaseException as error:  # reported by the drill, never swallowed
             self.error = error
 
-    def publish_raw(self, records: list[PoisonRecord]) -> None:
-        """Send poison records through the same producer, between the events."""
-        while self.publisher is None and self.is_alive():
-            time.sleep(0.05)
-        assert self.publisher is not None
-        with self.lock:
-            for record in records:
-                self.publisher.publish_raw(record.key, record.value)
-                self._ledger.sent_poison(record.kind, record.key, record.value)
-
 
 # --- the fault classes ------------------------------------------------------------------------
 
@@ -315,8 +313,22 @@ class Run:
     ledger: Ledger
     publisher: Publisher
     stream: list[SimulatedEvent]
+    #: A producer of the drill's own for what it injects (poison, forged answers), flushed at once.
+    side: PredictionPublisher
+    #: The steps the fault class must have taken before the run may end.
+    required: frozenset[str] = frozenset()
     done: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def injected(self) -> bool:
+        return self.required <= self.done
+
+    def send(self, records: list[tuple[bytes | None, bytes | None, str | None]]) -> None:
+        """Publish ``(key, value, topic)`` records (the predictions topic when None) and wait for them."""
+        for key, value, topic in records:
+            self.side.publish_raw(key, value, topic)
+        self.side.flush(timeout_s=120)
 
     def once(self, step: str, when: bool) -> bool:
         """True the first time ``when`` holds for ``step``."""
@@ -351,7 +363,9 @@ def _inject_poison(run: Run) -> None:
         seeds = [simulated.event for simulated in run.stream[:3]]
         burst = [record for event in seeds for record in poison_records(event)]
         burst += unusual_records(seeds[0], ten_mb=True)
-        run.publisher.publish_raw(burst)
+        for record in burst:
+            run.ledger.sent_poison(record.kind, record.key, record.value)
+        run.send([(record.key, record.value, None) for record in burst])
         run.notes.append(f"{len(burst)} poison records of {len({r.kind for r in burst})} kinds")
 
 
@@ -361,7 +375,7 @@ def _inject_stray_answers(run: Run) -> None:
         answers = [_ghost_answer(f"never-published-{n}", n) for n in range(50)]
         _send_answers(run, answers)
         run.notes.append("50 answers for unknown tasks")
-    if run.publisher.progress >= 0.6 and "closed" not in run.done:
+    if "unknown" in run.done and "closed" not in run.done:
         decided = run.ledger.human_labeled()[:50]
         if len(decided) >= 10 and run.once("closed", True):
             _send_answers(run, [_ghost_answer(event_id, n) for n, event_id in enumerate(decided)])
@@ -382,13 +396,8 @@ def _ghost_answer(event_id: str, n: int) -> CrowdAnswer:
 
 
 def _send_answers(run: Run, answers: list[CrowdAnswer]) -> None:
-    while run.publisher.publisher is None:
-        time.sleep(0.05)
-    with run.publisher.lock:
-        for answer in answers:
-            run.publisher.publisher.publish_raw(
-                answer.event_id.encode(), answer.to_json_bytes(), run.loop.names.crowd_answers
-            )
+    topic = run.loop.names.crowd_answers
+    run.send([(answer.event_id.encode(), answer.to_json_bytes(), topic) for answer in answers])
 
 
 # --- one fault class, end to end ---------------------------------------------------------------
@@ -449,6 +458,7 @@ def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
         exits.callback(broker.stop)
         inject = _inject_broker_restart(broker)
     loop = Loop(fault, bootstrap, drill, **env)
+    required = REQUIRED.get(fault, frozenset())
     if fault == "sigkill":
         inject = _inject_sigkill
     elif fault == "poison":
@@ -472,7 +482,8 @@ def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
         stream = _stream(loop, drill, clock)
         reader = Reader(loop, ledger)
         publisher = Publisher(loop, ledger, stream, drill, **producer_options)
-        run = Run(loop, ledger, publisher, stream)
+        side = exits.enter_context(PredictionPublisher(loop.settings, **producer_options))
+        run = Run(loop, ledger, publisher, stream, side, required)
         started = time.monotonic()
         try:
             loop.start_worker()
@@ -486,7 +497,7 @@ def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
                     if publisher.error is not None:
                         raise RuntimeError(f"{fault}: publishing failed: {publisher.error!r}")
                     deadline = deadline or time.monotonic() + drill.drain_s
-                    if counts.losses == 0 or time.monotonic() > deadline:
+                    if (counts.losses == 0 and run.injected) or time.monotonic() > deadline:
                         break
             settle_until = time.monotonic() + drill.settle_s
             while time.monotonic() < settle_until:
@@ -495,6 +506,8 @@ def run_fault(fault: str, drill: DrillSettings, bootstrap: str) -> FaultCounts:
             reader.close()
             loop.stop(delete=False)
         elapsed = time.monotonic() - started
+        if not run.injected:
+            raise RuntimeError(f"{fault}: the fault was not injected: {sorted(run.required - run.done)}")
         counts = ledger.counts()
         if fault == "clock_skew":
             run.notes.append("created_at 3 h ahead, 6 h behind or right, in turn")
