@@ -92,6 +92,7 @@ def test_every_client_reaches_the_broker_over_each_secure_listener(
         check=False,
     )
     assert consumed.returncode == 0, consumed.stderr[-2_000:]
+    assert secure_broker.password not in consumed.stdout + consumed.stderr
     keys = {json.loads(line)["key"] for line in consumed.stdout.splitlines() if line.strip()}
     assert keys == {event.event_id for event in events}
 
