@@ -37,6 +37,7 @@ from schemas import PoolCommand, utc_now
 from schemas.base import Reason
 from streams.errors import ConfigError
 from streams.operator import CommandSender, OperatorCommandError, PoolBoard, build_command
+from streams.secrets import resolve_secret
 from streams.web import WebListener
 
 if TYPE_CHECKING:
@@ -75,17 +76,7 @@ class OperatorApiSettings(BaseModel):
     @property
     def secret(self) -> SecretStr | None:
         """The token, from the file or the setting; None when neither is set (the API then refuses all)."""
-        if self.token_file is not None:
-            try:
-                text = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as error:
-                raise ConfigError(
-                    f"cannot read operator token_file {self.token_file}: {error.strerror}"
-                ) from None
-            return SecretStr(text) if text else None
-        if self.token is None or not self.token.get_secret_value():
-            return None
-        return self.token
+        return resolve_secret(self.token, self.token_file, "operator token_file")
 
 
 class ActionBody(BaseModel):

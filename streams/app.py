@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import faust
@@ -11,8 +10,11 @@ from streams.settings import KafkaSettings, Settings
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
-    """faust credentials for the configured security protocol (None for PLAINTEXT)."""
-    context = _ssl_context(kafka) if kafka.security_protocol in ("SSL", "SASL_SSL") else None
+    """faust credentials for the configured security protocol (None for PLAINTEXT).
+
+    The TLS context is :meth:`KafkaSettings.ssl_context`, the one every aiokafka client uses.
+    """
+    context = kafka.ssl_context()
     if kafka.security_protocol.startswith("SASL"):
         password = kafka.password
         return faust.SASLCredentials(
@@ -24,17 +26,6 @@ def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | 
     if context is not None:
         return faust.SSLCredentials(context)
     return None
-
-
-def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile is not None else None
-    )
-    if kafka.ssl_certfile is not None:
-        context.load_cert_chain(
-            str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
-        )
-    return context
 
 
 def create_app(settings: Settings, **overrides: Any) -> faust.App:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from streams.app import broker_credentials
 from streams.runtime import Record
 from streams.settings import Settings
 
@@ -36,17 +34,14 @@ async def follow(
     state updates, and the next one supersedes it.
     """
     from aiokafka import AIOKafkaConsumer
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    auth: dict[str, Any] = dict(credentials_to_aiokafka_auth(broker_credentials(settings.kafka)))
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka.bootstrap_list,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
         client_id=f"{settings.app_id}-broadcast",
-        **auth,
+        **settings.kafka.aiokafka_options(),
     )
     await consumer.start()
     try:

@@ -46,6 +46,7 @@ __all__ = [
     "java_major_version",
     "log4j2_properties",
     "render_properties",
+    "scram_listener_properties",
     "server_properties",
     "wait_until_reachable",
 ]
@@ -65,6 +66,7 @@ _MVN_TIMEOUT_S = 900.0
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9._-]+$")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class BrokerSettings(BaseSettings):
@@ -164,6 +166,64 @@ def server_properties(
         "log.cleaner.enable": "true",  # the labels topic is compacted
     }
     properties.update(extra_properties or {})
+    return properties
+
+
+def scram_listener_properties(
+    settings: BrokerSettings,
+    *,
+    sasl_plaintext_port: int | None = None,
+    sasl_ssl_port: int | None = None,
+    ssl_port: int | None = None,
+    keystore_pem: Path | None = None,
+    truststore_pem: Path | None = None,
+) -> dict[str, str]:
+    """Extra listeners for :meth:`LocalBroker.start`: SCRAM over SASL_PLAINTEXT and SASL_SSL, mutual TLS.
+
+    The PLAINTEXT listener on ``settings.port`` stays (the controller, the launcher's
+    probe and the brokers' own traffic use it). TLS listeners read PEM files:
+    ``keystore_pem`` holds the broker's private key (PKCS#8, unencrypted) and its
+    certificate chain, ``truststore_pem`` the CA that signed the clients'
+    certificates; the ``SSL`` listener requires a client certificate (mutual TLS).
+
+    Examples
+    --------
+    >>> props = scram_listener_properties(BrokerSettings(port=39800, controller_port=39801),
+    ...                                   sasl_plaintext_port=39802)
+    >>> props["advertised.listeners"]
+    'PLAINTEXT://127.0.0.1:39800,SASL_PLAINTEXT://127.0.0.1:39802'
+    >>> props["sasl.enabled.mechanisms"]
+    'SCRAM-SHA-256,SCRAM-SHA-512'
+    """
+    ports = {"SASL_PLAINTEXT": sasl_plaintext_port, "SASL_SSL": sasl_ssl_port, "SSL": ssl_port}
+    listeners = [f"PLAINTEXT://127.0.0.1:{settings.port}"]
+    listeners += [f"{name}://127.0.0.1:{port}" for name, port in ports.items() if port is not None]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    protocols += [f"{name}:{name}" for name, port in ports.items() if port is not None]
+    properties = {
+        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{settings.controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
+        "listener.security.protocol.map": ",".join(protocols),
+        "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
+    }
+    for name in ("SASL_PLAINTEXT", "SASL_SSL"):
+        if ports[name] is None:
+            continue
+        for mechanism in SCRAM_MECHANISMS:
+            properties[f"listener.name.{name.lower()}.{mechanism.lower()}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+    if sasl_ssl_port is not None or ssl_port is not None:
+        if keystore_pem is None or truststore_pem is None:
+            raise ValueError("TLS listeners need keystore_pem and truststore_pem")
+        properties |= {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore_pem),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(truststore_pem),
+        }
+        if ssl_port is not None:
+            properties["listener.name.ssl.ssl.client.auth"] = "required"
     return properties
 
 
@@ -359,11 +419,18 @@ class LocalBroker:
             shutil.rmtree(self.libs_dir, ignore_errors=True)
             staging.rename(self.libs_dir)
 
-    def start(self, extra_properties: Mapping[str, str] | None = None) -> str:
+    def start(
+        self,
+        extra_properties: Mapping[str, str] | None = None,
+        scram_users: Mapping[str, str] | None = None,
+    ) -> str:
         """Start the broker unless one answers already; return the bootstrap string.
 
         ``extra_properties`` are added to server.properties (overriding ours) and only
-        take effect when this call launches the broker.
+        take effect when this call launches the broker. ``scram_users`` (name to password)
+        get SCRAM-SHA-256 and SCRAM-SHA-512 credentials when the storage is formatted
+        (the first start of a fresh ``home``): a broker with a SASL listener (see
+        :func:`scram_listener_properties`) then admits them.
         """
         with self._locked():
             if is_reachable(self.bootstrap):
@@ -381,7 +448,7 @@ class LocalBroker:
                     )
             self.ensure_artifacts()
             self._write_config(extra_properties)
-            self._format_storage()
+            self._format_storage(scram_users or {})
             process = self._launch()
             self._await_startup(lambda: process.poll() is None, owned=True)
             return self.bootstrap
@@ -420,11 +487,17 @@ class LocalBroker:
         log4j2 = log4j2_properties(self.logs_dir / "server.log")
         _write_atomic(self.log4j2_file, render_properties(log4j2, header))
 
-    def _format_storage(self) -> None:
+    def _format_storage(self, scram_users: Mapping[str, str]) -> None:
         if (self.data_dir / "meta.properties").is_file():
             return  # formatted before; `--ignore-formatted` would skip it anyway, a JVM later
         config = str(self.server_properties_file)
-        self._storage_tool("format", "-t", self._cluster_id(), "-c", config, "--ignore-formatted")
+        scram: list[str] = []
+        for name, password in scram_users.items():
+            if not _PROPERTY_KEY.match(name) or any(c in password for c in ',[]"\n'):
+                raise BrokerError(f'SCRAM user {name!r}: use [A-Za-z0-9._-] and a password without ,[]"')
+            for mechanism in SCRAM_MECHANISMS:
+                scram += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+        self._storage_tool("format", "-t", self._cluster_id(), "-c", config, "--ignore-formatted", *scram)
 
     def _cluster_id(self) -> str:
         """The stored cluster id, so a restart (or a re-format) keeps the same cluster."""

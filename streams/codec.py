@@ -7,6 +7,7 @@ pydantic), then UTF-8, then JSON and the model. Every failure is a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,6 +29,14 @@ H_SOURCE_TOPIC = "labelloop.source.topic"
 H_SOURCE_PARTITION = "labelloop.source.partition"
 H_SOURCE_OFFSET = "labelloop.source.offset"
 H_STAGE = "labelloop.stage"
+#: On a DLQ record whose original was too large to keep whole: its size and sha256.
+H_ORIGINAL_BYTES = "labelloop.original.bytes"
+H_ORIGINAL_SHA256 = "labelloop.original.sha256"
+#: The largest original value a DLQ record keeps whole: a larger one would be refused by the
+#: producer (faust's ~1,000,000-byte request limit) or the DLQ topic, and the record lost.
+MAX_DLQ_VALUE_BYTES = 950_000
+#: What the DLQ keeps of a larger value: its first bytes (enough to see what it was).
+DLQ_PREFIX_BYTES = 64 * 1024
 H_FAILED_AT = "labelloop.failed_at"
 MAX_REASON_CHARS = 2_000
 
@@ -141,6 +150,29 @@ def dlq_headers(
         H_FAILED_AT: failed_at.isoformat(),
     }
     return [*((name, value.encode("utf-8")) for name, value in fields.items()), *original]
+
+
+def dlq_value(value: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value a DLQ record carries, and headers that say what was cut.
+
+    A value the DLQ can hold is kept as it is; a larger one (a 10 MB record on a
+    topic whose limit was raised) is cut to its first :data:`DLQ_PREFIX_BYTES`,
+    with its size and sha256 in headers, so it is dead-lettered instead of
+    failing the send.
+
+    >>> dlq_value(b"small")
+    (b'small', [])
+    >>> value, headers = dlq_value(b"x" * 10_000_000)
+    >>> len(value), dict(headers)[H_ORIGINAL_BYTES]
+    (65536, b'10000000')
+    """
+    if value is None or len(value) <= MAX_DLQ_VALUE_BYTES:
+        return value, []
+    digest = hashlib.sha256(value).hexdigest()
+    return value[:DLQ_PREFIX_BYTES], [
+        (H_ORIGINAL_BYTES, str(len(value)).encode()),
+        (H_ORIGINAL_SHA256, digest.encode()),
+    ]
 
 
 def headers_dict(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

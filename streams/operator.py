@@ -368,7 +368,9 @@ class KafkaCommandSender:
         from aiokafka import AIOKafkaProducer
 
         self._producer = AIOKafkaProducer(
-            acks="all", client_id=f"{self._settings.app_id}-operator", **_aiokafka_options(self._settings)
+            acks="all",
+            client_id=f"{self._settings.app_id}-operator",
+            **self._settings.kafka.aiokafka_options(),
         )
         try:
             await self._producer.start()
@@ -392,18 +394,6 @@ class KafkaCommandSender:
         await self._producer.send_and_wait(self.topic, key=encode_key(command.pool), value=encode(command))
 
 
-def _aiokafka_options(settings: Settings) -> dict[str, Any]:
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    from streams.app import broker_credentials
-
-    return {
-        "bootstrap_servers": settings.kafka.bootstrap_list,
-        "request_timeout_ms": settings.kafka.request_timeout_ms,
-        **credentials_to_aiokafka_auth(broker_credentials(settings.kafka)),
-    }
-
-
 async def read_board(
     settings: Settings,
     board: PoolBoard | None = None,
@@ -423,7 +413,7 @@ async def read_board(
         group_id=None,
         enable_auto_commit=False,
         client_id=f"{settings.app_id}-operator",
-        **_aiokafka_options(settings),
+        **settings.kafka.aiokafka_options(),
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka.errors import KafkaError
 
 from schemas.base import WireModel, utc_now
-from streams.codec import decode, dlq_headers, encode, encode_key, error_kind
+from streams.codec import decode, dlq_headers, dlq_value, encode, encode_key, error_kind
 from streams.errors import ContractError, RetryableBackendError
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ class DeadLetters:
             failed_at=self._clock(),
             original=record.headers,
         )
-        await self._topic.send(key=record.key, value=record.value, headers=headers)
+        value, cut = dlq_value(record.value)
+        await self._topic.send(key=record.key, value=value, headers=[*headers, *cut])
         if self._sent is not None:
             self._sent[place] = self.stage
         self.sent += 1

@@ -7,6 +7,7 @@ come from files (``LABELLOOP_KAFKA__SASL_PASSWORD_FILE``).
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal, Self
 
@@ -14,13 +15,35 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
+from streams.secrets import resolve_secret
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class KafkaSettings(BaseModel):
-    """How every client (faust, the SDK, the CLI) reaches Kafka."""
+    """How every client (faust, the SDK, the CLI, the operator tools) reaches Kafka.
+
+    ``security_protocol`` picks the listener: ``SASL_SSL`` / ``SASL_PLAINTEXT``
+    with SCRAM (``sasl_mechanism``, ``sasl_username``, ``sasl_password`` or
+    ``sasl_password_file``), ``SSL`` with a client certificate for mutual TLS
+    (``ssl_certfile`` + ``ssl_keyfile``, ``ssl_key_password[_file]`` when the key
+    is encrypted), ``ssl_cafile`` to trust a private CA. Every client is built
+    from :meth:`kafka_python_options` or :meth:`aiokafka_options`, so the same
+    settings reach all of them.
+
+    Examples
+    --------
+    >>> kafka = KafkaSettings(bootstrap_servers="k1:9096", security_protocol="SASL_PLAINTEXT",
+    ...                       sasl_mechanism="SCRAM-SHA-512", sasl_username="loop",
+    ...                       sasl_password="s3cret")
+    >>> "s3cret" in repr(kafka) + str(kafka.model_dump())
+    False
+    >>> kafka.password.get_secret_value()
+    's3cret'
+    >>> sorted(kafka.aiokafka_options())[:3]
+    ['bootstrap_servers', 'request_timeout_ms', 'sasl_mechanism']
+    """
 
     # hide_input_in_errors: a validation error must never repeat the password it was given.
     model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
@@ -29,40 +52,89 @@ class KafkaSettings(BaseModel):
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: SecretStr | None = Field(default=None, repr=False)
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = Field(default=None, repr=False)
+    ssl_key_password_file: Path | None = None
+    #: Check the broker's certificate names the host we dialled (leave on outside tests).
+    ssl_check_hostname: bool = True
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
 
     @model_validator(mode="after")
-    def _sasl_complete(self) -> Self:
-        if self.security_protocol.startswith("SASL") and (
-            self.sasl_mechanism is None or self.sasl_username is None or self.password is None
+    def _security_complete(self) -> Self:
+        protocol = self.security_protocol
+        if protocol.startswith("SASL") and (
+            self.sasl_mechanism is None
+            or self.sasl_username is None
+            or (self.sasl_password is None and self.sasl_password_file is None)
         ):
             raise ValueError(
-                f"{self.security_protocol} needs sasl_mechanism, sasl_username and "
-                "sasl_password (or sasl_password_file)"
+                f"{protocol} needs sasl_mechanism, sasl_username and sasl_password (or sasl_password_file)"
             )
+        if not protocol.startswith("SASL") and self.sasl_mechanism is not None:
+            raise ValueError(
+                f"sasl_mechanism is set but security_protocol is {protocol}: it would be ignored"
+            )
+        tls = (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
+        if protocol not in ("SSL", "SASL_SSL") and any(path is not None for path in tls):
+            # A CA or client certificate given for a plaintext listener: the operator meant TLS.
+            raise ValueError(
+                f"ssl_* files are set but security_protocol is {protocol}: they would be ignored"
+            )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate for mutual TLS)")
         return self
 
     @property
     def password(self) -> SecretStr | None:
         """The SASL password, from the setting or its file (the file wins when both are set)."""
-        if self.sasl_password_file is not None:
-            try:
-                return SecretStr(self.sasl_password_file.read_text(encoding="utf-8").strip())
-            except OSError as error:
-                raise ConfigError(
-                    f"cannot read sasl_password_file {self.sasl_password_file}: {error.strerror}"
-                ) from None
-        return self.sasl_password
+        return resolve_secret(self.sasl_password, self.sasl_password_file, "sasl_password_file")
+
+    @property
+    def key_password(self) -> SecretStr | None:
+        """The password of an encrypted ``ssl_keyfile`` (the file wins when both are set)."""
+        return resolve_secret(self.ssl_key_password, self.ssl_key_password_file, "ssl_key_password_file")
 
     @property
     def bootstrap_list(self) -> list[str]:
         """``bootstrap_servers`` as a list of ``host:port``."""
         return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for ``SSL`` and ``SASL_SSL``."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the aiokafka clients (faust included); None without TLS.
+
+        Verifies the broker against ``ssl_cafile`` (else the system CAs) and
+        presents the client certificate when one is set (mutual TLS).
+        """
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile is not None else None
+        )
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile is not None:
+            key_password = self.key_password
+            try:
+                context.load_cert_chain(
+                    str(self.ssl_certfile),
+                    str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                    password=key_password.get_secret_value() if key_password else None,
+                )
+            except (OSError, ssl.SSLError) as error:
+                # Names the files, never the key password.
+                raise ConfigError(
+                    f"cannot load the client certificate {self.ssl_certfile} / {self.ssl_keyfile}: "
+                    f"{getattr(error, 'strerror', None) or error.__class__.__name__}"
+                ) from None
+        return context
 
     def kafka_python_options(self) -> dict[str, object]:
         """Connection options for kafka-python clients (producer, consumer, admin)."""
@@ -82,6 +154,31 @@ class KafkaSettings(BaseModel):
             options["ssl_certfile"] = str(self.ssl_certfile)
         if self.ssl_keyfile is not None:
             options["ssl_keyfile"] = str(self.ssl_keyfile)
+        key_password = self.key_password
+        if key_password is not None:
+            options["ssl_password"] = key_password.get_secret_value()
+        if self.uses_tls and not self.ssl_check_hostname:
+            options["ssl_check_hostname"] = False
+        return options
+
+    def aiokafka_options(self) -> dict[str, object]:
+        """Connection options for aiokafka clients (the operator tools, snapshots, broadcast readers).
+
+        The same security faust's workers get (:func:`streams.app.broker_credentials`).
+        """
+        options: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_list,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism is not None:
+            password = self.password
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = password.get_secret_value() if password else None
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
         return options
 
 

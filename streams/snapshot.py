@@ -332,7 +332,7 @@ async def _read_topic(settings: Settings, topic: str, timeout_s: float) -> Topic
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_list,
+        **settings.kafka.aiokafka_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -454,7 +454,7 @@ async def _publish(settings: Settings, topic: str, labels: Sequence[Label]) -> N
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_list,
+        **settings.kafka.aiokafka_options(),
         client_id="labelloop-replay",
         acks="all",
         enable_idempotence=True,
@@ -508,7 +508,7 @@ def watch(
     async def start() -> Any:
         # Built inside the loop: aiokafka binds the loop at construction (this may run in a thread).
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap_list,
+            **settings.kafka.aiokafka_options(),
             group_id=None,
             enable_auto_commit=False,
             client_id="labelloop-snapshot-watch",

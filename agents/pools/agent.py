@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -23,6 +22,8 @@ from streams.runtime import Record, run_records
 
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
+#: A truth record's value: one JSON string (the true class), size-checked before parsing like every record.
+_TRUTH = TypeAdapter[str](str)
 
 
 class TableTruth:
@@ -166,9 +167,7 @@ def register(
     async def on_truth(record: Record) -> None:
         if record.key is None or record.value is None:
             raise ContractError("bad_truth: a truth record needs a key and a value", kind="bad_truth")
-        label = json.loads(record.value)
-        if not isinstance(label, str):
-            raise ContractError("bad_truth: the value must be a JSON string", kind="bad_truth")
+        label = decode_json(_TRUTH, record.value, "Truth")
         truth_table[record.key.decode("utf-8")] = label
 
     @loop.app.agent(loop.topic(names.commands), name="pool-commands")

@@ -150,12 +150,12 @@ class TopicWatcher:
         async def start() -> Any:
             consumer = AIOKafkaConsumer(
                 *topics,
-                bootstrap_servers=settings.kafka.bootstrap_list,
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 client_id="labelloop-test-watcher",
                 max_partition_fetch_bytes=2 * 1024 * 1024,
+                **settings.kafka.aiokafka_options(),
             )
             await asyncio.wait_for(consumer.start(), 30)
             return consumer

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +15,16 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from schemas import PredictionEvent, PredictionInput
-from streams.codec import H_ERROR_CLASS, H_ERROR_KIND, H_ERROR_MESSAGE, H_STAGE, headers_dict
+from streams.codec import (
+    DLQ_PREFIX_BYTES,
+    H_ERROR_CLASS,
+    H_ERROR_KIND,
+    H_ERROR_MESSAGE,
+    H_ORIGINAL_BYTES,
+    H_ORIGINAL_SHA256,
+    H_STAGE,
+    headers_dict,
+)
 from streams.errors import ContractError, RetryableBackendError
 from streams.runtime import DeadLetters, Output, Record, handle_record, require_key, run_records
 
@@ -105,6 +116,21 @@ def test_a_contract_error_sends_the_original_record_to_the_dlq() -> None:
     assert headers["traceparent"] == "00-abc-01"
     assert letters.sent == 1
     assert sleep.waits_s == []
+
+
+def test_a_value_too_large_for_the_dlq_is_cut_with_its_size_and_digest() -> None:
+    # A 10 MB record on a topic whose limit was raised: sending it whole to the DLQ would fail
+    # the send (the producer's ~1 MB limit) and stop the partition; a prefix is kept instead.
+    huge = dataclasses.replace(RECORD, value=b"{" + b"x" * 10_000_000)
+    letters, dlq = dead_letters()
+    asyncio.run(letters.send(huge, ContractError("too_large: big", kind="too_large")))
+    [sent] = dlq.sent
+    assert sent.value == huge.value[: len(sent.value or b"")]
+    assert len(sent.value or b"") == DLQ_PREFIX_BYTES
+    headers = headers_dict(sent.headers)
+    assert headers[H_ORIGINAL_BYTES] == str(len(huge.value or b""))
+    assert headers[H_ORIGINAL_SHA256] == hashlib.sha256(huge.value or b"").hexdigest()
+    assert headers[H_ERROR_KIND] == "too_large"
 
 
 def test_an_unexpected_error_goes_to_the_dlq_as_processing_failed() -> None:

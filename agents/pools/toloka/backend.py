@@ -725,6 +725,13 @@ class TolokaBackend:
                 pending.done.set_exception(error)
             return
         self.answers_total += 1
+        # Decide on every vote counted so far, not on the target computed before the send: the
+        # answers of one page are reported side by side, and while this one was being sent another
+        # could be counted and raise the target. With the stale target, the first of two
+        # disagreeing answers saw "2 of 2" and finished a task the second had just raised to 3;
+        # the third answer then found no task and was dropped, and the aggregator (told 3) waited
+        # for it forever (the drill: 3 of 120 events never labeled).
+        target = pending.rule.target(pending.votes, pending.classes)
         if len(pending.votes) >= target:
             if not pending.done.done():
                 self.tasks_done += 1

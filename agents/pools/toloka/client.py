@@ -40,6 +40,7 @@ from toloka.client.exceptions import ApiError
 from toloka.client.primitives.retry import TolokaRetry
 
 from streams.errors import ConfigError, RetryableBackendError
+from streams.secrets import resolve_secret
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +133,11 @@ class TolokaSettings(BaseModel):
     seed: int = 7
 
     def resolve_token(self) -> SecretStr:
-        """The OAuth token from the settings, else from ``token_file`` (raises ConfigError)."""
-        if self.token is not None and self.token.get_secret_value():
-            return self.token
-        if self.token_file is not None:
-            try:
-                text = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as error:
-                raise ConfigError(f"cannot read the Toloka token file: {error.strerror}") from None
-            if text:
-                return SecretStr(text)
-        raise ConfigError("no Toloka token: set LABELLOOP_POOLS__TOLOKA__TOKEN or ..._TOKEN_FILE")
+        """The OAuth token from ``token_file``, else the setting (raises ConfigError without one)."""
+        token = resolve_secret(self.token, self.token_file, "the Toloka token_file")
+        if token is None:
+            raise ConfigError("no Toloka token: set LABELLOOP_POOLS__TOLOKA__TOKEN or ..._TOKEN_FILE")
+        return token
 
 
 def transport_retry(settings: TolokaSettings) -> TolokaRetry:

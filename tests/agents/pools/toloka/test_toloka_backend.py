@@ -224,6 +224,39 @@ def test_the_same_request_delivered_again_reuses_its_task_and_its_answers() -> N
     assert {e for e, _ in real_after} == {r.event_id for r in requests}
 
 
+def test_answers_reported_side_by_side_never_end_a_task_short_of_its_raised_overlap() -> None:
+    # Two Tolokers who always disagree submit in the same step, so one poll page holds both and
+    # their answers are reported side by side; a slow sink lets the second be counted (raising the
+    # target) while the first is still being sent. The task must wait for the answers it asked for.
+    def disagree(worker_id: str, task_input: dict[str, Any], truth: str | None, classes: list[str]) -> str:
+        return classes[sum(map(ord, worker_id)) % 2]
+
+    answers: list[CrowdAnswer] = []
+
+    async def slow(answer: CrowdAnswer) -> None:
+        await asyncio.sleep(0.02)
+        answers.append(answer)
+
+    async def label(backend: TolokaBackend, requests: list[LabelRequest]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(backend.label(r, slow) for r in requests)), 60)
+        finally:
+            await backend.stop()
+
+    with TolokaStandIn(answer=disagree).serve() as standin:
+        backend = TolokaBackend(settings_for(standin, golden_rate=0.0, poll_interval_s=0.2))
+        requests = requests_for(standin, 12)
+        asyncio.run(label(backend, requests))
+    by_event: dict[str, list[CrowdAnswer]] = {}
+    for answer in answers:
+        by_event.setdefault(answer.event_id, []).append(answer)
+    assert set(by_event) == {request.event_id for request in requests}
+    for event_id, got in by_event.items():
+        # The aggregator decides once it holds as many answers as the last one asked for.
+        assert len(got) >= got[-1].overlap, (event_id, [(a.worker_id, a.label, a.overlap) for a in got])
+    assert any(len(got) > 2 for got in by_event.values()), "no task needed more than two answers"
+
+
 # --- golden review and quality control ------------------------------------------------------
 
 
