@@ -32,7 +32,7 @@ demo: install
 	$(BIN)/labelloop demo
 
 test: install tools
-	$(BIN)/python -m pytest -m "not scaleout"
+	$(BIN)/python -m pytest -m "not scaleout" --durations=15
 
 # Three workers on the real broker, one SIGKILLed mid-stream (about 2 minutes).
 test-scale-out: install tools
