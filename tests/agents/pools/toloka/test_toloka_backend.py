@@ -299,7 +299,9 @@ def test_fast_random_answers_get_a_ban_from_the_submit_time_rule() -> None:
     workers = [*default_workers(8, spammers=0), Worker("tk-rusher", 0.9, 1.0)]
     with TolokaStandIn(workers).serve() as standin:
         backend = TolokaBackend(settings_for(standin, golden_rate=0.0), spec=spec_with_golden())
-        asyncio.run(label_all(backend, requests_for(standin, 20)))
+        # Enough suites that the rusher submits the two fast ones the rule needs, however the
+        # uploads interleave with the Tolokers' turns (with 20 it sometimes got one suite only).
+        asyncio.run(label_all(backend, requests_for(standin, 60)))
     assert standin.banned() == {"tk-rusher"}
     assert backend.mix == (5, 0)
 
