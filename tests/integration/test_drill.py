@@ -1,4 +1,4 @@
-"""The short fault drill inside `make test`: three fault classes at small size, nothing lost, nothing doubled.
+"""The short fault drill inside `make test`: the poison burst at small size, nothing lost, nothing doubled.
 
 `make drill` runs all seven fault classes with 20,000 events each; here 400
 events of the poison burst keep the run to about a minute on the session's
