@@ -34,7 +34,8 @@ demo: install
 test: install tools
 	$(BIN)/python -m pytest -m "not scaleout" --durations=15
 
-# Three workers on the real broker, one SIGKILLed mid-stream (about 2 minutes).
+# The SIGKILL tests: three workers with one SIGKILLed mid-stream, and one worker SIGKILLed and
+# restarted (about 4 minutes; not yet reliable, see docs/scale-out.md).
 test-scale-out: install tools
 	$(BIN)/python -m pytest -m scaleout
 
