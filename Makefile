@@ -15,7 +15,7 @@ TOOLS_INSTALL := { command -v kcat && command -v chromium && command -v chromedr
 	&& (apt-get update -qq && apt-get install -y -qq $(APT_TOOLS) >/dev/null) \
 	|| echo 'kcat/chromium are not installed and we are not root: their tests will be skipped'; }
 
-.PHONY: install tools demo test test-scale-out test-unit test-kafka lint format bench drill broker-start broker-stop schemas clean
+.PHONY: install tools demo test test-scale-out test-unstable test-unit test-kafka lint format bench drill broker-start broker-stop schemas clean
 
 install: $(STAMP)
 
@@ -32,7 +32,7 @@ demo: install
 	$(BIN)/labelloop demo
 
 test: install tools
-	$(BIN)/python -m pytest -m "not scaleout" --durations=15
+	$(BIN)/python -m pytest -m "not scaleout and not unstable" --durations=15
 
 # The SIGKILL tests: three workers with one SIGKILLed mid-stream, and one worker SIGKILLed and
 # restarted (about 4 minutes; not yet reliable, see docs/scale-out.md).
@@ -43,7 +43,11 @@ test-unit: install
 	$(BIN)/python -m pytest -m "not kafka"
 
 test-kafka: install
-	$(BIN)/python -m pytest -m "kafka and not scaleout"
+	$(BIN)/python -m pytest -m "kafka and not scaleout and not unstable"
+
+# Whole-loop tests that still stall now and then (see docs/scale-out.md): kept out of CI.
+test-unstable: install tools
+	$(BIN)/python -m pytest -m unstable
 
 lint: install
 	$(BIN)/ruff check .
