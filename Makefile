@@ -62,7 +62,7 @@ bench: install
 	$(BIN)/python -m bench
 
 # The fault drill (docs/guarantees.md): seven fault classes, 20,000 events each, on the test broker
-# (started if none answers on 19092; the broker restart runs on a private one on 39830). Prints the
+# (started if none answers on 19092; the broker restart runs on a private one on 29830). Prints the
 # table and the D1 goal line; exits non-zero when anything was lost or doubled. About 30 minutes.
 drill: install
 	$(BIN)/python -c "from streams.broker import BrokerSettings, LocalBroker; \

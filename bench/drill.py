@@ -23,7 +23,7 @@ duplicates must be zero.
 
 Run ``python -m bench.drill`` (``make drill``: 20,000 events per fault class);
 ``--events 2000`` for a short run, ``--faults sigkill,poison`` for a subset.
-The broker restart runs on a private broker (ports 39830/39831), never on the
+The broker restart runs on a private broker (ports 29830/29831), never on the
 shared one; the full disk needs root (a 64 kB tmpfs is mounted for the model store).
 """
 
@@ -69,7 +69,7 @@ FAULTS = (
 )
 #: The private broker of the broker-restart drill (never the shared one).
 DRILL_BROKER = BrokerSettings(
-    port=39830, controller_port=39831, home=REPO_ROOT / ".labelloop" / "drill-kafka"
+    port=29830, controller_port=29831, home=REPO_ROOT / ".labelloop" / "drill-kafka"
 )
 #: A 10 MB record needs a topic (and producer) limit above it; the drill's predictions topic gets this.
 BIG_RECORD_LIMIT = 12 * 1024 * 1024

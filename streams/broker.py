@@ -66,6 +66,8 @@ _MVN_TIMEOUT_S = 900.0
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9._-]+$")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_LOG_ERROR = re.compile(r"^\[[^]]*\] (ERROR|FATAL) ")
+_EPHEMERAL_HINT = "Linux picks client ports from 32768-60999 by default"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
@@ -439,12 +441,15 @@ class LocalBroker:
             if pid is not None:  # launched elsewhere and still starting up
                 self._await_startup(lambda: self._running_pid() == pid, owned=False)
                 return self.bootstrap
-            for port in (self.settings.port, self.settings.controller_port):
-                if _tcp_open("127.0.0.1", port, 0.5):
+            listeners = server_properties(self.settings, self.data_dir, extra_properties)["listeners"]
+            for host, port in listener_addresses(listeners):
+                if not _can_bind(host, port):
                     raise BrokerError(
-                        f"127.0.0.1:{port} is taken by a process that does not answer as "
-                        "this Kafka broker; stop it or choose other ports "
-                        "(LABELLOOP_BROKER_PORT, LABELLOOP_BROKER_CONTROLLER_PORT)"
+                        f"{_join_host_port(host, port)} is taken by another socket, so the broker at "
+                        f"{self.bootstrap} could not listen there; stop what holds it or choose other ports "
+                        "(LABELLOOP_BROKER_PORT, LABELLOOP_BROKER_CONTROLLER_PORT). Fixed ports "
+                        f"belong below the ephemeral range ({_EPHEMERAL_HINT}), where no client "
+                        "connection's local port can land."
                     )
             self.ensure_artifacts()
             self._write_config(extra_properties)
@@ -613,7 +618,13 @@ class LocalBroker:
         return True
 
     def _log_tail(self) -> str:
+        """The first ERROR/FATAL lines of server.log (the cause) and the tails of both logs."""
         parts = []
+        with contextlib.suppress(OSError):
+            text = (self.logs_dir / "server.log").read_text(errors="replace")
+            errors = [line for line in text.splitlines() if _LOG_ERROR.match(line)][:10]
+            if errors:
+                parts.append("--- first ERROR lines of server.log ---\n" + "\n".join(errors))
         for name, lines in (("broker.out", 20), ("server.log", 40)):
             with contextlib.suppress(OSError):
                 tail = _last_lines((self.logs_dir / name).read_text(errors="replace"), lines)
@@ -696,6 +707,32 @@ def _parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
 
 def _join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listener_addresses(listeners: str) -> list[tuple[str, int]]:
+    """The (host, port) of each entry of a ``listeners`` property.
+
+    Examples
+    --------
+    >>> listener_addresses("PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093")
+    [('127.0.0.1', 19092), ('127.0.0.1', 19093)]
+    """
+    return _parse_bootstrap(listeners)
+
+
+def _can_bind(host: str, port: int) -> bool:
+    """True when a listening socket could take ``host:port`` now (as the JVM binds it: SO_REUSEADDR).
+
+    A connect probe misses what blocks a listener most often on a busy machine: a
+    client connection whose ephemeral local port happens to be this one.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _tcp_open(host: str, port: int, timeout_s: float) -> bool:

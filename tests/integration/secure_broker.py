@@ -3,7 +3,8 @@
 Certificates come from ``openssl`` (a throwaway CA, a broker certificate for
 127.0.0.1, a client certificate whose key is encrypted); the broker reads them
 as PEM keystores. SCRAM users are created when its storage is formatted. The
-broker runs on ports of its own (398xx), apart from the session's broker.
+broker runs on ports of its own (298xx), apart from the session's broker and below
+the ephemeral range, so no client connection's local port can hold one.
 """
 
 from __future__ import annotations

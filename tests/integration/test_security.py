@@ -1,6 +1,6 @@
 """Security on a real broker with SCRAM and mutual-TLS listeners: every client gets in, nobody else does.
 
-A private broker (ports 39810-39814) serves SCRAM-SHA-512 over SASL_PLAINTEXT
+A private broker (ports 29810-29814) serves SCRAM-SHA-512 over SASL_PLAINTEXT
 and SASL_SSL and mutual TLS (a client certificate with an encrypted key). Each
 client of the project reaches it through the same ``LABELLOOP_KAFKA__*``
 settings: the SDK (kafka-python producer), the CLI (kafka-python consumer and
@@ -41,8 +41,8 @@ from tests.standin.toloka import TolokaStandIn
 
 pytestmark = pytest.mark.kafka
 
-FIRST_PORT = 39810
-OPERATOR_PORT = 39820
+FIRST_PORT = 29810
+OPERATOR_PORT = 29820
 PROTOCOLS: list[SecurityProtocol] = ["SASL_PLAINTEXT", "SASL_SSL", "SSL"]
 
 

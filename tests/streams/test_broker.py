@@ -21,6 +21,7 @@ from streams.broker import (
     java_major_version,
     log4j2_properties,
     render_properties,
+    scram_listener_properties,
     server_properties,
     wait_until_reachable,
 )
@@ -283,6 +284,39 @@ def test_start_refuses_a_port_held_by_something_else(
         assert not is_reachable(broker.bootstrap, timeout_s=0.5)
         with pytest.raises(BrokerError, match=f"127.0.0.1:{broker.settings.port} is taken"):
             broker.start()
+
+
+def test_start_refuses_an_extra_listener_port_a_client_socket_holds(
+    make_broker: Callable[[], LocalBroker], tools: dict[str, str | None], tmp_path: Path
+) -> None:
+    """A bound, non-listening socket (a client connection's local port) blocks the JVM's bind too.
+
+    Kafka would exit during startup with only its shutdown in the log tail; the
+    launcher names the port before any Java work.
+    """
+    tools["java"] = tools["mvn"] = None
+    broker = make_broker()
+    with socket.socket() as client_side:
+        client_side.bind(("127.0.0.1", 0))
+        held = client_side.getsockname()[1]
+        extra = scram_listener_properties(broker.settings, sasl_plaintext_port=held)
+        with pytest.raises(BrokerError, match=f"127.0.0.1:{held} is taken by another socket"):
+            broker.start(extra)
+
+
+def test_a_startup_failure_names_the_first_error_lines_of_the_log(
+    make_broker: Callable[[], LocalBroker],
+) -> None:
+    broker = make_broker()
+    broker.logs_dir.mkdir(parents=True)
+    lines = [f"[2026-12-01 21:11:0{i},000] INFO shutting down part {i} (kafka.server)" for i in range(9)]
+    lines.insert(2, "[2026-12-01 21:11:01,968] ERROR Unable to start acceptor for SASL_SSL (kafka.network)")
+    lines += [f"[2026-12-01 21:11:59,000] INFO noise {i} (kafka.server)" for i in range(60)]
+    (broker.logs_dir / "server.log").write_text("\n".join(lines) + "\n")
+    tail = broker._log_tail()
+    assert "ERROR Unable to start acceptor for SASL_SSL" in tail  # 70 lines back: not in the tail
+    assert tail.index("first ERROR lines") < tail.index("last 40 lines")
+    assert "noise 59" in tail
 
 
 def test_wait_until_reachable_gives_up_with_the_bootstrap_in_the_message() -> None:

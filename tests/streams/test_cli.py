@@ -26,7 +26,7 @@ def test_topics_list_shows_the_catalogue_under_the_prefix(monkeypatch: pytest.Mo
 
 
 def test_a_broker_that_is_not_there_is_reported_and_exits_1() -> None:
-    result = RUNNER.invoke(app, ["broker", "status", "--port", "39192"])
+    result = RUNNER.invoke(app, ["broker", "status", "--port", "29192"])
     assert result.exit_code == 1
     assert "not reachable" in result.output
 
