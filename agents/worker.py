@@ -184,6 +184,9 @@ def consumer_state(app: faust.App) -> list[str]:
         lines.append(
             f"{tp.topic}[{tp.partition}] active={tp in active} paused={tp in consumer._paused_partitions}"
             f" buffered={tp in consumer._buffered_partitions} kafka_paused={paused} position={position}"
-            f" highwater={consumer.highwater(tp)}"
+            f" highwater={consumer.highwater(tp)} committed={consumer._committed_offset.get(tp)}"
         )
+    floor = getattr(consumer, "commit_floor", None)
+    if floor is not None:
+        lines.append(f"commits held below dropped deliveries: {floor.held() or 'none'}")
     return lines

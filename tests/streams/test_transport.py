@@ -50,3 +50,95 @@ def test_a_message_acked_while_flow_control_is_off_is_not_committable(tmp_path: 
     app.flow_control.resume()
     assert consumer.ack(message(21, generation_id=3)) is True
     assert list(consumer._acked[tp]) == [21]
+
+
+def _consumer(tmp_path: Path) -> GenerationSafeConsumer:
+    app = create_app(Settings(data_dir=tmp_path))
+    app.topics._acking_topics.add("t.predictions")
+    consumer = app.consumer
+    assert isinstance(consumer, GenerationSafeConsumer)
+    app.flow_control.resume()
+    app.consumer_generation_id = 3
+    return consumer
+
+
+def test_no_commit_passes_a_dropped_delivery_until_it_is_handled(tmp_path: Path) -> None:
+    """faust commits 18 here (nothing committed yet), and a SIGKILL then loses offset 16."""
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    assert consumer.ack(message(16, generation_id=2)) is False  # dropped at the rebalance
+    assert consumer.ack(message(17, generation_id=3)) is True
+    assert consumer._new_offset(tp) is None
+    assert consumer.ack(message(16, generation_id=3)) is True  # its delivery after the seek
+    assert consumer._new_offset(tp) == 18
+    assert consumer.commit_floor.held() == {}
+
+
+def test_a_single_dropped_offset_above_the_committed_one_holds_the_commit(tmp_path: Path) -> None:
+    """faust lets a run start one above the committed offset: 31 unacked, 32-33 acked gave 34."""
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    consumer._committed_offset[tp] = 31
+    consumer.app.flow_control.suspend()
+    assert consumer.ack(message(31, generation_id=3)) is False
+    consumer.app.flow_control.resume()
+    for offset in (32, 33):
+        assert consumer.ack(message(offset, generation_id=3)) is True
+    assert consumer._new_offset(tp) is None
+    assert sorted(consumer._acked[tp]) == [32, 33]  # kept for the commit after 31 is done
+    consumer.ack(message(31, generation_id=3))
+    assert consumer._new_offset(tp) == 34
+
+
+def test_no_commit_passes_a_record_a_stream_still_handles(tmp_path: Path) -> None:
+    """faust-streaming #606: the slow record at the head, the next ones acked."""
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    consumer._committed_offset[tp] = 40
+    slow = message(40, generation_id=3)
+    consumer._unacked_messages.add(slow)  # taken by a stream (faust's Stream.__aiter__ tracks it)
+    for offset in (41, 42):
+        consumer.ack(message(offset, generation_id=3))
+    assert consumer._new_offset(tp) is None
+    consumer.ack(slow)
+    assert consumer._new_offset(tp) == 43
+
+
+def test_a_dropped_delivery_handled_before_is_not_held(tmp_path: Path) -> None:
+    """The second delivery came first: the late ack of the dropped copy holds nothing."""
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    consumer.ack(message(50, generation_id=3))
+    assert consumer.ack(message(50, generation_id=2)) is False
+    assert consumer.commit_floor.held() == {}
+    assert consumer._new_offset(tp) == 51
+
+
+def test_an_older_generations_record_in_flight_does_not_hold_the_commit(tmp_path: Path) -> None:
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    old = message(60, generation_id=2)
+    consumer._unacked_messages.add(old)
+    consumer.ack(message(60, generation_id=3))
+    assert consumer._new_offset(tp) == 61
+    assert old not in consumer.commit_floor.held().get(tp, [])
+
+
+def test_gaps_below_the_floor_count_as_acked_and_the_rest_stay(tmp_path: Path) -> None:
+    """Offsets the fetch loop saw skipped (compaction) are filled as faust does, but not past the floor."""
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    consumer._committed_offset[tp] = 10
+    consumer._gap[tp].addi(11, 13)  # 11, 12 compacted away
+    consumer._gap[tp].addi(15, 16)  # 15 too
+    consumer.app.flow_control.suspend()
+    consumer.ack(message(14, generation_id=3))  # dropped: holds the commit at 14
+    consumer.app.flow_control.resume()
+    for offset in (10, 13, 16):
+        consumer.ack(message(offset, generation_id=3))
+    assert consumer._new_offset(tp) == 14
+    assert sorted(consumer._acked[tp]) == [16]
+    assert [(gap.begin, gap.end) for gap in consumer._gap[tp]] == [(15, 16)]
+    consumer._committed_offset[tp] = 14  # as the commit records it
+    consumer.ack(message(14, generation_id=3))
+    assert consumer._new_offset(tp) == 17
