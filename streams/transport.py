@@ -140,16 +140,23 @@ class CommitFloor:
             if not held:
                 del self._held[tp]
 
-    def lowest(self, tp: TP, *, committed: int | None) -> int | None:
-        """The lowest held offset of ``tp`` (offsets below ``committed`` are done elsewhere and let go)."""
+    def lowest(
+        self, tp: TP, *, committed: int | None, skipped: Callable[[int], bool] | None = None
+    ) -> int | None:
+        """The lowest held offset of ``tp``.
+
+        Offsets below ``committed`` (done by an earlier owner) and those the fetch
+        loop saw the log skip (``skipped``: compacted away, or transaction markers;
+        no delivery of them will come) are let go.
+        """
         held = self._held.get(tp)
         if not held:
             return None
-        if committed is not None:
-            held.difference_update([offset for offset in held if offset < committed])
-            if not held:
-                del self._held[tp]
-                return None
+        gone = [o for o in held if (committed is not None and o < committed) or (skipped and skipped(o))]
+        held.difference_update(gone)
+        if not held:
+            del self._held[tp]
+            return None
         return min(held)
 
     def keep_only(self, tps: set[TP]) -> None:
@@ -249,7 +256,8 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
     def _floor(self, tp: TP, committed: int | None) -> int | None:
         """The lowest offset of ``tp`` not done: a dropped delivery, or a record a stream still handles."""
         generation = self.app.consumer_generation_id
-        lows = [self.commit_floor.lowest(tp, committed=committed)]
+        gaps = self._gap[tp]
+        lows = [self.commit_floor.lowest(tp, committed=committed, skipped=gaps.overlaps if gaps else None)]
         # A record of an older generation is delivered again after the seek: its second delivery counts.
         lows += [
             m.offset

@@ -142,3 +142,20 @@ def test_gaps_below_the_floor_count_as_acked_and_the_rest_stay(tmp_path: Path) -
     consumer._committed_offset[tp] = 14  # as the commit records it
     consumer.ack(message(14, generation_id=3))
     assert consumer._new_offset(tp) == 17
+
+
+def test_a_held_offset_the_log_skipped_is_let_go(tmp_path: Path) -> None:
+    """Compacted away after it was dropped: no delivery of it will come, so it holds nothing."""
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    consumer._committed_offset[tp] = 10
+    consumer.app.flow_control.suspend()
+    consumer.ack(message(11, generation_id=3))
+    consumer.app.flow_control.resume()
+    consumer.ack(message(10, generation_id=3))
+    consumer.ack(message(12, generation_id=3))
+    assert consumer._new_offset(tp) == 11
+    consumer._committed_offset[tp] = 11
+    consumer._gap[tp].addi(11, 12)  # the fetch after the seek went from 10 to 12
+    assert consumer._new_offset(tp) == 13
+    assert consumer.commit_floor.held() == {}
