@@ -62,6 +62,13 @@ def _consumer(tmp_path: Path) -> GenerationSafeConsumer:
     return consumer
 
 
+def _drop(consumer: GenerationSafeConsumer, offset: int) -> None:
+    """A delivery a stream drops during a rebalance's recovery (flow control off)."""
+    consumer.app.flow_control.suspend()
+    assert consumer.ack(message(offset, generation_id=3)) is False
+    consumer.app.flow_control.resume()
+
+
 def test_no_commit_passes_a_dropped_delivery_until_it_is_handled(tmp_path: Path) -> None:
     """faust commits 18 here (nothing committed yet), and a SIGKILL then loses offset 16."""
     consumer = _consumer(tmp_path)
@@ -79,9 +86,7 @@ def test_a_single_dropped_offset_above_the_committed_one_holds_the_commit(tmp_pa
     consumer = _consumer(tmp_path)
     tp = TP("t.predictions", 0)
     consumer._committed_offset[tp] = 31
-    consumer.app.flow_control.suspend()
-    assert consumer.ack(message(31, generation_id=3)) is False
-    consumer.app.flow_control.resume()
+    _drop(consumer, 31)
     for offset in (32, 33):
         assert consumer.ack(message(offset, generation_id=3)) is True
     assert consumer._new_offset(tp) is None
@@ -131,9 +136,7 @@ def test_gaps_below_the_floor_count_as_acked_and_the_rest_stay(tmp_path: Path) -
     consumer._committed_offset[tp] = 10
     consumer._gap[tp].addi(11, 13)  # 11, 12 compacted away
     consumer._gap[tp].addi(15, 16)  # 15 too
-    consumer.app.flow_control.suspend()
-    consumer.ack(message(14, generation_id=3))  # dropped: holds the commit at 14
-    consumer.app.flow_control.resume()
+    _drop(consumer, 14)
     for offset in (10, 13, 16):
         consumer.ack(message(offset, generation_id=3))
     assert consumer._new_offset(tp) == 14
@@ -149,9 +152,7 @@ def test_a_held_offset_the_log_skipped_is_let_go(tmp_path: Path) -> None:
     consumer = _consumer(tmp_path)
     tp = TP("t.predictions", 0)
     consumer._committed_offset[tp] = 10
-    consumer.app.flow_control.suspend()
-    consumer.ack(message(11, generation_id=3))
-    consumer.app.flow_control.resume()
+    _drop(consumer, 11)
     consumer.ack(message(10, generation_id=3))
     consumer.ack(message(12, generation_id=3))
     assert consumer._new_offset(tp) == 11
