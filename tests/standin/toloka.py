@@ -75,7 +75,8 @@ class Worker:
 
     def profile(self) -> dict[str, Any]:
         """What a pool filter's conditions read, by their ``key``."""
-        return {"languages": list(self.languages), "region_by_ip": self.region, "region_by_phone": self.region}
+        region = self.region
+        return {"languages": list(self.languages), "region_by_ip": region, "region_by_phone": region}
 
 
 def default_workers(count: int = 12, *, spammers: int = 1, seed: int = 1) -> list[Worker]:
@@ -647,7 +648,7 @@ def _holds(condition: Json, values: Json) -> bool:
         return False
     operator = condition["operator"]
     if operator in ("IN", "NOT_IN"):  # a list attribute (languages) holds the value, a scalar equals it
-        inside = condition["value"] in found if isinstance(found, list) else found == condition["value"]
+        inside = bool(condition["value"] in found if isinstance(found, list) else found == condition["value"])
         return inside == (operator == "IN")
     value, target = float(found), float(condition["value"])
     return {

@@ -60,8 +60,10 @@ def next_reward(
 def reward_exhausted(reward: float, reward_min: float | None, reward_max: float | None) -> bool:
     """True when the reward cannot rise any more: at ``reward_max``, or fixed (no bounds).
 
-    >>> reward_exhausted(0.07, 0.03, 0.07), reward_exhausted(0.05, 0.03, 0.07), reward_exhausted(0.02, None, None)
-    (True, False, True)
+    >>> reward_exhausted(0.07, 0.03, 0.07), reward_exhausted(0.05, 0.03, 0.07)
+    (True, False)
+    >>> reward_exhausted(0.02, None, None)  # a fixed reward
+    True
     >>> reward_exhausted(0.50, 0.03, None)  # only a minimum: the reward may always rise
     False
     """
