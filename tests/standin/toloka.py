@@ -648,7 +648,7 @@ def _holds(condition: Json, values: Json) -> bool:
         return False
     operator = condition["operator"]
     if operator in ("IN", "NOT_IN"):  # a list attribute (languages) holds the value, a scalar equals it
-        inside = bool(condition["value"] in found if isinstance(found, list) else found == condition["value"])
+        inside: bool = condition["value"] in found if isinstance(found, list) else found == condition["value"]
         return inside == (operator == "IN")
     value, target = float(found), float(condition["value"])
     return {
