@@ -646,7 +646,7 @@ def _holds(condition: Json, values: Json) -> bool:
     found = values.get(condition.get("key", ""))
     if found is None:
         return False
-    operator = condition["operator"]
+    operator = str(condition["operator"])
     if operator in ("IN", "NOT_IN"):  # a list attribute (languages) holds the value, a scalar equals it
         inside: bool = condition["value"] in found if isinstance(found, list) else found == condition["value"]
         return inside == (operator == "IN")
