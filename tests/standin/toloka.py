@@ -159,7 +159,8 @@ class TolokaStandIn:
     faults
         Injected failures.
     tick_s
-        Seconds between two simulation steps (each worker takes at most one suite a step).
+        Seconds between two simulation steps (each worker takes at most one suite a step);
+        None: no background steps, the test calls :meth:`tick` itself (exact counts of steps).
 
     Examples
     --------
@@ -175,7 +176,7 @@ class TolokaStandIn:
         *,
         answer: AnswerModel | None = None,
         faults: Faults | None = None,
-        tick_s: float = 0.005,
+        tick_s: float | None = 0.005,
         seed: int = 1,
     ) -> None:
         self.workers = workers if workers is not None else default_workers(seed=seed)
@@ -225,10 +226,9 @@ class TolokaStandIn:
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
         stop = threading.Event()
-        threads = [
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True),
-            threading.Thread(target=self._simulate, args=(stop,), daemon=True),
-        ]
+        threads = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)]
+        if self.tick_s is not None:
+            threads.append(threading.Thread(target=self._simulate, args=(stop,), daemon=True))
         for thread in threads:
             thread.start()
         try:
@@ -241,9 +241,14 @@ class TolokaStandIn:
                 thread.join(timeout=5)
 
     def _simulate(self, stop: threading.Event) -> None:
+        assert self.tick_s is not None
         while not stop.wait(self.tick_s):
-            with self.lock:
-                self.step()
+            self.tick()
+
+    def tick(self) -> int:
+        """One simulation step under the lock; the task suites it issued."""
+        with self.lock:
+            return self.step()
 
     # -- what tests read -----------------------------------------------------------------
 
@@ -268,7 +273,7 @@ class TolokaStandIn:
 
     # -- simulation ----------------------------------------------------------------------
 
-    def step(self) -> None:
+    def step(self) -> int:
         """Every Toloker not banned takes at most one task suite per project and submits it.
 
         A Toloker sees only the open pools whose filter admits them and that pay at
@@ -283,6 +288,7 @@ class TolokaStandIn:
         for pool in self.pools.values():
             if pool["status"] == "OPEN":
                 by_project.setdefault(pool["project_id"], []).append(pool)
+        issued = 0
         for pools in by_project.values():
             pools.sort(key=lambda pool: (-float(pool.get("reward_per_assignment") or 0.0), pool["id"]))
             for worker in order:
@@ -290,7 +296,9 @@ class TolokaStandIn:
                     continue
                 for pool in pools:
                     if self._admits(pool, worker) and self._issue(pool, worker, now):
+                        issued += 1
                         break
+        return issued
 
     @staticmethod
     def _admits(pool: Json, worker: Worker) -> bool:

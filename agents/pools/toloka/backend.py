@@ -218,6 +218,7 @@ class TolokaBackend:
         #: The extra pools opened (or found open) so far, the newest serving one last.
         self.extras: list[ExtraPool] = []
         self._extra_changed_s: float | None = None
+        self._staffing: asyncio.Lock | None = None
         #: Per pool: the poller's cursor (submitted time) and the assignments seen at or after it.
         self._cursors: dict[str, datetime] = {}
         self._seen: dict[str, dict[str, datetime]] = {}
@@ -310,7 +311,8 @@ class TolokaBackend:
         if self.pool_id is None or self._target_workers is None:
             return None
         now_s = self._clock().timestamp()
-        if self._reward_changed_s is not None and now_s - self._reward_changed_s < settings.reward_cooldown_s:
+        since_s = self._since_change_s(now_s)
+        if since_s is not None and since_s < settings.reward_cooldown_s:
             return None
         wanted = next_reward(
             self.reward,
@@ -349,6 +351,12 @@ class TolokaBackend:
         drains: it gets no new tasks and stays open until every task it holds has
         its answers, then closes (so no task is stranded and none is uploaded twice).
         """
+        if self._staffing is None:
+            self._staffing = asyncio.Lock()
+        async with self._staffing:  # the poller's and an operator's call never open one pool twice
+            return await self._steer_extra_pools()
+
+    async def _steer_extra_pools(self) -> ExtraPoolMove | None:
         await self._close_drained()
         settings = self.settings
         if (
@@ -368,7 +376,7 @@ class TolokaBackend:
             reward_maxed=reward_exhausted(self.reward, settings.reward_min, settings.reward_max),
             open_extra=len(serving),
             max_extra=settings.max_extra_pools,
-            since_change_s=None if self._extra_changed_s is None else now_s - self._extra_changed_s,
+            since_change_s=self._since_change_s(now_s),
             cooldown_s=settings.extra_pool_cooldown_s,
         )
         if move == "open":
@@ -390,6 +398,15 @@ class TolokaBackend:
         if move is not None:
             self._extra_changed_s = now_s
         return move
+
+    def _since_change_s(self, now_s: float) -> float | None:
+        """Seconds since the reward or an extra pool last changed (None: never).
+
+        Either lever waits its cooldown after a move of the other too, so Tolokers
+        have time to answer one change before the next.
+        """
+        changes = [moment for moment in (self._reward_changed_s, self._extra_changed_s) if moment is not None]
+        return now_s - max(changes) if changes else None
 
     def _unclosed(self) -> list[ExtraPool]:
         return [extra for extra in self.extras if extra.state != "closed"]
