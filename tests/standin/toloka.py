@@ -17,8 +17,11 @@ and of toloka-kit's models:
   ``has_more``), ``GET``/``PATCH /api/v1/assignments/{id}`` (accept, reject);
 - ``GET /api/v1/user-restrictions``.
 
-Simulated Tolokers take task suites from open pools on a background tick, as
-the pool's ``mixer_config`` composes them (real tasks with remaining overlap
+Simulated Tolokers take task suites from open pools on a background tick,
+one suite per project and tick, from the best paid pool that pays at least
+their price and whose ``filter`` admits their profile (``languages``,
+``region_by_ip``: a second pool for the same audience adds nobody), as the
+pool's ``mixer_config`` composes them (real tasks with remaining overlap
 plus golden tasks they have not seen), answer with a pluggable
 :data:`AnswerModel` and submit at once; the time they "spent" is written into
 the assignment (``created`` to ``submitted``), so the pool's quality control
@@ -65,6 +68,15 @@ class Worker:
     suite_s: float = 30.0
     #: The least reward per suite for which this Toloker takes a pool's tasks (0: any).
     min_reward: float = 0.0
+    #: The languages of their profile (ISO 639-1, upper case) and the region of their IP
+    #: (a Toloka region id): what pool filters (``languages``, ``region_by_ip``) look at.
+    languages: tuple[str, ...] = ("EN",)
+    region: int = 84
+
+    def profile(self) -> dict[str, Any]:
+        """What a pool filter's conditions read, by their ``key``."""
+        region = self.region
+        return {"languages": list(self.languages), "region_by_ip": region, "region_by_phone": region}
 
 
 def default_workers(count: int = 12, *, spammers: int = 1, seed: int = 1) -> list[Worker]:
@@ -147,7 +159,8 @@ class TolokaStandIn:
     faults
         Injected failures.
     tick_s
-        Seconds between two simulation steps (each worker takes at most one suite a step).
+        Seconds between two simulation steps (each worker takes at most one suite a step);
+        None: no background steps, the test calls :meth:`tick` itself (exact counts of steps).
 
     Examples
     --------
@@ -163,7 +176,7 @@ class TolokaStandIn:
         *,
         answer: AnswerModel | None = None,
         faults: Faults | None = None,
-        tick_s: float = 0.005,
+        tick_s: float | None = 0.005,
         seed: int = 1,
     ) -> None:
         self.workers = workers if workers is not None else default_workers(seed=seed)
@@ -213,10 +226,9 @@ class TolokaStandIn:
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
         stop = threading.Event()
-        threads = [
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True),
-            threading.Thread(target=self._simulate, args=(stop,), daemon=True),
-        ]
+        threads = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)]
+        if self.tick_s is not None:
+            threads.append(threading.Thread(target=self._simulate, args=(stop,), daemon=True))
         for thread in threads:
             thread.start()
         try:
@@ -229,18 +241,29 @@ class TolokaStandIn:
                 thread.join(timeout=5)
 
     def _simulate(self, stop: threading.Event) -> None:
+        assert self.tick_s is not None
         while not stop.wait(self.tick_s):
-            with self.lock:
-                self.step()
+            self.tick()
+
+    def tick(self) -> int:
+        """One simulation step under the lock; the task suites it issued."""
+        with self.lock:
+            return self.step()
 
     # -- what tests read -----------------------------------------------------------------
 
     def duplicate_uploads(self) -> dict[str, int]:
-        """Inputs (by ``event_id``, else the whole input) created more than once, with their count."""
+        """Inputs (by ``event_id``, else the whole input) created more than once, with their count.
+
+        A real task must exist once across all pools; a golden task once per pool
+        (every pool mixes its own honeypots), so golden keys carry their pool id.
+        """
         counts: dict[str, int] = {}
         for task in self.created_tasks:
             values = task["input_values"]
             key = str(values.get("event_id") or json.dumps(values, sort_keys=True))
+            if task.get("known_solutions"):
+                key = f"{task['pool_id']}/{key}"
             counts[key] = counts.get(key, 0) + 1
         return {key: count for key, count in counts.items() if count > 1}
 
@@ -250,18 +273,41 @@ class TolokaStandIn:
 
     # -- simulation ----------------------------------------------------------------------
 
-    def step(self) -> None:
-        """Every Toloker not banned takes at most one task suite from each open pool and submits it."""
+    def step(self) -> int:
+        """Every Toloker not banned takes at most one task suite per project and submits it.
+
+        A Toloker sees only the open pools whose filter admits them and that pay at
+        least their least reward, and works one at a time: of a project's pools the
+        best paid one with a task for them (so a second pool for the same audience
+        adds no Toloker, one for another audience does).
+        """
         now = _now()
         order = self.workers[self._turn :] + self.workers[: self._turn]
         self._turn = (self._turn + 1) % max(1, len(self.workers))
-        for pool in [pool for pool in self.pools.values() if pool["status"] == "OPEN"]:
-            reward = float(pool.get("reward_per_assignment") or 0.0)
+        by_project: dict[str, list[Json]] = {}
+        for pool in self.pools.values():
+            if pool["status"] == "OPEN":
+                by_project.setdefault(pool["project_id"], []).append(pool)
+        issued = 0
+        for pools in by_project.values():
+            pools.sort(key=lambda pool: (-float(pool.get("reward_per_assignment") or 0.0), pool["id"]))
             for worker in order:
-                if worker.user_id not in self._banned and reward >= worker.min_reward:
-                    self._issue(pool, worker, now)
+                if worker.user_id in self._banned:
+                    continue
+                for pool in pools:
+                    if self._admits(pool, worker) and self._issue(pool, worker, now):
+                        issued += 1
+                        break
+        return issued
 
-    def _issue(self, pool: Json, worker: Worker, now: datetime) -> None:
+    @staticmethod
+    def _admits(pool: Json, worker: Worker) -> bool:
+        """The pool's reward is enough for the Toloker and its filter admits them."""
+        if float(pool.get("reward_per_assignment") or 0.0) < worker.min_reward:
+            return False
+        return _matches(pool.get("filter"), worker.profile())
+
+    def _issue(self, pool: Json, worker: Worker, now: datetime) -> bool:
         mixer = pool.get("mixer_config") or {"real_tasks_count": 1, "golden_tasks_count": 0}
         done_by = self._done_by.setdefault((worker.user_id, pool["id"]), set())
         wanted = int(mixer.get("real_tasks_count", 1))
@@ -272,7 +318,7 @@ class TolokaStandIn:
                 if len(real) == wanted:
                     break
         if not real:
-            return
+            return False
         golden = [task for task in self._golden_tasks.get(pool["id"], []) if task["id"] not in done_by][
             : int(mixer.get("golden_tasks_count", 0))
         ]
@@ -311,6 +357,7 @@ class TolokaStandIn:
         }
         self._by_worker.setdefault((worker.user_id, pool["id"]), []).append(assignment)
         self._quality_control(pool, worker.user_id)
+        return True
 
     def _classes(self, pool: Json) -> list[str]:
         project = self.projects.get(pool["project_id"], {})
@@ -591,10 +638,26 @@ class TolokaStandIn:
         return None
 
 
+def _matches(condition: Json | None, values: Json) -> bool:
+    """A pool filter (``and``/``or`` trees of conditions, None: everyone) over a Toloker's profile."""
+    if condition is None:
+        return True
+    if "and" in condition:
+        return all(_matches(part, values) for part in condition["and"])
+    if "or" in condition:
+        return any(_matches(part, values) for part in condition["or"])
+    return _holds(condition, values)
+
+
 def _holds(condition: Json, values: Json) -> bool:
+    """One condition (a quality-control rule's or a filter's); an unknown key never holds."""
     found = values.get(condition.get("key", ""))
     if found is None:
         return False
+    operator = str(condition["operator"])
+    if operator in ("IN", "NOT_IN"):  # a list attribute (languages) holds the value, a scalar equals it
+        inside: bool = condition["value"] in found if isinstance(found, list) else found == condition["value"]
+        return inside == (operator == "IN")
     value, target = float(found), float(condition["value"])
     return {
         "EQ": value == target,

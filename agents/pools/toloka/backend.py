@@ -21,6 +21,17 @@ over toloka-kit's ``AsyncTolokaClient`` (never a blocking call on the loop):
   reports golden answers (flagged with ``golden_label``) and, for accepted
   assignments, the real answers through each request's sink.
 
+- **staffing**: the autoscaler's target (:meth:`TolokaBackend.resize`) moves
+  the reward within its bounds first; once it is at ``reward_max`` and still
+  too few Tolokers work, an **extra pool** opens for another audience
+  (``extra_pools``: other languages or regions, possibly another reward), one
+  per cooldown, found again by its private name or created, with its own
+  golden tasks. New tasks go to the serving pool with the fewest open tasks
+  per active Toloker; the poller reads every pool. On the way down the newest
+  extra pool drains (no new tasks; it closes once every task it holds has its
+  answers), and the reward falls only once none is open
+  (:mod:`agents.pools.toloka.staffing` decides, this class applies).
+
 A request delivered again after a crash finds its task (same operation id) and
 recovers the answers already accepted for it, so nothing is uploaded twice
 and nothing is lost; answers are counted once per Toloker.
@@ -43,7 +54,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from toloka.async_client import AsyncTolokaClient
 from toloka.client import Assignment, Pool, Task
@@ -58,6 +69,7 @@ from toloka.client.task import CreateTasksParameters, TaskOverlapPatch
 from agents.aggregator.overlap import AccuracyOf, DynamicOverlap, OverlapSettings
 from agents.pools.base import AnswerSink
 from agents.pools.rates import WindowRate
+from agents.pools.toloka.audience import Audience
 from agents.pools.toloka.client import (
     RetryPolicy,
     TolokaSettings,
@@ -67,6 +79,14 @@ from agents.pools.toloka.client import (
     operation_id,
 )
 from agents.pools.toloka.spec import OUTPUT_FIELD, LabelingSpec, input_values
+from agents.pools.toloka.staffing import (
+    ExtraPoolMove,
+    PoolLoad,
+    next_extra_pools,
+    next_reward,
+    pick_pool,
+    reward_exhausted,
+)
 from schemas import CrowdAnswer, LabelRequest, PoolStatus, Tier, utc_now
 from streams.errors import BackendError, RejectedBackendError
 
@@ -104,7 +124,24 @@ class _Pending:
     rule: DynamicOverlap
     asked: int
     task_id: str | None = None
+    #: The pool the task is (or is being) uploaded to.
+    pool_id: str | None = None
     votes: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: An extra pool's life: serving (new tasks go to it), draining (open, no new tasks, until the
+#: tasks it holds are done), closed.
+ExtraState = Literal["open", "draining", "closed"]
+
+
+@dataclass
+class ExtraPool:
+    """An extra pool of this backend: who it admits, its Toloka id, what it pays, its state."""
+
+    audience: Audience
+    pool_id: str
+    reward: float
+    state: ExtraState = "open"
 
 
 @dataclass(frozen=True)
@@ -178,15 +215,21 @@ class TolokaBackend:
         self._poller: asyncio.Task[None] | None = None
         self._by_key: dict[str, _Pending] = {}
         self._by_task: dict[str, _Pending] = {}
-        self._cursor: datetime | None = None
-        self._seen: dict[str, datetime] = {}
+        #: The extra pools opened (or found open) so far, the newest serving one last.
+        self.extras: list[ExtraPool] = []
+        self._extra_changed_s: float | None = None
+        self._staffing: asyncio.Lock | None = None
+        #: Per pool: the poller's cursor (submitted time) and the assignments seen at or after it.
+        self._cursors: dict[str, datetime] = {}
+        self._seen: dict[str, dict[str, datetime]] = {}
         self._paused = False
         self._target_workers: int | None = None
         self._reward: float | None = None
         self._reward_changed_s: float | None = None
         self._switches: set[asyncio.Task[None]] = set()
         self._arrivals = WindowRate()
-        self._last_seen: dict[str, datetime] = {}
+        #: (pool id, Toloker) -> their latest submit there.
+        self._last_seen: dict[tuple[str, str], datetime] = {}
         self.answers_total = 0
         self.tasks_done = 0
         self.accepted = 0
@@ -211,8 +254,9 @@ class TolokaBackend:
             self.project_id = await self._ensure_project()
             self.pool_id = await self._ensure_pool(self.project_id)
             await self._upload_golden(self.pool_id)
+            await self._adopt_extra_pools(self.project_id)
             if not self._paused:
-                await self._set_open(True)
+                await self._set_open(True, self.pool_id)
             self._poller = asyncio.get_running_loop().create_task(
                 self._poll_forever(), name="labelloop-toloka"
             )
@@ -227,17 +271,21 @@ class TolokaBackend:
         await asyncio.gather(*self._switches, return_exceptions=True)
 
     def pause(self) -> None:
-        """Close the pool: Tolokers get no new task suites (submitted ones are still reviewed)."""
+        """Close the pools: Tolokers get no new task suites (submitted ones are still reviewed)."""
         self._paused = True
         self._switch(False)
 
     def resume(self) -> None:
-        """Open the pool again."""
+        """Open the pools again (the main pool and every extra pool not closed)."""
         self._paused = False
         self._switch(True)
 
     def resize(self, workers: int) -> None:
-        """Toloka sizes its crowd itself: 0 closes the pool, more opens it again; the target is reported."""
+        """Toloka sizes its crowd itself: 0 closes the pool, more opens it again; the target is reported.
+
+        The target steers the reward (:meth:`steer_reward`) and the extra pools
+        (:meth:`steer_extra_pools`) on every poll.
+        """
         self._target_workers = max(0, workers)
         if workers == 0 and not self._paused:
             self.pause()
@@ -257,12 +305,14 @@ class TolokaBackend:
         Called on every poll. Tolokers choose pools by reward, so a pool short of the
         workers its target asks for pays a step more (up to ``reward_max``) and one with
         more than it needs a step less (down to ``reward_min``), one step per cooldown.
+        The reward falls only once no extra pool is open (extra pools close first).
         """
         settings = self.settings
         if self.pool_id is None or self._target_workers is None:
             return None
         now_s = self._clock().timestamp()
-        if self._reward_changed_s is not None and now_s - self._reward_changed_s < settings.reward_cooldown_s:
+        since_s = self._since_change_s(now_s)
+        if since_s is not None and since_s < settings.reward_cooldown_s:
             return None
         wanted = next_reward(
             self.reward,
@@ -272,7 +322,7 @@ class TolokaBackend:
             settings.reward_max,
             settings.reward_step,
         )
-        if wanted == self.reward:
+        if wanted == self.reward or (wanted < self.reward and self._unclosed()):
             return None
         pool_id = self.pool_id
 
@@ -294,12 +344,125 @@ class TolokaBackend:
         self._reward_changed_s = now_s
         return wanted
 
+    async def steer_extra_pools(self) -> ExtraPoolMove | None:
+        """Open one more extra pool, or start closing the newest, as :func:`next_extra_pools` decides.
+
+        Called on every poll, after :meth:`steer_reward`. A pool being closed first
+        drains: it gets no new tasks and stays open until every task it holds has
+        its answers, then closes (so no task is stranded and none is uploaded twice).
+        """
+        if self._staffing is None:
+            self._staffing = asyncio.Lock()
+        async with self._staffing:  # the poller's and an operator's call never open one pool twice
+            return await self._steer_extra_pools()
+
+    async def _steer_extra_pools(self) -> ExtraPoolMove | None:
+        await self._close_drained()
+        settings = self.settings
+        if (
+            self.project_id is None
+            or self._target_workers is None
+            or not settings.extra_pools
+            or self._paused
+        ):
+            return None
+        now_s = self._clock().timestamp()
+        serving = [extra for extra in self.extras if extra.state == "open"]
+        newest = serving[-1] if serving else None
+        move = next_extra_pools(
+            target_workers=self._target_workers,
+            active_workers=self.workers,
+            without_newest=len(self._active(exclude=newest)),
+            reward_maxed=reward_exhausted(self.reward, settings.reward_min, settings.reward_max),
+            open_extra=len(serving),
+            max_extra=settings.max_extra_pools,
+            since_change_s=self._since_change_s(now_s),
+            cooldown_s=settings.extra_pool_cooldown_s,
+        )
+        if move == "open":
+            names = {extra.audience.name for extra in serving}
+            audience = next(audience for audience in settings.extra_pools if audience.name not in names)
+            await self._open_extra(self.project_id, audience)
+        elif move == "close" and newest is not None:
+            newest.state = "draining"
+            log.info(
+                "toloka extra pool %s (%s): no new tasks, closes once its %d open tasks are done "
+                "(%d Tolokers active, %d without it, %d asked for)",
+                newest.pool_id,
+                newest.audience.name,
+                self._open_tasks(newest.pool_id),
+                self.workers,
+                len(self._active(exclude=newest)),
+                self._target_workers,
+            )
+        if move is not None:
+            self._extra_changed_s = now_s
+        return move
+
+    def _since_change_s(self, now_s: float) -> float | None:
+        """Seconds since the reward or an extra pool last changed (None: never).
+
+        Either lever waits its cooldown after a move of the other too, so Tolokers
+        have time to answer one change before the next.
+        """
+        changes = [moment for moment in (self._reward_changed_s, self._extra_changed_s) if moment is not None]
+        return now_s - max(changes) if changes else None
+
+    def _unclosed(self) -> list[ExtraPool]:
+        return [extra for extra in self.extras if extra.state != "closed"]
+
+    async def _open_extra(self, project_id: str, audience: Audience) -> ExtraPool:
+        """Serve ``audience`` from its extra pool: found or created, golden tasks uploaded, opened."""
+        extra = next((known for known in self.extras if known.audience == audience), None)
+        if extra is None:
+            pool_id = await self._ensure_pool(project_id, audience)
+            await self._upload_golden(pool_id)
+            found = await self.retry.call(lambda: self.client.get_pool(pool_id), "read extra pool")
+            extra = ExtraPool(audience, pool_id, float(found.reward_per_assignment or self.reward))
+        else:
+            self.extras.remove(extra)
+        if extra.state != "draining":  # a draining pool is open still: it serves again at once
+            await self._set_open(True, extra.pool_id)
+        extra.state = "open"
+        self.extras.append(extra)
+        log.info(
+            "toloka extra pool %s (%s) is serving at %.3f per suite (%d Tolokers active, %d asked for)",
+            extra.pool_id,
+            audience.name,
+            extra.reward,
+            self.workers,
+            self._target_workers or 0,
+        )
+        return extra
+
+    async def _close_drained(self) -> None:
+        for extra in self.extras:
+            if extra.state == "draining" and self._open_tasks(extra.pool_id) == 0:
+                await self._set_open(False, extra.pool_id)
+                extra.state = "closed"
+                log.info("toloka extra pool %s (%s) is closed", extra.pool_id, extra.audience.name)
+
+    async def _adopt_extra_pools(self, project_id: str) -> None:
+        """Extra pools a previous process left open serve again (their tasks come back as redeliveries)."""
+        by_name = {self._pool_name_of(audience): audience for audience in self.settings.extra_pools}
+        async for pool in self._search(self.client.find_pools, project_id=project_id, status="OPEN"):
+            audience = by_name.get(str(pool.private_name))
+            if audience is None or any(extra.audience == audience for extra in self.extras):
+                continue
+            pool_id = str(pool.id)
+            await self._upload_golden(pool_id)
+            reward = float(pool.reward_per_assignment or self.reward)
+            self.extras.append(ExtraPool(audience, pool_id, reward))
+            log.info("toloka extra pool %s (%s) found open: serving again", pool_id, audience.name)
+
     def _switch(self, open_pool: bool) -> None:
         if self.pool_id is None:
             return
-        task = asyncio.get_running_loop().create_task(self._set_open(open_pool))
-        self._switches.add(task)
-        task.add_done_callback(self._switches.discard)
+        pool_ids = [self.pool_id, *(extra.pool_id for extra in self._unclosed())]
+        for pool_id in pool_ids:
+            task = asyncio.get_running_loop().create_task(self._set_open(open_pool, pool_id))
+            self._switches.add(task)
+            task.add_done_callback(self._switches.discard)
 
     # -- project, pool, golden tasks ------------------------------------------------------
 
@@ -321,16 +484,26 @@ class TolokaBackend:
     def pool_name(self) -> str:
         return f"{self.settings.pool_name}-{self.spec.fingerprint}"
 
-    def pool(self, project_id: str) -> Pool:
-        """The pool this backend creates: reward, overlap, golden mix, manual review, QC rules."""
+    def _pool_name_of(self, extra: Audience | None) -> str:
+        """The main pool's private name, or an extra pool's (stable: a restart finds it again)."""
+        return self.pool_name if extra is None else f"{self.pool_name}+{extra.name}-{extra.key}"
+
+    def pool(self, project_id: str, extra: Audience | None = None) -> Pool:
+        """The pool this backend creates: reward, audience, overlap, golden mix, manual review, QC rules.
+
+        ``extra``: an extra pool for that audience (its own reward, else the main pool's now).
+        """
         settings = self.settings
         real, golden = self.mix
+        audience = settings.audience if extra is None else extra
+        reward = self.reward if extra is None else (extra.reward_per_assignment or self.reward)
         pool = Pool(
             project_id=project_id,
-            private_name=self.pool_name,
+            private_name=self._pool_name_of(extra),
             may_contain_adult_content=False,
             will_expire=self._clock() + timedelta(days=365),
-            reward_per_assignment=self.reward,
+            reward_per_assignment=reward,
+            filter=None if audience is None else audience.filter(),
             assignment_max_duration_seconds=settings.assignment_max_duration_s,
             auto_accept_solutions=False,
             auto_accept_period_day=7,
@@ -381,17 +554,21 @@ class TolokaBackend:
             golden = min(settings.tasks_per_suite - 1, max(1, wanted))
         return settings.tasks_per_suite - golden, golden
 
-    async def _ensure_pool(self, project_id: str) -> str:
+    async def _ensure_pool(self, project_id: str, extra: Audience | None = None) -> str:
+        name = self._pool_name_of(extra)
+
         async def find() -> str | None:
             async for pool in self._search(self.client.find_pools, project_id=project_id):
-                if pool.private_name == self.pool_name and _value(pool.status) in ("OPEN", "CLOSED"):
+                if pool.private_name == name and _value(pool.status) in ("OPEN", "CLOSED"):
                     return str(pool.id)
             return None
 
         async def create() -> str:
-            return str((await self.client.create_pool(self.pool(project_id))).id)
+            return str((await self.client.create_pool(self.pool(project_id, extra))).id)
 
-        return await self._find_or_create(find, create, "pool")
+        return await self._find_or_create(
+            find, create, "pool" if extra is None else f"extra pool {extra.name}"
+        )
 
     async def _find_or_create(
         self, find: Callable[[], Awaitable[str | None]], create: Callable[[], Awaitable[str]], what: str
@@ -430,11 +607,19 @@ class TolokaBackend:
                 return
             after = page.items[-1].id
 
-    async def _upload(self, tasks: list[Task], key: str, what: str, event_id: str | None = None) -> list[str]:
-        """Upload ``tasks`` once (operation id from ``key``) and return their Toloka ids, in order."""
+    async def _upload(
+        self, tasks: list[Task], key: str, what: str, event_id: str | None = None, *, scope: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Upload ``tasks`` once and return their Toloka ids and pools, in order.
+
+        The operation id comes from ``key`` within ``scope`` (the main pool's id when
+        None), whichever pool the tasks go to: a request uploaded again, even to
+        another pool, is answered with its first upload (``OPERATION_ALREADY_EXISTS``),
+        so its task exists once, in the pool it first went to.
+        """
         assert self.pool_id is not None
         parameters = CreateTasksParameters(
-            operation_id=operation_id(self.pool_id, key),
+            operation_id=operation_id(scope or self.pool_id, key),
             async_mode=True,
             allow_defaults=False,
             open_pool=False,
@@ -450,11 +635,13 @@ class TolokaBackend:
         entries = await self.retry.call(
             lambda: self.client.get_operation_log(str(finished.id)), f"read {what} log", event_id=event_id
         )
-        ids: dict[int, str] = {}
+        ids: dict[int, tuple[str, str]] = {}
         for entry in entries:
             output, given = entry.output or {}, entry.input or {}
             if entry.success and "task_id" in output:
-                ids[int(given.get("__item_idx", len(ids)))] = str(output["task_id"])
+                index = int(given.get("__item_idx", len(ids)))
+                pool_id = str(given.get("pool_id") or tasks[min(index, len(tasks) - 1)].pool_id)
+                ids[index] = (str(output["task_id"]), pool_id)
         if len(ids) != len(tasks):
             raise RejectedBackendError(f"toloka refused {len(tasks) - len(ids)} {what}", event_id=event_id)
         return [ids[index] for index in sorted(ids)]
@@ -487,12 +674,12 @@ class TolokaBackend:
             )
             for golden in self.spec.golden
         ]
-        ids = await self._upload(tasks, f"golden/{self.spec.fingerprint}", "golden tasks")
-        self.golden = {task_id: golden.label for task_id, golden in zip(ids, self.spec.golden, strict=True)}
+        # Every pool carries its own golden tasks, uploaded once per pool.
+        uploaded = await self._upload(tasks, f"golden/{self.spec.fingerprint}", "golden tasks", scope=pool_id)
+        for (task_id, _), golden in zip(uploaded, self.spec.golden, strict=True):
+            self.golden[task_id] = golden.label
 
-    async def _set_open(self, open_pool: bool) -> None:
-        assert self.pool_id is not None
-        pool_id = self.pool_id
+    async def _set_open(self, open_pool: bool, pool_id: str) -> None:
         call = self.client.open_pool_async if open_pool else self.client.close_pool_async
         operation = await self.retry.call(lambda: call(pool_id), "open pool" if open_pool else "close pool")
         if operation is not None:
@@ -529,9 +716,9 @@ class TolokaBackend:
         self._by_key[key] = pending
         self._arrivals.add(asyncio.get_running_loop().time())
         try:
-            assert self.pool_id is not None
-            task = Task(pool_id=self.pool_id, input_values=input_values(request), overlap=pending.asked)
-            [task_id] = await self._upload([task], key, "task", request.event_id)
+            pending.pool_id = self._upload_pool()
+            task = Task(pool_id=pending.pool_id, input_values=input_values(request), overlap=pending.asked)
+            [(task_id, pending.pool_id)] = await self._upload([task], key, "task", request.event_id)
             pending.task_id = task_id
             self._by_task[task_id] = pending
             await self._recover(pending)
@@ -540,6 +727,20 @@ class TolokaBackend:
             self._by_key.pop(key, None)
             if pending.task_id is not None:
                 self._by_task.pop(pending.task_id, None)
+
+    def _upload_pool(self) -> str:
+        """Where a new task goes: of the serving pools, the fewest open tasks per active Toloker."""
+        assert self.pool_id is not None
+        serving = [self.pool_id, *(extra.pool_id for extra in self.extras if extra.state == "open")]
+        if len(serving) == 1:
+            return serving[0]
+        return pick_pool(
+            [PoolLoad(pool_id, self._open_tasks(pool_id), len(self._active(pool_id))) for pool_id in serving]
+        )
+
+    def _open_tasks(self, pool_id: str) -> int:
+        """Requests of this process whose task is in (or on its way to) ``pool_id`` and still open."""
+        return sum(1 for pending in self._by_key.values() if pending.pool_id == pool_id)
 
     async def _recover(self, pending: _Pending) -> None:
         """Answers accepted before this process knew the task (a redelivery, or a poll racing the upload)."""
@@ -562,6 +763,7 @@ class TolokaBackend:
             try:
                 await self.poll_once()
                 await self.steer_reward()
+                await self.steer_extra_pools()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # Toloka down for longer than the retries: poll again later
@@ -569,14 +771,30 @@ class TolokaBackend:
             await self._sleep(self.settings.poll_interval_s)
 
     async def poll_once(self) -> int:
-        """Review and report every assignment submitted since the last poll; returns how many."""
+        """Review and report every assignment submitted since the last poll, in every pool; how many.
+
+        Closed extra pools are read too: a suite taken before the close may still be submitted.
+        """
         assert self.pool_id is not None
-        pool_id = self.pool_id
         processed = 0
+        failure: BaseException | None = None
+        for pool_id in [self.pool_id, *(extra.pool_id for extra in self.extras)]:
+            try:
+                processed += await self._poll_pool(pool_id)
+            except Exception as error:  # the other pools are still read; the first failure is raised
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return processed
+
+    async def _poll_pool(self, pool_id: str) -> int:
+        processed = 0
+        seen = self._seen.setdefault(pool_id, {})
         while True:
+            cursor = self._cursors.get(pool_id)
             filters: dict[str, Any] = {"pool_id": pool_id, "status": ["SUBMITTED", "ACCEPTED", "REJECTED"]}
-            if self._cursor is not None:
-                filters["submitted_gte"] = self._cursor
+            if cursor is not None:
+                filters["submitted_gte"] = cursor
 
             async def one_page(filters: dict[str, Any] = filters) -> Any:
                 return await self.client.find_assignments(
@@ -584,7 +802,7 @@ class TolokaBackend:
                 )
 
             page = await self.retry.call(one_page, "read assignments")
-            fresh = [assignment for assignment in page.items or [] if str(assignment.id) not in self._seen]
+            fresh = [assignment for assignment in page.items or [] if str(assignment.id) not in seen]
             # Reviews of one page run side by side (each is an HTTP round trip); the cursor then
             # moves past the page, or only up to the earliest assignment that failed (read again).
             outcomes = await asyncio.gather(
@@ -596,11 +814,12 @@ class TolokaBackend:
                 if isinstance(outcome, BaseException):
                     failed.append(submitted)
                     continue
-                self._seen[str(assignment.id)] = submitted
-                self._cursor = submitted if self._cursor is None else max(self._cursor, submitted)
+                seen[str(assignment.id)] = submitted
+                cursor = submitted if cursor is None else max(cursor, submitted)
+                self._cursors[pool_id] = cursor
                 processed += 1
             if failed:
-                self._cursor = min(failed) if self._cursor is None else min(self._cursor, min(failed))
+                self._cursors[pool_id] = min(failed) if cursor is None else min(cursor, min(failed))
                 error = next(outcome for outcome in outcomes if isinstance(outcome, BaseException))
                 raise error
             if not page.has_more:
@@ -608,8 +827,9 @@ class TolokaBackend:
             if not fresh:  # a page of one submitted instant, all seen: wait for the next poll
                 log.warning("toloka: more than %d assignments share one submitted time", PAGE_SIZE)
                 break
-        if self._cursor is not None:
-            self._seen = {key: moment for key, moment in self._seen.items() if moment >= self._cursor}
+        cursor = self._cursors.get(pool_id)
+        if cursor is not None:
+            self._seen[pool_id] = {key: moment for key, moment in seen.items() if moment >= cursor}
         return processed
 
     def verdict(self, assignment: Assignment) -> Verdict:
@@ -642,7 +862,8 @@ class TolokaBackend:
         if status == "SUBMITTED":
             verdict = self.verdict(assignment)
             status = await self._review(assignment, verdict)
-        self._last_seen[str(assignment.user_id)] = _aware(assignment.submitted, self._clock())
+        moment = _aware(assignment.submitted, self._clock())
+        self._last_seen[(str(assignment.pool_id), str(assignment.user_id))] = moment
         await self._report(assignment, accepted=status == "ACCEPTED", goldens=True)
 
     async def _review(self, assignment: Assignment, verdict: Verdict) -> str:
@@ -749,17 +970,46 @@ class TolokaBackend:
 
     @property
     def workers(self) -> int:
-        """Tolokers who submitted within the last ten minutes."""
+        """Tolokers who submitted within the last ten minutes in the main pool or an unclosed extra pool."""
+        return len(self._active())
+
+    def _active(self, pool_id: str | None = None, *, exclude: ExtraPool | None = None) -> set[str]:
+        """Active Tolokers of ``pool_id`` (None: of every pool not closed, but ``exclude``)."""
         since = self._clock() - ACTIVE_WINDOW
-        return sum(1 for moment in self._last_seen.values() if moment >= since)
+        if pool_id is not None:
+            pools = {pool_id}
+        else:
+            pools = {
+                self.pool_id or "",
+                *(extra.pool_id for extra in self._unclosed() if extra is not exclude),
+            }
+        return {
+            worker for (pool, worker), moment in self._last_seen.items() if pool in pools and moment >= since
+        }
+
+    def pool_rewards(self) -> dict[str, tuple[float, int]]:
+        """Every pool not closed (the main one first): its reward per suite and its active Tolokers."""
+        assert self.pool_id is not None
+        pools = {self.pool_id: self.reward} | {extra.pool_id: extra.reward for extra in self._unclosed()}
+        return {pool_id: (reward, len(self._active(pool_id))) for pool_id, reward in pools.items()}
 
     def status(self, now: datetime) -> PoolStatus:
-        """Backlog (tasks without an answer yet), in progress, rates and cost of the pool."""
+        """Backlog (tasks without an answer yet), in progress, rates and cost of the pool.
+
+        With extra pools open, the workers and the capacity count every pool, and the
+        cost per label is the mean of their rewards weighted by the Tolokers working
+        each, so the cost per hour (capacity times cost per label) pays every pool.
+        """
         pending = list(self._by_key.values())
         waiting = sum(1 for task in pending if not task.votes)
         workers = self.workers
         real = max(1, self.mix[0])
         reward = self.reward
+        if self.pool_id is not None and self.extras:
+            paid = self.pool_rewards().values()
+            staffed = sum(count for _, count in paid)
+            if staffed:
+                reward = sum(pool_reward * count for pool_reward, count in paid) / staffed
         try:
             loop_now = asyncio.get_running_loop().time()
         except RuntimeError:
@@ -780,36 +1030,3 @@ class TolokaBackend:
             cost_per_label=reward / real,
             reported_at=now,
         )
-
-
-def next_reward(
-    reward: float,
-    target_workers: int,
-    active_workers: int,
-    reward_min: float | None,
-    reward_max: float | None,
-    step: float,
-) -> float:
-    """The reward one step toward ``target_workers``, within ``[reward_min, reward_max]``.
-
-    No bounds: the reward stays. Short of workers: up one step (capped at the
-    maximum); more than asked for: down one step (not below the minimum).
-
-    >>> next_reward(0.10, target_workers=20, active_workers=8, reward_min=0.05, reward_max=0.12, step=0.25)
-    0.12
-    >>> next_reward(0.12, 4, 8, 0.05, 0.2, 0.25)
-    0.096
-    >>> next_reward(0.10, 20, 8, None, None, 0.25)
-    0.1
-    """
-    if reward_min is None and reward_max is None:
-        return reward
-    low = reward_min if reward_min is not None else 0.0
-    high = reward_max if reward_max is not None else float("inf")
-    if active_workers < target_workers:
-        wanted = min(high, reward * (1.0 + step))
-    elif active_workers > target_workers:
-        wanted = max(low, reward / (1.0 + step))
-    else:
-        wanted = reward
-    return round(min(high, max(low, wanted)), 4)

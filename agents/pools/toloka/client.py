@@ -34,11 +34,12 @@ from typing import TypeVar
 
 import httpx
 import urllib3.exceptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from toloka.async_client import AsyncTolokaClient
 from toloka.client.exceptions import ApiError
 from toloka.client.primitives.retry import TolokaRetry
 
+from agents.pools.toloka.audience import Audience
 from streams.errors import ConfigError, RetryableBackendError
 from streams.secrets import resolve_secret
 
@@ -92,6 +93,16 @@ class TolokaSettings(BaseModel):
     reward_step: float = Field(default=0.25, gt=0.0, le=2.0)
     #: Seconds between two reward changes (Tolokers need time to notice one).
     reward_cooldown_s: float = Field(default=300.0, ge=0.0)
+    #: Who may work the pool (toloka-kit filters on languages and regions); None: every Toloker.
+    audience: Audience | None = None
+    #: Extra pools for other audiences, opened in this order once the reward is at ``reward_max``
+    #: (or fixed) and still too few Tolokers work; closed, newest first, once the others staff the
+    #: target without them (JSON in env: ``[{"name": "de", "languages": ["DE"]}]``). Empty: none.
+    extra_pools: tuple[Audience, ...] = ()
+    #: At most this many extra pools open at once (None: every one listed).
+    extra_pools_max: int | None = Field(default=None, ge=0)
+    #: Seconds between two openings or closings of an extra pool.
+    extra_pool_cooldown_s: float = Field(default=600.0, ge=0.0)
     #: Answers per task; None takes the spec's (minimum and maximum of the dynamic overlap).
     overlap_min: int | None = Field(default=None, ge=1, le=50)
     overlap_max: int | None = Field(default=None, ge=1, le=50)
@@ -131,6 +142,19 @@ class TolokaSettings(BaseModel):
     #: Toloker capacity assumed per active worker (labels per minute), for pool-status.
     labels_per_worker_min: float = Field(default=2.0, ge=0.0)
     seed: int = 7
+
+    @model_validator(mode="after")
+    def _distinct_pools(self) -> TolokaSettings:
+        names = [audience.name for audience in self.extra_pools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"extra pools need distinct names, got {names}")
+        return self
+
+    @property
+    def max_extra_pools(self) -> int:
+        """Extra pools that may be open at once."""
+        listed = len(self.extra_pools)
+        return listed if self.extra_pools_max is None else min(listed, self.extra_pools_max)
 
     def resolve_token(self) -> SecretStr:
         """The OAuth token from ``token_file``, else the setting (raises ConfigError without one)."""
