@@ -189,4 +189,14 @@ def consumer_state(app: faust.App) -> list[str]:
     floor = getattr(consumer, "commit_floor", None)
     if floor is not None:
         lines.append(f"commits held below dropped deliveries: {floor.held() or 'none'}")
+    lowest: dict[Any, Any] = {}
+    for message in list(consumer._unacked_messages):
+        if not message.acked and (message.tp not in lowest or message.offset < lowest[message.tp].offset):
+            lowest[message.tp] = message
+    for tp, message in sorted(lowest.items()):
+        lines.append(
+            f"oldest record a stream still handles: {tp.topic}[{tp.partition}] offset={message.offset}"
+            f" refcount={message.refcount} generation={message.generation_id}"
+            f" (now {app.consumer_generation_id})"
+        )
     return lines
