@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,10 @@ class BenchLoop:
             "LABELLOOP_APP_ID": settings.app_id,
             # Each worker its own data dir (two on one machine must not share faust's).
             "LABELLOOP_DATA_DIR": str(self.home / f"worker-{len(self.workers)}"),
+            # The expert page and the operator API on free ports: the defaults may be taken (by a
+            # second worker here, or by anybody else's on this machine).
+            "LABELLOOP_POOLS__EXPERTS__PORT": "0",
+            "LABELLOOP_OPERATOR__PORT": "0",
             **self.worker_env,
         }
 
@@ -154,10 +159,11 @@ class BenchLoop:
                 worker.wait(timeout=10)
 
     def close(self) -> None:
-        """Stop the workers and delete the loop's topics."""
+        """Stop the workers, delete the loop's topics and its data dirs and logs."""
         self.stop_workers()
         with contextlib.suppress(Exception):  # a failed cleanup must not hide the run's error
             delete_topics(self.settings)
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class OutputOffsets:
