@@ -204,6 +204,20 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine spent busy since boot (``/proc/stat``, all but idle and iowait).
+
+    >>> machine_busy_s() > 0
+    True
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    jiffies = [int(field) for field in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process (``VmRSS`` of ``/proc/<pid>/status``; 0 where there is none).
 
