@@ -60,15 +60,19 @@ class Growth:
 
 def run() -> tuple[list[Row], list[Goal]]:
     """Pre-fill N events, let one worker route them, read its RSS on the way."""
+    return rows_and_goal(measure())
+
+
+def measure(events: int = EVENTS) -> Growth:
+    """The RSS readings of one worker routing ``events`` pre-filled events."""
     with bench_broker() as broker:
         loop = BenchLoop(bench_settings(broker.bootstrap, run_name("f6")), ROUTER_ENV)
         try:
             loop.create()
-            asyncio.run(prefill(loop.settings, EVENTS))
-            growth = watch(loop, EVENTS)
+            asyncio.run(prefill(loop.settings, events))
+            return watch(loop, events)
         finally:
             loop.close()
-    return rows_and_goal(growth)
 
 
 def rows_and_goal(growth: Growth) -> tuple[list[Row], list[Goal]]:
@@ -123,7 +127,19 @@ def watch(loop: BenchLoop, events: int) -> Growth:
     return growth
 
 
+def curve(growth: Growth, points: int = 10) -> str:
+    """The RSS at every tenth of the run, for the eye.
+
+    >>> curve(Growth(10, [(5, 100 * MIB), (10, 110 * MIB)]), points=2)
+    'RSS (MB) after 5: 100, 10: 110'
+    """
+    steps = [growth.events * step // points for step in range(1, points + 1)]
+    return "RSS (MB) after " + ", ".join(f"{n:,}: {growth.rss_at(n) / MIB:,.0f}" for n in steps)
+
+
 if __name__ == "__main__":
     from bench.harness import report
 
-    print(report(*run()))
+    measured = measure()
+    print(curve(measured))
+    print(report(*rows_and_goal(measured)))
