@@ -18,7 +18,11 @@ so two answers agree and the task closes at the overlap minimum):
   small records (a send timestamp and an id) at 1,000/s to a 4-partition
   topic, arrival minus send time.
 
-Before the paced run 200 predictions are published and their Labels awaited
+Two more rows give the p95s of 1,500 predictions paced at 100/s (sent before
+the 1,000/s run, a rate one worker keeps up with): the path's own latency,
+without the queue that builds when the worker is slower than its input.
+
+Before the paced runs 200 predictions are published and their Labels awaited
 (the worker is up and owns its partitions). An event without a Label 60 s
 after the last send counts as infinitely late (it is in the percentiles). The
 capacity gate is off: with an instant crowd it never holds anything back,
