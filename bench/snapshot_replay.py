@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.harness import Goal, Row
-from bench.throughput import BENCH_BROKER
+from bench.workers import BENCH_BROKER
 from schemas import Label, LabelProvenance, LabelSource
 from streams.broker import LocalBroker, is_reachable
 from streams.settings import KafkaSettings, Settings, TopicSettings

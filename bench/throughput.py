@@ -34,27 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agents.simulation.stream import StreamSettings, simulate
 from bench.harness import Goal, Row
-from streams.broker import BrokerSettings, LocalBroker, is_reachable
+from bench.workers import PARTITIONS, BenchLoop, OutputOffsets, bench_broker, bench_settings, cpu_s, run_name
 from streams.codec import encode
-from streams.settings import KafkaSettings, Settings, TopicSettings
+from streams.settings import Settings
 from streams.topics import create_topics, delete_topics, topic_names
 
 RECORDS = 200_000
-PARTITIONS = 4
 #: Distinct simulated events; the 200k records are these with fresh event ids.
 TEMPLATES = 2_000
 POLL_EVERY_S = 0.5
@@ -66,8 +58,6 @@ ROUTER_WINDOW_S = 60.0
 GOAL_RATIO = 0.7
 GOAL_RATE_PER_S = 10_000.0
 BODY_GOAL_RATIO = 2.0
-REPO = Path(__file__).resolve().parent.parent
-BENCH_BROKER = BrokerSettings(port=29092, controller_port=29093, home=REPO / ".labelloop" / "bench-kafka")
 #: faust's aiokafka transport settings under our create_app (see faust.transport.drivers.aiokafka).
 FAUST_PRODUCER = {
     "acks": "all",
@@ -103,29 +93,22 @@ class Rate:
 
 def run() -> tuple[list[Row], list[Goal]]:
     """Measure both on the bench broker; topics are deleted and the broker stopped if started here."""
-    # aiokafka warns of retries on topics a moment old (no leader yet); they are retried and succeed.
-    for name in ("aiokafka", "kafka"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    broker = LocalBroker(BENCH_BROKER)
-    started_here = not is_reachable(broker.bootstrap)
-    bootstrap = broker.start()
-    stamp = f"{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
-    router_settings = _settings(bootstrap, f"bench-f1-{stamp}")
-    passthrough_settings = _settings(bootstrap, f"bench-f1-{stamp}-passthrough")
-    try:
-        create_topics(router_settings)
-        create_topics(passthrough_settings)
-        asyncio.run(prefill(router_settings))
-        source = topic_names(router_settings).predictions
-        target = topic_names(passthrough_settings).labels
-        baseline = asyncio.run(passthrough(bootstrap, source, target, passthrough_settings.app_id))
-        figure = router_rate(router_settings)
-    finally:
-        for settings in (router_settings, passthrough_settings):
+    with bench_broker() as broker:
+        name = run_name("f1")
+        router_loop = BenchLoop(bench_settings(broker.bootstrap, name), ROUTER_ENV)
+        passthrough_settings = bench_settings(broker.bootstrap, f"{name}-passthrough")
+        try:
+            router_loop.create()
+            create_topics(passthrough_settings)
+            asyncio.run(prefill(router_loop.settings))
+            source = topic_names(router_loop.settings).predictions
+            target = topic_names(passthrough_settings).labels
+            baseline = asyncio.run(passthrough(broker.bootstrap, source, target, passthrough_settings.app_id))
+            figure = router_rate(router_loop)
+        finally:
+            router_loop.close()
             with contextlib.suppress(Exception):  # a failed cleanup must not hide the run's error
-                delete_topics(settings)
-        if started_here:
-            broker.stop()
+                delete_topics(passthrough_settings)
     rows = [
         Row("router on Kafka (events/s)", figure.per_s, baseline.per_s, "/s", "aiokafka passthrough"),
         Row(
@@ -160,14 +143,6 @@ def body_goal(rows: list[Row]) -> Goal:
     )
 
 
-def _settings(bootstrap: str, name: str) -> Settings:
-    return Settings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
-        topics=TopicSettings(prefix=f"{name}.", partitions=PARTITIONS),
-        app_id=name,
-    )
-
-
 def prediction_records(count: int = RECORDS) -> Iterator[tuple[bytes, bytes]]:
     """``count`` valid PredictionEvents as (key, value): simulated ones, each id made unique.
 
@@ -185,8 +160,8 @@ def prediction_records(count: int = RECORDS) -> Iterator[tuple[bytes, bytes]]:
         yield event_id, value.replace(b'"' + template_id + b'"', b'"' + event_id + b'"', 1)
 
 
-async def prefill(settings: Settings) -> None:
-    """Write the records to ``predictions`` in big batches, each on its key's partition."""
+async def prefill(settings: Settings, count: int = RECORDS) -> None:
+    """Write ``count`` records to ``predictions`` in big batches, each on its key's partition."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.partitioner import DefaultPartitioner
 
@@ -203,7 +178,7 @@ async def prefill(settings: Settings) -> None:
         partition_of = DefaultPartitioner()  # murmur2 of the key, as every Kafka producer does
         batches = [producer.create_batch() for _ in partitions]
         sent: list[asyncio.Future[Any]] = []
-        for key, value in prediction_records():
+        for key, value in prediction_records(count):
             partition = partition_of(key, partitions, partitions)
             if batches[partition].append(key=key, value=value, timestamp=None) is None:
                 sent.append(await producer.send_batch(batches[partition], topic, partition=partition))
@@ -254,61 +229,39 @@ async def passthrough(bootstrap: str, source: str, target: str, group: str) -> R
     return Rate(per_s=copied / elapsed_s, cpu_s_per_record=cpu_s / copied, records=copied)
 
 
-def router_rate(settings: Settings) -> Rate:
-    """Run the worker on the pre-filled topic; the growth rate of its outputs' end offsets."""
-    from kafka import KafkaConsumer, TopicPartition
+def router_rate(loop: BenchLoop, workers: int = 1) -> Rate:
+    """Run ``workers`` workers on the pre-filled topic; the growth rate of their outputs' end offsets.
 
-    names = topic_names(settings)
-    outputs = [
-        TopicPartition(topic, p) for topic in (names.labels, names.label_requests) for p in range(PARTITIONS)
-    ]
-    with tempfile.TemporaryDirectory(prefix="labelloop-bench-") as data_dir:
-        log_path = Path(data_dir) / "worker.log"
-        env = os.environ | ROUTER_ENV
-        env |= {
-            "LABELLOOP_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-            "LABELLOOP_TOPICS__PREFIX": settings.topics.prefix,
-            "LABELLOOP_TOPICS__PARTITIONS": str(PARTITIONS),
-            "LABELLOOP_APP_ID": settings.app_id,
-            "LABELLOOP_DATA_DIR": data_dir,
-        }
-        offsets = KafkaConsumer(**settings.kafka.kafka_python_options())
-        with log_path.open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            return _watch(worker, offsets, outputs, log_path)
-        finally:
-            offsets.close()
-            _stop(worker)
+    The CPU figure is that of every worker together.
+    """
+    offsets = OutputOffsets.routed(loop.settings)
+    try:
+        for _ in range(workers):
+            loop.start_worker()
+        return _watch(loop, offsets)
+    finally:
+        offsets.close()
+        loop.stop_workers()
 
 
-def _watch(worker: subprocess.Popen[bytes], offsets: Any, outputs: list[Any], log_path: Path) -> Rate:
+def _watch(loop: BenchLoop, offsets: OutputOffsets) -> Rate:
     """Poll the outputs' end offsets until every record is routed (or the deadline passes)."""
     started_s = time.monotonic()
-    first: tuple[float, int, float] | None = None  # (when, how many, worker CPU s) at the first output
+    first: tuple[float, int, float] | None = None  # (when, how many, workers' CPU s) at the first output
     last = (0.0, 0, 0.0)
     while True:
         time.sleep(POLL_EVERY_S)
         now_s = time.monotonic()
-        routed = sum(offsets.end_offsets(outputs).values())
-        cpu_s = _cpu_s(worker.pid)
-        if worker.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3_000:]
-            raise RuntimeError(f"the worker exited with {worker.returncode} after {routed} records:\n{tail}")
+        routed = offsets.total()
+        spent_s = sum(cpu_s(worker.pid) for worker in loop.workers)
+        loop.check_alive(f"after {routed} records")
         if routed and first is None:
-            first = (now_s, routed, cpu_s)
-        last = (now_s, routed, cpu_s)
+            first = (now_s, routed, spent_s)
+        last = (now_s, routed, spent_s)
         if routed >= RECORDS:
             break
         if first is None and now_s - started_s > STARTUP_DEADLINE_S:
-            tail = log_path.read_text(errors="replace")[-3_000:]
+            tail = loop.logs_tail()
             raise RuntimeError(f"the worker produced nothing in {STARTUP_DEADLINE_S:g} s:\n{tail}")
         if first is not None and now_s - first[0] >= ROUTER_WINDOW_S:
             break  # too slow: report what it did (the goal fails on the count)
@@ -321,25 +274,3 @@ def _watch(worker: subprocess.Popen[bytes], offsets: Any, outputs: list[Any], lo
         cpu_s_per_record=(last[2] - first[2]) / records,
         records=last[1],
     )
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from ``/proc`` (0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" that ends the name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker (faust shuts down cleanly on it); SIGKILL it if it lingers."""
-    if worker.poll() is not None:
-        return
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(timeout=10)

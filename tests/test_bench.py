@@ -24,6 +24,10 @@ from bench.harness import Goal, Row, report
         "bench.drift_detection",
         "bench.online_recovery",
         "bench.metrics_cost",
+        "bench.throughput",
+        "bench.scale_out",
+        "bench.loop_latency",
+        "bench.memory",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:
