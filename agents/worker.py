@@ -189,6 +189,15 @@ def consumer_state(app: faust.App) -> list[str]:
     floor = getattr(consumer, "commit_floor", None)
     if floor is not None:
         lines.append(f"commits held below dropped deliveries: {floor.held() or 'none'}")
+    for tp in sorted(consumer.assignment()):
+        acked = sorted(consumer._acked.get(tp, []))
+        committed = consumer._committed_offset.get(tp)
+        if acked and committed is not None and acked[0] > committed:
+            gaps = sorted((gap.begin, gap.end) for gap in consumer._gap.get(tp, []))
+            lines.append(
+                f"commit of {tp.topic}[{tp.partition}] waits at {committed}: acked from {acked[:5]}"
+                f" ({len(acked)} in all), gaps {gaps[:5]}"
+            )
     lowest: dict[Any, Any] = {}
     for message in list(consumer._unacked_messages):
         if not message.acked and (message.tp not in lowest or message.offset < lowest[message.tp].offset):
