@@ -125,32 +125,12 @@ class CommitFloor:
 
     def __init__(self) -> None:
         self._held: dict[TP, set[int]] = {}
-        #: Partitions with a drop since their last redelivery was asked for.
-        self._to_redeliver: set[TP] = set()
 
     def dropped(self, tp: TP, offset: int, *, committed: int | None, done: bool) -> None:
         """A delivery of ``offset`` was dropped; hold it unless it is done or committed already."""
         if done or (committed is not None and offset < committed):
             return
         self._held.setdefault(tp, set()).add(offset)
-        self._to_redeliver.add(tp)
-
-    def redeliveries(self) -> dict[TP, int]:
-        """Where to seek so every held offset is delivered again (asked once per drop).
-
-        A seek to the committed offsets follows every rebalance, but records
-        fetched after it and before flow control is on again are dropped too, and
-        nothing fetches them a second time.
-
-        >>> floor = CommitFloor()
-        >>> floor.dropped("tp", 7, committed=5, done=False)
-        >>> floor.dropped("tp", 9, committed=5, done=False)
-        >>> floor.redeliveries(), floor.redeliveries()
-        ({'tp': 7}, {})
-        """
-        wanted = {tp: min(self._held[tp]) for tp in self._to_redeliver if self._held.get(tp)}
-        self._to_redeliver.clear()
-        return wanted
 
     def done(self, tp: TP, offset: int) -> None:
         """A delivery of ``offset`` was handled: nothing holds the commit there any more."""
@@ -183,7 +163,6 @@ class CommitFloor:
         """Forget the partitions this worker no longer holds."""
         for tp in [tp for tp in self._held if tp not in tps]:
             del self._held[tp]
-        self._to_redeliver &= tps
 
     def held(self) -> dict[TP, list[int]]:
         """What is held, for the worker's state dump."""
@@ -304,16 +283,6 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
         if fill:
             acked.extend(fill)
             gaps.chop(0, fill[-1] + 1 if floor is not None else max(fill[-1] + 1, highest + 1))
-
-    async def commit(self, *args: Any, **kwargs: Any) -> bool:
-        """Ask for every dropped record again (a seek back to it), then commit as faust does."""
-        if self.app.flow_control.is_active() and not self.app.rebalancing:
-            assignment = self.assignment()
-            for tp, offset in self.commit_floor.redeliveries().items():
-                if tp in assignment:
-                    self.log.info("%s[%d]: delivering again from %d (dropped at a rebalance)", *tp, offset)
-                    await self.seek(tp, offset)
-        return bool(await super().commit(*args, **kwargs))
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         self.commit_floor.keep_only(set(assigned))
