@@ -5,9 +5,10 @@ Dawid–Skene refit over 100k answers against crowd-kit's majority vote on the
 same frame (the published anchor: crowd-kit's Dawid–Skene aggregates 100k
 answers in under half a second). The frame is a seeded crowd of 200 workers
 (accuracy 0.55–0.95, 10 % answering at random) giving 5 answers to each of
-20,000 tasks over 3 classes. Both engines of the refit are timed: crowd-kit's
-``DawidSkene`` (the product's default) and the numpy engine (the same EM to
-1e-9). Times are the best of three runs, measured in this run.
+20,000 tasks over 3 classes. Both engines of the refit are timed: the
+product's default (crowd-kit's EM in numpy, equal to crowd-kit's to 1e-9)
+drives the goal line, and crowd-kit's ``DawidSkene`` itself gets a row. Times
+are the best of three runs, measured in this run.
 """
 
 from __future__ import annotations
@@ -133,22 +134,23 @@ def run(tasks: int = TASKS) -> tuple[list[Row], list[Goal]]:
     """Measure F4 (and the per-answer cost) on one seeded frame."""
     answers = crowd_frame(tasks)
     settings = DawidSkeneSettings(window_answers=len(answers), max_iterations=20)
+    other = "crowd-kit" if settings.engine == "numpy" else "numpy"
     vote = majority_vote_s(answers)
-    crowd_kit = best_of(lambda: fit_dawid_skene(answers, settings=settings))
-    numpy_engine = best_of(
-        lambda: fit_dawid_skene(answers, settings=settings.model_copy(update={"engine": "numpy"}))
+    default_engine = best_of(lambda: fit_dawid_skene(answers, settings=settings))
+    other_engine = best_of(
+        lambda: fit_dawid_skene(answers, settings=settings.model_copy(update={"engine": other}))
     )
     per_answer = per_answer_s(answers)
-    ratio = crowd_kit / vote
+    ratio = default_engine / vote
     rows = [
         Row(
-            f"F4 Dawid-Skene refit, {len(answers):,} answers (crowd-kit)",
-            crowd_kit,
+            f"F4 Dawid-Skene refit, {len(answers):,} answers ({settings.engine}, the default)",
+            default_engine,
             vote,
             "s",
             "majority vote, same frame",
         ),
-        Row("F4   same refit, numpy engine", numpy_engine, vote, "s", "majority vote, same frame"),
+        Row(f"F4   same refit, {other} engine", other_engine, vote, "s", "majority vote, same frame"),
         Row(
             "aggregator per answer (skill-weighted, no Kafka)",
             per_answer * 1e6,
@@ -159,9 +161,9 @@ def run(tasks: int = TASKS) -> tuple[list[Row], list[Goal]]:
     ]
     goal = Goal(
         "F4",
-        f"Dawid-Skene over {len(answers):,} answers {crowd_kit:.2f} s (crowd-kit, the default engine; "
-        f"numpy engine {numpy_engine:.3f} s = {numpy_engine / vote:.1f}x) = {ratio:.1f}x majority vote's "
-        f"{vote:.3f} s on the same frame",
+        f"Dawid-Skene over {len(answers):,} answers {default_engine:.3f} s ({settings.engine}, the default "
+        f"engine; {other} engine {other_engine:.2f} s = {other_engine / vote:.1f}x) = {ratio:.1f}x majority "
+        f"vote's {vote:.3f} s on the same frame",
         f"<= {F4_GOAL:g}x",
         ratio <= F4_GOAL,
     )
