@@ -142,6 +142,10 @@ class KafkaSettings(BaseModel):
             "bootstrap_servers": self.bootstrap_list,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            # kafka-python 3 retries a refused bootstrap (bad credentials, a TLS handshake the broker
+            # rejects) with backoff until its own bootstrap_timeout_ms (30 s), whatever
+            # request_timeout_ms says: one knob bounds both.
+            "bootstrap_timeout_ms": self.request_timeout_ms,
         }
         if self.sasl_mechanism is not None:
             password = self.password

@@ -118,18 +118,25 @@ def test_every_client_reaches_the_broker_over_each_secure_listener(
         watcher.close()
 
 
+REFUSED_TIMEOUT_MS = 8_000
+
+
 def test_a_wrong_password_or_a_missing_client_certificate_is_refused(secure_broker: SecureBroker) -> None:
     wrong = secure_broker.password_file.with_name("wrong-password")
     wrong.write_text("not-the-password\n")
+    # A refused client retries until its request timeout: a short one keeps the test short.
+    quick = {"request_timeout_ms": REFUSED_TIMEOUT_MS}
     for protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        settings = _settings(secure_broker, protocol, sasl_password_file=wrong)
+        settings = _settings(secure_broker, protocol, sasl_password_file=wrong, **quick)
         with pytest.raises(KafkaError) as refused:
             read_records(settings, topic_names(settings).labels, idle_s=1, max_s=10)
         assert "not-the-password" not in str(refused.value) + repr(refused.value)
     # The mTLS listener without a client certificate: the TLS handshake fails.
     bare = _settings(secure_broker, "SSL").model_copy(
         update={
-            "kafka": secure_broker.kafka("SSL").model_copy(update={"ssl_certfile": None, "ssl_keyfile": None})
+            "kafka": secure_broker.kafka("SSL", **quick).model_copy(
+                update={"ssl_certfile": None, "ssl_keyfile": None}
+            )
         }
     )
     with pytest.raises(KafkaError):

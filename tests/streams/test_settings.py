@@ -30,6 +30,7 @@ def test_defaults_reach_a_local_plaintext_broker() -> None:
         "bootstrap_servers": ["127.0.0.1:9092"],
         "security_protocol": "PLAINTEXT",
         "request_timeout_ms": 30_000,
+        "bootstrap_timeout_ms": 30_000,
     }
 
 
@@ -135,6 +136,7 @@ def test_kafka_python_options_map_sasl_and_ssl(tmp_path: Path) -> None:
         "bootstrap_servers": ["b1:9093", "b2:9093"],
         "security_protocol": "SASL_SSL",
         "request_timeout_ms": 5_000,
+        "bootstrap_timeout_ms": 5_000,
         "sasl_mechanism": "SCRAM-SHA-256",
         "sasl_plain_username": "labelloop",
         "sasl_plain_password": SECRET,
