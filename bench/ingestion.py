@@ -15,7 +15,10 @@ The labels: the demo's simulated SEA stream, every event sent for review
 Each side is timed best-of-:data:`REPEATS` (interleaved), each run on a fresh
 model, so both learn the same sequence from scratch. The goal reads
 throughput(figure) / throughput(baseline). A row per part of the figure
-says where its time goes.
+says where its time goes; one of them, the bare pipeline's
+``predict_proba_one`` + ``learn_one``, is the most any prequential learner
+can reach (the issue asks for predict-then-learn), and the goal line prints
+it beside the figure.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ LABELS = 20_000
 REPEATS = 3
 GOAL_RATIO = 0.8
 CROWD_ACCURACIES = (0.75, 0.85, 0.95)
+#: The part that bounds the figure from above: the prequential test the issue asks for (predict each
+#: label before learning it) on the bare pipeline, nothing else.
+PREQUENTIAL = "bare predict_proba_one + learn_one"
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,12 @@ def parts(labelled: list[Labelled]) -> dict[str, Callable[[], None]]:
         for item in labelled:
             learner.observe(item.x, item.y)
 
+    def bare_prequential() -> None:
+        model = build_model("linear")
+        for item in labelled:
+            model.predict_proba_one(item.x)
+            model.learn_one(item.x, item.y)
+
     def monitor_only() -> None:
         monitor = TaskMonitor(MonitorSettings(), task="default")
         for label in labels:
@@ -158,6 +170,7 @@ def parts(labelled: list[Labelled]) -> dict[str, Callable[[], None]]:
     return {
         "decode Label": decode_only,
         "OnlineLearner.observe": predict_and_learn,
+        PREQUENTIAL: bare_prequential,
         "TaskMonitor.observe_label": monitor_only,
     }
 
@@ -189,10 +202,12 @@ def run() -> tuple[list[Row], list[Goal]]:
         ),
     ]
     ratio = figure_per_s / baseline_per_s
+    ceiling = timed["baseline"] / timed[PREQUENTIAL]
     goal = Goal(
         "F3",
         f"label ingestion {figure_per_s:,.0f} labels/s = {ratio:.2f}x a bare learn_one loop "
-        f"{baseline_per_s:,.0f}/s",
+        f"{baseline_per_s:,.0f}/s (prequential predict + learn alone, before any decode or detector: "
+        f"{ceiling:.2f}x)",
         f">= {GOAL_RATIO}x",
         ratio >= GOAL_RATIO,
     )
