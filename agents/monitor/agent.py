@@ -2,7 +2,8 @@
 
 Detectors per task (:class:`agents.monitor.signals.TaskMonitor`) watch the
 production model's error on control-group (and reviewed) labels, its
-confidence and class mix over every event, and the queue rate. An alert goes
+confidence and class mix over every event (as the router decided it: its model
+Label or its LabelRequest), and the queue rate. An alert goes
 to ``drift-alerts``; the response policy's reaction to it (a PolicyCommand)
 goes to ``commands``, where the router applies it like an operator's, and is
 logged for operators. The policy in force is followed on ``policy-status`` so

@@ -6,15 +6,17 @@ from datetime import datetime
 
 from river import drift
 
+from agents.monitor.confidence import routed_prediction
 from agents.monitor.detectors import MonitorSettings, adwin_change, drift_alert
-from schemas import DriftAlert, Label
+from schemas import DriftAlert, Label, LabelRequest
 
 
 class ClassMixMonitor:
     """One ADWIN per predicted class on the indicator "this event was predicted as the class".
 
     Each indicator's mean is the class's share of the production model's
-    predictions, over every event (its revision-1 label). When several
+    predictions, over every event as the router decided it (its model Label
+    or its LabelRequest: :func:`~agents.monitor.confidence.routed_prediction`). When several
     classes' shares move at once (with two classes they always do) one alert
     names the class whose share moved most. Up to ``max_classes`` classes are
     watched; a class first seen later starts its detector then.
@@ -64,16 +66,17 @@ class ClassMixMonitor:
 
     def observe(
         self,
-        label: Label,
+        item: Label | LabelRequest,
         now: datetime,
         *,
         partition: int | None = None,
         offset: int | None = None,
     ) -> DriftAlert | None:
-        """Feed a Label: the revision-1 label of every event counts once."""
-        if label.revision != 1:
+        """Feed a Label or a LabelRequest: each event counts once, as the router decided it."""
+        routed = routed_prediction(item)
+        if routed is None:
             return None
-        change = self.observe_class(label.provenance.model_label)
+        change = self.observe_class(routed[1])
         if change is None:
             return None
         moved, before, after = change

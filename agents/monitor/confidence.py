@@ -9,7 +9,33 @@ from datetime import datetime
 import numpy as np
 
 from agents.monitor.detectors import MonitorSettings, drift_alert
-from schemas import DriftAlert, Label
+from schemas import DriftAlert, Label, LabelRequest
+
+
+def routed_prediction(item: Label | LabelRequest) -> tuple[float, str] | None:
+    """(confidence, predicted class) of the production prediction ``item`` routed, once per event.
+
+    The router decides every event once and says so at once: a revision-1
+    Label of its own (``source="model"``) for an accepted event, a LabelRequest
+    for an event sent to humans (route ``low_confidence`` or ``control``). An
+    audit's request is about an event already accepted, an escalation's about
+    one already sent, and human Labels come back later: those are None.
+
+    >>> from tests import factories
+    >>> routed_prediction(factories.label_request())
+    (0.6, 'ok')
+    >>> routed_prediction(factories.label_request(route="audit")) is None
+    True
+    >>> routed_prediction(factories.human_label("low_confidence")) is None
+    True
+    """
+    if isinstance(item, LabelRequest):
+        if item.route not in ("low_confidence", "control"):
+            return None
+        return item.prediction.confidence, item.prediction.predicted_label
+    if item.revision != 1 or item.source != "model":
+        return None
+    return item.provenance.model_confidence, item.provenance.model_label
 
 
 class KSWindow:
@@ -79,11 +105,14 @@ class KSWindow:
 class ConfidenceMonitor:
     """A :class:`KSWindow` on the confidence of every event's production prediction.
 
-    Every event gets exactly one revision-1 Label (the model's own when it is
-    accepted, a human one otherwise), and each carries the production model's
-    confidence, so this signal sees every event, labeled by humans or not, and
-    moves as soon as the inputs (or the model) change, before any label says
-    the model is wrong. A KS test sees shape changes a mean detector misses.
+    Every event is seen once, when the router decides it: an accepted event
+    by its model Label, an event sent to humans by its LabelRequest (see
+    :func:`routed_prediction`). So this signal sees every event, labeled by
+    humans or not, in the order the router saw them, and moves as soon as the
+    inputs (or the model) change, before any label says the model is wrong.
+    (Human labels would come back in another order: a crowd backlog delays the
+    low-confidence events, and a surge would look like a confidence shift.)
+    A KS test sees shape changes a mean detector misses.
     ``before`` and ``after`` are the mean confidence of the window's older part
     and of its newest ``ks_recent`` values when it fired.
 
@@ -126,16 +155,17 @@ class ConfidenceMonitor:
 
     def observe(
         self,
-        label: Label,
+        item: Label | LabelRequest,
         now: datetime,
         *,
         partition: int | None = None,
         offset: int | None = None,
     ) -> DriftAlert | None:
-        """Feed a Label: the revision-1 label of every event counts once."""
-        if label.revision != 1:
+        """Feed a Label or a LabelRequest: each event counts once, as the router decided it."""
+        routed = routed_prediction(item)
+        if routed is None:
             return None
-        change = self.observe_confidence(label.provenance.model_confidence)
+        change = self.observe_confidence(routed[0])
         if change is None:
             return None
         before, after = change

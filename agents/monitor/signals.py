@@ -22,6 +22,8 @@ class TaskMonitor:
     ['adwin-model-error-control-default', 'adwin-model-error-reviewed-default']
     >>> monitor.observe_label(factories.human_label("control"), factories.WHEN)
     []
+    >>> monitor.observe_request(factories.label_request(route="control"), factories.WHEN)
+    []
     >>> monitor.error[0].observations, monitor.confidence.seen, monitor.class_mix.observations
     (1, 1, 1)
     """
@@ -45,8 +47,13 @@ class TaskMonitor:
     def observe_request(
         self, request: LabelRequest, now: datetime, *, partition: int | None = None, offset: int | None = None
     ) -> list[DriftAlert]:
-        """Feed a LabelRequest to the queue rate; the alerts it raised."""
-        return self.queue_rate.observe(request, now, partition=partition, offset=offset)
+        """Feed a LabelRequest to the queue rate, confidence and class mix; the alerts they raised."""
+        found: list[DriftAlert | None] = [
+            *self.queue_rate.observe(request, now, partition=partition, offset=offset)
+        ]
+        found.append(self.confidence.observe(request, now, partition=partition, offset=offset))
+        found.append(self.class_mix.observe(request, now, partition=partition, offset=offset))
+        return [alert for alert in found if alert is not None]
 
     def tick(self, now: datetime) -> list[DriftAlert]:
         """Let time close the queue rate's buckets."""

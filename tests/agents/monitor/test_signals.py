@@ -168,3 +168,57 @@ def test_the_task_monitor_counts_requests_in_the_queue_rate() -> None:
     monitor = TaskMonitor(MonitorSettings(), task="default")
     assert monitor.observe_request(factories.label_request(), WHEN) == []
     assert (monitor.queue_rate.bucket, monitor.queue_rate.count) == (int(WHEN.timestamp() // 10), 1)
+
+
+def test_confidence_and_class_mix_see_each_event_once_as_the_router_decided_it() -> None:
+    monitor = TaskMonitor(MonitorSettings(), task="default")
+    monitor.observe_label(factories.human_label("accepted", source="model", model_label="ok"), WHEN)
+    monitor.observe_request(factories.label_request("tx-2", route="low_confidence"), WHEN)
+    monitor.observe_request(factories.label_request("tx-3", route="control"), WHEN)
+    assert (monitor.confidence.seen, monitor.class_mix.observations) == (3, 3)
+    # The human labels of tx-2 and tx-3, an audit of the accepted tx-1 and an escalation of tx-2 come
+    # later: each event was counted already.
+    monitor.observe_label(factories.human_label("low_confidence", event_id="tx-2"), WHEN)
+    monitor.observe_label(factories.human_label("control", event_id="tx-3"), WHEN)
+    monitor.observe_request(factories.label_request("tx-1", route="audit"), WHEN)
+    monitor.observe_request(factories.label_request("tx-2", route="escalation"), WHEN)
+    assert (monitor.confidence.seen, monitor.class_mix.observations) == (3, 3)
+
+
+def test_a_crowd_backlog_that_delays_human_labels_is_not_a_confidence_shift() -> None:
+    """A surge: the crowd's delay grows from 5 to 400 events and back; the scores never change.
+
+    Human labels (the low-confidence events) then come back late and bunched, so the revision-1
+    labels in arrival order move in confidence and class mix though the model's inputs do not. The
+    monitor sees the router's order (model Labels and LabelRequests) and stays quiet.
+    """
+    rng = random.Random(8)
+    monitor = TaskMonitor(MonitorSettings(), task="default")
+    arrivals: list[tuple[float, float]] = []  # (arrival time, confidence) of revision-1 labels
+    for i in range(30_000):
+        score = confidence(rng, 3.0)
+        predicted = "ok" if rng.random() < 0.7 else "fraud"
+        if score >= 0.8:
+            label = factories.human_label(
+                "accepted", source="model", event_id=f"e-{i}", model_confidence=score, model_label=predicted
+            )
+            assert monitor.observe_label(label, WHEN) == []
+            arrivals.append((i, score))
+            continue
+        request = factories.label_request(f"e-{i}", route="low_confidence")
+        request = request.model_copy(
+            update={
+                "prediction": request.prediction.model_copy(
+                    update={"predicted_label": predicted, "scores": {predicted: score, "other": 1 - score}}
+                )
+            }
+        )
+        found = monitor.observe_request(request, WHEN)
+        assert [alert.signal for alert in found if alert.signal != "queue_rate"] == []
+        delay = 400 if 10_000 <= i < 16_000 else 5
+        arrivals.append((i + delay + rng.random(), score))
+    assert monitor.confidence.seen == 30_000
+    assert monitor.confidence.alerts == monitor.class_mix.alerts == 0
+    # The same events in the order their labels arrive: a KS window on that order does fire.
+    by_arrival = ConfidenceMonitor(MonitorSettings(), task="arrival-order")
+    assert any(by_arrival.observe_confidence(score) for _, score in sorted(arrivals))
