@@ -76,7 +76,13 @@ class ClassMixMonitor:
         routed = routed_prediction(item)
         if routed is None:
             return None
-        change = self.observe_class(routed[1])
+        return self.observe_routed(routed[1], now, partition=partition, offset=offset)
+
+    def observe_routed(
+        self, predicted: str, now: datetime, *, partition: int | None = None, offset: int | None = None
+    ) -> DriftAlert | None:
+        """Feed one routed event's predicted class; the alert when the class mix moved."""
+        change = self.observe_class(predicted)
         if change is None:
             return None
         moved, before, after = change

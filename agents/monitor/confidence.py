@@ -165,7 +165,13 @@ class ConfidenceMonitor:
         routed = routed_prediction(item)
         if routed is None:
             return None
-        change = self.observe_confidence(routed[0])
+        return self.observe_routed(routed[0], now, partition=partition, offset=offset)
+
+    def observe_routed(
+        self, confidence: float, now: datetime, *, partition: int | None = None, offset: int | None = None
+    ) -> DriftAlert | None:
+        """Feed one routed event's confidence; the alert when the distribution changed."""
+        change = self.observe_confidence(confidence)
         if change is None:
             return None
         before, after = change

@@ -12,6 +12,7 @@ from agents.monitor.confidence import ConfidenceMonitor
 from agents.monitor.detectors import MonitorSettings
 from agents.monitor.queue_rate import QueueRateMonitor
 from agents.monitor.signals import TaskMonitor
+from schemas import Label, LabelRequest
 from tests import factories
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -175,50 +176,86 @@ def test_confidence_and_class_mix_see_each_event_once_as_the_router_decided_it()
     monitor.observe_label(factories.human_label("accepted", source="model", model_label="ok"), WHEN)
     monitor.observe_request(factories.label_request("tx-2", route="low_confidence"), WHEN)
     monitor.observe_request(factories.label_request("tx-3", route="control"), WHEN)
-    assert (monitor.confidence.seen, monitor.class_mix.observations) == (3, 3)
     # The human labels of tx-2 and tx-3, an audit of the accepted tx-1 and an escalation of tx-2 come
     # later: each event was counted already.
     monitor.observe_label(factories.human_label("low_confidence", event_id="tx-2"), WHEN)
     monitor.observe_label(factories.human_label("control", event_id="tx-3"), WHEN)
     monitor.observe_request(factories.label_request("tx-1", route="audit"), WHEN)
     monitor.observe_request(factories.label_request("tx-2", route="escalation"), WHEN)
-    assert (monitor.confidence.seen, monitor.class_mix.observations) == (3, 3)
+    assert len(monitor.order) == 3
+    monitor.tick(WHEN + timedelta(seconds=MonitorSettings().order_lag_s))
+    assert (monitor.confidence.seen, monitor.class_mix.observations, len(monitor.order)) == (3, 3, 0)
 
 
-def test_a_crowd_backlog_that_delays_human_labels_is_not_a_confidence_shift() -> None:
-    """A surge: the crowd's delay grows from 5 to 400 events and back; the scores never change.
-
-    Human labels (the low-confidence events) then come back late and bunched, so the revision-1
-    labels in arrival order move in confidence and class mix though the model's inputs do not. The
-    monitor sees the router's order (model Labels and LabelRequests) and stays quiet.
-    """
-    rng = random.Random(8)
-    monitor = TaskMonitor(MonitorSettings(), task="default")
-    arrivals: list[tuple[float, float]] = []  # (arrival time, confidence) of revision-1 labels
-    for i in range(30_000):
+def _routed_stream(rng: random.Random, events: int) -> list[tuple[Label | LabelRequest, float]]:
+    """What the router says of ``events`` steady events (one every 10 ms): (record, its confidence)."""
+    out: list[tuple[Label | LabelRequest, float]] = []
+    for i in range(events):
+        at = WHEN + timedelta(milliseconds=10 * i)
         score = confidence(rng, 3.0)
         predicted = "ok" if rng.random() < 0.7 else "fraud"
         if score >= 0.8:
-            label = factories.human_label(
-                "accepted", source="model", event_id=f"e-{i}", model_confidence=score, model_label=predicted
+            out.append(
+                (
+                    factories.human_label(
+                        "accepted",
+                        source="model",
+                        event_id=f"e-{i}",
+                        model_confidence=score,
+                        model_label=predicted,
+                        decided_at=at,
+                    ),
+                    score,
+                )
             )
-            assert monitor.observe_label(label, WHEN) == []
-            arrivals.append((i, score))
             continue
         request = factories.label_request(f"e-{i}", route="low_confidence")
-        request = request.model_copy(
-            update={
-                "prediction": request.prediction.model_copy(
-                    update={"predicted_label": predicted, "scores": {predicted: score, "other": 1 - score}}
-                )
-            }
+        prediction = request.prediction.model_copy(
+            update={"predicted_label": predicted, "scores": {predicted: score, "other": 1 - score}}
         )
-        found = monitor.observe_request(request, WHEN)
+        out.append((request.model_copy(update={"prediction": prediction, "requested_at": at}), score))
+    return out
+
+
+def test_one_topic_running_ahead_of_the_other_is_not_a_confidence_shift() -> None:
+    """The two topics the router writes, read by two agents, one running 600 records ahead in a stretch.
+
+    The scores never change; read in arrival order the confident events (labels) come in a run and the
+    unsure ones (requests) after it, which a KS window takes for a shift. The monitor puts them back
+    in the router's order first and stays quiet.
+    """
+    stream = _routed_stream(random.Random(8), 30_000)
+    stretch = (WHEN + timedelta(seconds=80), WHEN + timedelta(seconds=160))
+
+    def read_at(item: Label | LabelRequest) -> datetime:
+        """When the monitor reads it: the labels agent runs 6 s (600 records) ahead in the stretch."""
+        at = item.decided_at if isinstance(item, Label) else item.requested_at
+        ahead = isinstance(item, Label) and stretch[0] <= at < stretch[1]
+        return at - timedelta(seconds=6) if ahead else at
+
+    arrivals = sorted(stream, key=lambda pair: read_at(pair[0]))
+    monitor = TaskMonitor(MonitorSettings(), task="default")
+    for item, _ in arrivals:
+        now = item.decided_at if isinstance(item, Label) else item.requested_at
+        found = (
+            monitor.observe_label(item, now)
+            if isinstance(item, Label)
+            else monitor.observe_request(item, now)
+        )
         assert [alert.signal for alert in found if alert.signal != "queue_rate"] == []
-        delay = 400 if 10_000 <= i < 16_000 else 5
-        arrivals.append((i + delay + rng.random(), score))
-    assert monitor.confidence.seen == 30_000
+    monitor.tick(WHEN + timedelta(days=1))
+    assert monitor.confidence.seen == monitor.class_mix.observations == 30_000
     assert monitor.confidence.alerts == monitor.class_mix.alerts == 0
-    # The same events in the order their labels arrive: a KS window on that order does fire.
+    # The same records in arrival order, not put back: the KS window fires.
     by_arrival = ConfidenceMonitor(MonitorSettings(), task="arrival-order")
-    assert any(by_arrival.observe_confidence(score) for _, score in sorted(arrivals))
+    assert any(by_arrival.observe_confidence(score) for _, score in arrivals)
+
+
+def test_the_router_order_is_bounded_whatever_the_clocks_say() -> None:
+    from agents.monitor.ordering import RouterOrder
+
+    order: RouterOrder[int] = RouterOrder(lag_s=10.0, max_pending=3)
+    future = WHEN + timedelta(days=365)  # a producer's clock a year ahead
+    assert [order.push(future, i) for i in range(3)] == [[], [], []]
+    assert order.push(future, 3) == [0]
+    assert len(order) == 3
