@@ -9,7 +9,8 @@ The labels: the demo's simulated SEA stream, every event sent for review
   (:func:`features_of`, ``linear``), :meth:`OnlineLearner.observe` (predict,
   score prequentially, learn, weighted by 1 / inclusion probability) and
   :meth:`TaskMonitor.observe_label` (ADWIN on the production model's error per
-  route, KSWIN on its confidence, ADWIN on its class mix);
+  route; confidence and class mix are watched on the predictions topic, not
+  per label);
 - **baseline**: ``build_model("linear").learn_one(x, y)`` over the same x, y.
 
 Each side is timed best-of-:data:`REPEATS` (interleaved), each run on a fresh

@@ -56,17 +56,29 @@ def human_label(
     )
 
 
-def label_request(event_id: str = "tx-1", *, route: RouteReason = "low_confidence") -> LabelRequest:
-    """A LabelRequest for a two-class prediction of event ``event_id``."""
-    prediction = PredictionEvent(
+def prediction(
+    event_id: str = "tx-1", *, predicted_label: str = "ok", confidence: float = 0.6
+) -> PredictionEvent:
+    """A two-class prediction of event ``event_id`` (``confidence`` on ``predicted_label``)."""
+    other = "fraud" if predicted_label != "fraud" else "ok"
+    return PredictionEvent(
         event_id=event_id,
         model_name="fraud-model",
         model_version="3",
         created_at=WHEN,
         input=PredictionInput(text="refund please"),
-        predicted_label="ok",
-        scores={"ok": 0.6, "fraud": 0.4},
+        predicted_label=predicted_label,
+        scores={predicted_label: confidence, other: round(1.0 - confidence, 9)},
     )
+
+
+def label_request(event_id: str = "tx-1", *, route: RouteReason = "low_confidence") -> LabelRequest:
+    """A LabelRequest for a two-class prediction of event ``event_id``."""
     return LabelRequest(
-        prediction=prediction, route=route, reason="test", priority=0.4, uncertainty=0.4, requested_at=WHEN
+        prediction=prediction(event_id),
+        route=route,
+        reason="test",
+        priority=0.4,
+        uncertainty=0.4,
+        requested_at=WHEN,
     )

@@ -2,8 +2,8 @@
 
 Detectors per task (:class:`agents.monitor.signals.TaskMonitor`) watch the
 production model's error on control-group (and reviewed) labels, its
-confidence and class mix over every event (as the router decided it: its model
-Label or its LabelRequest), and the queue rate. An alert goes
+confidence and class mix over every event (read from the predictions topic),
+and the queue rate. An alert goes
 to ``drift-alerts``; the response policy's reaction to it (a PolicyCommand)
 goes to ``commands``, where the router applies it like an operator's, and is
 logged for operators. The policy in force is followed on ``policy-status`` so
@@ -22,7 +22,7 @@ from agents.monitor.notify import WebhookNotifier
 from agents.monitor.response import Reaction, ResponsePolicy
 from agents.monitor.signals import TaskMonitor
 from agents.router.policy import RouterSettings, load_policy
-from schemas import DriftAlert, Label, LabelRequest, PolicyStatus
+from schemas import DriftAlert, Label, LabelRequest, PolicyStatus, PredictionEvent
 from streams.broadcast import follow
 from streams.codec import decode
 from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
@@ -109,6 +109,15 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
         )
         await publish(found)
 
+    async def on_prediction(record: Record) -> None:
+        prediction = decode_or_skip(PredictionEvent, record)  # the router dead-letters bad ones
+        if prediction is None:
+            return
+        found = monitor_for(prediction.task).observe_prediction(
+            prediction, loop.clock(), partition=record.partition, offset=record.offset
+        )
+        await publish(found)
+
     async def on_policy(record: Record) -> None:
         response.observe_policy(decode(PolicyStatus, record.value))
 
@@ -121,6 +130,11 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
     @loop.app.agent(loop.topic(names.label_requests), name="monitor-requests")
     async def watch_requests(stream: Any) -> None:
         async for _ in run_records(stream, on_request, dead_letters):
+            pass
+
+    @loop.app.agent(loop.topic(names.predictions), name="monitor-predictions")
+    async def watch_predictions(stream: Any) -> None:
+        async for _ in run_records(stream, on_prediction, dead_letters):
             pass
 
     @loop.app.task  # type: ignore[untyped-decorator]

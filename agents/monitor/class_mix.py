@@ -6,17 +6,16 @@ from datetime import datetime
 
 from river import drift
 
-from agents.monitor.confidence import routed_prediction
 from agents.monitor.detectors import MonitorSettings, adwin_change, drift_alert
-from schemas import DriftAlert, Label, LabelRequest
+from schemas import DriftAlert, PredictionEvent
 
 
 class ClassMixMonitor:
     """One ADWIN per predicted class on the indicator "this event was predicted as the class".
 
     Each indicator's mean is the class's share of the production model's
-    predictions, over every event as the router decided it (its model Label
-    or its LabelRequest: :func:`~agents.monitor.confidence.routed_prediction`). When several
+    predictions, over every event in the predictions topic's order (see
+    :class:`~agents.monitor.confidence.ConfidenceMonitor` for why not Labels). When several
     classes' shares move at once (with two classes they always do) one alert
     names the class whose share moved most. Up to ``max_classes`` classes are
     watched; a class first seen later starts its detector then.
@@ -66,23 +65,14 @@ class ClassMixMonitor:
 
     def observe(
         self,
-        item: Label | LabelRequest,
+        prediction: PredictionEvent,
         now: datetime,
         *,
         partition: int | None = None,
         offset: int | None = None,
     ) -> DriftAlert | None:
-        """Feed a Label or a LabelRequest: each event counts once, as the router decided it."""
-        routed = routed_prediction(item)
-        if routed is None:
-            return None
-        return self.observe_routed(routed[1], now, partition=partition, offset=offset)
-
-    def observe_routed(
-        self, predicted: str, now: datetime, *, partition: int | None = None, offset: int | None = None
-    ) -> DriftAlert | None:
-        """Feed one routed event's predicted class; the alert when the class mix moved."""
-        change = self.observe_class(predicted)
+        """Feed one prediction; the alert when the class mix moved."""
+        change = self.observe_class(prediction.predicted_label)
         if change is None:
             return None
         moved, before, after = change

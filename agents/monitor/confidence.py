@@ -9,33 +9,7 @@ from datetime import datetime
 import numpy as np
 
 from agents.monitor.detectors import MonitorSettings, drift_alert
-from schemas import DriftAlert, Label, LabelRequest
-
-
-def routed_prediction(item: Label | LabelRequest) -> tuple[float, str] | None:
-    """(confidence, predicted class) of the production prediction ``item`` routed, once per event.
-
-    The router decides every event once and says so at once: a revision-1
-    Label of its own (``source="model"``) for an accepted event, a LabelRequest
-    for an event sent to humans (route ``low_confidence`` or ``control``). An
-    audit's request is about an event already accepted, an escalation's about
-    one already sent, and human Labels come back later: those are None.
-
-    >>> from tests import factories
-    >>> routed_prediction(factories.label_request())
-    (0.6, 'ok')
-    >>> routed_prediction(factories.label_request(route="audit")) is None
-    True
-    >>> routed_prediction(factories.human_label("low_confidence")) is None
-    True
-    """
-    if isinstance(item, LabelRequest):
-        if item.route not in ("low_confidence", "control"):
-            return None
-        return item.prediction.confidence, item.prediction.predicted_label
-    if item.revision != 1 or item.source != "model":
-        return None
-    return item.provenance.model_confidence, item.provenance.model_label
+from schemas import DriftAlert, PredictionEvent
 
 
 class KSWindow:
@@ -105,13 +79,14 @@ class KSWindow:
 class ConfidenceMonitor:
     """A :class:`KSWindow` on the confidence of every event's production prediction.
 
-    Every event is seen once, when the router decides it: an accepted event
-    by its model Label, an event sent to humans by its LabelRequest (see
-    :func:`routed_prediction`). So this signal sees every event, labeled by
-    humans or not, in the order the router saw them, and moves as soon as the
-    inputs (or the model) change, before any label says the model is wrong.
-    (Human labels would come back in another order: a crowd backlog delays the
-    low-confidence events, and a surge would look like a confidence shift.)
+    It reads the predictions topic itself (the router owns its DLQ), so it
+    sees every event, labeled by humans or not, in the order the model made
+    them, and moves as soon as the inputs (or the model) change, before any
+    label says the model is wrong. Not from Labels and LabelRequests: those
+    are two topics read by agents that can run hundreds of records apart, and
+    human labels come back late and bunched when the crowd has a backlog, so
+    the confident and the unsure events would arrive in runs, which a KS
+    window takes for a shift (the demo raised one before its drift).
     A KS test sees shape changes a mean detector misses.
     ``before`` and ``after`` are the mean confidence of the window's older part
     and of its newest ``ks_recent`` values when it fired.
@@ -155,23 +130,14 @@ class ConfidenceMonitor:
 
     def observe(
         self,
-        item: Label | LabelRequest,
+        prediction: PredictionEvent,
         now: datetime,
         *,
         partition: int | None = None,
         offset: int | None = None,
     ) -> DriftAlert | None:
-        """Feed a Label or a LabelRequest: each event counts once, as the router decided it."""
-        routed = routed_prediction(item)
-        if routed is None:
-            return None
-        return self.observe_routed(routed[0], now, partition=partition, offset=offset)
-
-    def observe_routed(
-        self, confidence: float, now: datetime, *, partition: int | None = None, offset: int | None = None
-    ) -> DriftAlert | None:
-        """Feed one routed event's confidence; the alert when the distribution changed."""
-        change = self.observe_confidence(confidence)
+        """Feed one prediction; the alert when the confidence distribution changed."""
+        change = self.observe_confidence(prediction.confidence)
         if change is None:
             return None
         before, after = change

@@ -49,10 +49,6 @@ class MonitorSettings(BaseModel):
     queue_min_buckets: int = Field(default=12, ge=0)
     #: Seconds between two ticks (closing queue-rate buckets, reverting settled reactions).
     tick_every_s: float = Field(default=1.0, gt=0.0)
-    #: Confidence and class mix see the router's decisions in the router's order: each is held this
-    #: many seconds of decision time, and at most this many wait (``agents/monitor/ordering.py``).
-    order_lag_s: float = Field(default=10.0, ge=0.0)
-    order_max_pending: int = Field(default=50_000, ge=1)
     #: How the loop reacts to an alert (raise the control share, tighten auto-accept, notify).
     response: ResponseSettings = ResponseSettings()
 
