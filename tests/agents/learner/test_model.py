@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from agents.learner.model import ModelKind, OnlineLearner, build_model, features_of
+from agents.learner.model import (
+    LearnerSettings,
+    ModelKind,
+    OnlineLearner,
+    build_model,
+    features_of,
+    importance_weight,
+)
 from schemas import PredictionInput
+from tests import factories
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -141,3 +149,18 @@ def test_features_of_returns_a_copy() -> None:
     x = features_of(model_input, "linear")
     x["a"] = 2.0
     assert model_input.features == {"a": 1.0}
+
+
+def test_by_default_every_first_human_label_weighs_the_same() -> None:
+    # A control label at share 0.05 and an audit at 0.002 teach as much as a review: heavy
+    # weights cost the SGD model more in variance than they repay (see LearnerSettings).
+    default = LearnerSettings().max_weight
+    labels = [
+        factories.human_label("low_confidence"),
+        factories.human_label("control", inclusion_probability=0.05),
+        factories.human_label("audit", revision=2, inclusion_probability=0.002),
+    ]
+    assert [importance_weight(label, default) for label in labels] == [1.0, 1.0, 1.0]
+    # The clip is still a setting: above 1 the labels weigh 1 / their inclusion probability.
+    clipped = LearnerSettings(max_weight=30.0).max_weight
+    assert [importance_weight(label, clipped) for label in labels] == pytest.approx([1.0, 20.0, 30.0])
