@@ -14,8 +14,9 @@ agent's core) from those labels only:
   capacity gate with no pool status, so every review is admitted); each
   request goes through the aggregator (:class:`MajorityVoteAggregator`, one
   answer: the truth) to a Label; the learner learns each first human label
-  (reviews, control, audits) with the agent's clipped importance weight
-  (:func:`importance_weight`); every Label also feeds the monitor's detectors
+  (reviews, control, audits) with the agent's importance weight
+  (:func:`importance_weight`: 1 for every label under the default clip);
+  every Label also feeds the monitor's detectors
   (:class:`TaskMonitor`) and every alert the :class:`ResponsePolicy`, whose
   commands the router applies as the agents do over ``commands`` and
   ``policy-status`` (raise the control share to 0.2, tighten auto-accept by

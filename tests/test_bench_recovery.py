@@ -34,8 +34,17 @@ def test_the_product_side_learns_reviews_control_and_audits_with_the_agents_weig
     after = sum(labeling.labeled[labeling.responded_at :]) / (len(events) - labeling.responded_at)
     before = sum(labeling.labeled[: start - 1_000]) / (start - 1_000)
     assert after > before
-    # Reviews weigh 1; control and audit labels weigh more (1 / their inclusion probability, clipped).
-    assert {weight for weight in labeling.weights if weight > 0.0} > {1.0}
+    # The learner's default weighs every human label alike.
+    assert {weight for weight in labeling.weights if weight > 0.0} == {1.0}
+
+
+def test_with_a_clip_above_one_control_and_audit_labels_weigh_one_over_their_inclusion_probability() -> None:
+    events = online_recovery.stream(2)[:3_000]
+    labeling = online_recovery.product_labels(events, max_weight=1_000.0)
+    weights = {weight for weight in labeling.weights if weight > 0.0}
+    assert 1.0 in weights
+    assert 1 / RouterSettings().control_share in weights
+    assert max(weights) > 1 / RouterSettings().control_share  # an audit drawn at under 5%
 
 
 def test_reviews_only_is_the_routers_uncertain_events_at_weight_one() -> None:
