@@ -44,8 +44,8 @@ class LearnerSettings(BaseModel):
     #: step (an audit label can weigh 500). 1, the default, learns every human label alike: on the
     #: demo's drifting stream the clip at 10 (control labels weighing 10, five times the step of
     #: a review after a drift response) left the online model less accurate over *all* events,
-    #: the population the weights are for, on six seeds of six (0.4-6.7 points before the drift),
-    #: and falling to 0.65-0.88 after it where unweighted it kept 0.87-0.89: the weights cost
+    #: the population the weights are for, on six seeds of six (0.1-6.7 points before the drift),
+    #: and falling to 0.66-0.90 after it where unweighted it kept 0.87-0.90: the weights cost
     #: more in variance (a 10% share at weight 10 keeps a third of the labels' effective sample
     #: size) than they repay in bias on a model whose boundary the reviews already straddle.
     max_weight: float = Field(default=1.0, ge=1.0)
