@@ -107,3 +107,14 @@ def test_both_sides_recover_after_the_drift_with_as_many_labels() -> None:
         assert side.trace.checkpoints[0].event == start
         assert all(point.labels % online_recovery.EVAL_EVERY == 0 for point in side.trace.checkpoints)
     assert abs(result.random.labeling.total - result.product.labeling.total) < 300
+
+
+def test_a_run_that_never_holds_says_where_it_sits_and_for_how_long() -> None:
+    points = _points([0.93, 0.93, 0.90, 0.93, 0.93, 0.93, 0.80])
+    trace = online_recovery.Trace(0.94, points, [0.9] * 10, [0] * 10, 0)
+    assert trace.longest_at(0.92) == 200
+    side = online_recovery.Side(Labeling([0.0] * 10, {}), trace)
+    assert math.isinf(side.recovery.labels_to_recover)
+    assert side.miss(7) == (
+        "seed 7 sits at a median 0.930 against its target 0.920, at most 200 events in a row"
+    )
