@@ -72,21 +72,57 @@ def train_production_model(settings: StreamSettings) -> Any:
     return model
 
 
+def drift_width(settings: StreamSettings) -> int:
+    """The drift's width in events: ``drift_width``, widened for long runs.
+
+    River's sigmoid overflows math.exp once position / width passes ~177 (a 40k-event
+    run with the default width): the drift is widened just enough for long runs.
+
+    >>> drift_width(StreamSettings(events=4_000)), drift_width(StreamSettings(events=40_000))
+    (100, 134)
+    """
+    return max(settings.drift_width, int(settings.events * settings.drift_at) // 150 + 1)
+
+
+def drift_window(settings: StreamSettings) -> tuple[int, int]:
+    """The drift's first and last event: its centre less and plus half its width.
+
+    >>> drift_window(StreamSettings(events=20_000))
+    (9950, 10050)
+    """
+    position = int(settings.events * settings.drift_at)
+    half = drift_width(settings) // 2
+    return position - half, position + half
+
+
+def concept_sample(
+    settings: StreamSettings, after: bool, size: int, seed: int
+) -> list[tuple[dict[str, float], str]]:
+    """``size`` labeled inputs of the concept before (or after) the drift, named as the events name them.
+
+    Drawn from a generator of their own (``seed``): a held-out sample of the concept.
+
+    >>> sample = concept_sample(StreamSettings(), after=True, size=2, seed=5)
+    >>> sorted(sample[0][0]), sample[0][1] in CLASSES
+    (['x0', 'x1', 'x2'], True)
+    """
+    variant = settings.variant_after if after else settings.variant_before
+    generator = synth.SEA(variant=variant, noise=settings.noise, seed=seed)
+    return [(_features(x), _label(y)) for x, y in itertools.islice(generator, size)]
+
+
 def drifting_stream(settings: StreamSettings) -> Iterator[tuple[dict[Any, float], bool]]:
     """SEA with an abrupt-ish drift centred at ``drift_at`` of the run (or none)."""
     before = synth.SEA(variant=settings.variant_before, noise=settings.noise, seed=settings.seed)
     if settings.drift_at >= 1.0:
         return iter(before)
     after = synth.SEA(variant=settings.variant_after, noise=settings.noise, seed=settings.seed + 2)
-    position = int(settings.events * settings.drift_at)
     stream = synth.ConceptDriftStream(
         stream=before,
         drift_stream=after,
         seed=settings.seed,
-        position=position,
-        # River's sigmoid overflows math.exp once position / width passes ~177 (a 40k-event
-        # run with the default width): widen the drift just enough for long runs.
-        width=max(settings.drift_width, position // 150 + 1),
+        position=int(settings.events * settings.drift_at),
+        width=drift_width(settings),
     )
     return iter(stream)
 

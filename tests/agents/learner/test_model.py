@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from agents.learner.model import ModelKind, OnlineLearner, build_model, features_of
+from agents.learner.model import (
+    LearnerSettings,
+    ModelKind,
+    OnlineLearner,
+    build_model,
+    features_of,
+    importance_weight,
+)
 from schemas import PredictionInput
+from tests import factories
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -141,3 +149,42 @@ def test_features_of_returns_a_copy() -> None:
     x = features_of(model_input, "linear")
     x["a"] = 2.0
     assert model_input.features == {"a": 1.0}
+
+
+def test_by_default_every_first_human_label_weighs_the_same() -> None:
+    # A control label at share 0.05 and an audit at 0.002 teach as much as a review: heavy
+    # weights cost the SGD model more in variance than they repay (see LearnerSettings).
+    default = LearnerSettings().max_weight
+    labels = [
+        factories.human_label("low_confidence"),
+        factories.human_label("control", inclusion_probability=0.05),
+        factories.human_label("audit", revision=2, inclusion_probability=0.002),
+    ]
+    assert [importance_weight(label, default) for label in labels] == [1.0, 1.0, 1.0]
+    # The clip is still a setting: above 1 the labels weigh 1 / their inclusion probability.
+    clipped = LearnerSettings(max_weight=30.0).max_weight
+    assert [importance_weight(label, clipped) for label in labels] == pytest.approx([1.0, 20.0, 30.0])
+
+
+def test_the_linear_model_follows_a_boundary_that_moves_under_the_reviewed_events() -> None:
+    # Reviews straddle the production model's boundary, so the scaled features are centred on
+    # it and a shifted boundary is mostly a shifted intercept: it must learn as fast as the weights.
+    rng = random.Random(3)
+
+    def reviewed(threshold: float) -> tuple[dict[str, float], str]:
+        while True:
+            x = {"x0": rng.uniform(0, 10), "x1": rng.uniform(0, 10)}
+            if abs(x["x0"] + x["x1"] - 8.0) < 2.5:
+                return x, "positive" if x["x0"] + x["x1"] <= threshold else "negative"
+
+    learner = OnlineLearner(build_model("linear"))
+    for _ in range(2_000):
+        learner.observe(*reviewed(8.0))
+    for _ in range(300):
+        learner.observe(*reviewed(7.0))
+    test = [reviewed(7.0) for _ in range(2_000)]
+    right = 0
+    for x, y in test:
+        guess = learner.predict(x)
+        right += guess is not None and guess[0] == y
+    assert right / len(test) > 0.95
