@@ -264,6 +264,9 @@ def product_labels(
             for alert in monitor.tick(now):
                 react(response.observe(alert, now), index, now)
             react(response.tick(now), index, now)
+        if monitor is not None:  # the monitor reads every prediction, as its agent does
+            for alert in monitor.observe_prediction(simulated.event, now):
+                react(response.observe(alert, now), index, now)
         decision = router.decide(simulated.event, now)
         found: list[Label] = []
         weight = 0.0
