@@ -204,6 +204,11 @@ class CaseResult:
         return sum(run.delay <= WITHIN for run in self.runs) / len(self.runs)
 
     @property
+    def median_delay(self) -> float:
+        """The runs' median delay (an undetected run counts as infinite)."""
+        return statistics.median(run.delay for run in self.runs)
+
+    @property
     def false_alarms(self) -> int:
         return sum(run.false_alarms for run in self.runs) + self.no_drift_alarms
 
@@ -298,7 +303,7 @@ def run(
             ),
             Row(
                 "L1   median delay (95th as baseline)",
-                statistics.median(delays),
+                result.median_delay,
                 percentile(delays, 0.95),
                 "ev",
                 "95th percentile delay",
@@ -352,7 +357,7 @@ def run(
     )
     streams_text = "; ".join(
         f"{result.case.name} {100 * result.detection:.0f}% "
-        f"(median {_delay(statistics.median(run.delay for run in result.runs))}, "
+        f"(median {_delay(result.median_delay)}, "
         f"{result.false_alarms} false in {result.quiet_events:,})"
         for result in results
     )

@@ -177,17 +177,17 @@ def test_per_class_error_watches_at_most_max_classes() -> None:
 
 
 def test_the_warm_up_holds_back_each_class_until_it_has_its_own_labels() -> None:
-    # 200 labels of "ok", then "fraud" errs from its 31st label on: its detector would fire within
-    # its first 60 labels, but the warm-up counts each class's own labels.
+    # 200 labels of "ok", then 100 of "fraud" that err from the 31st on: its detector fires within
+    # them, but the warm-up counts each class's own labels (100 < 150 < the 300 labels in all).
     def classes_alarmed(min_observations: int) -> set[str | None]:
         monitor = ModelErrorMonitor(MonitorSettings(min_observations=min_observations), task="t")
         for _ in range(200):
             monitor.observe_error(False, "ok")
-        changes = [monitor.observe_error(index >= 30, "fraud") for index in range(60)]
+        changes = [monitor.observe_error(index >= 30, "fraud") for index in range(100)]
         return {change.predicted_class for change in changes if change is not None}
 
     assert "fraud" in classes_alarmed(0)
-    assert "fraud" not in classes_alarmed(100)
+    assert "fraud" not in classes_alarmed(150)
 
 
 def test_a_class_alert_names_the_class_on_the_wire() -> None:
