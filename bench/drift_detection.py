@@ -10,11 +10,15 @@ concept (a fixed training seed, as the demo's :mod:`agents.simulation.stream`
 does) and then frozen. A seeded run plays the first concept for ``drift_at``
 events, then switches to the second concept's generator at exactly that index
 (a known drift point; River's ``ConceptDriftStream`` would blur it and
-overflows at narrow widths), and feeds the model's 0/1 error on every event to
+overflows at narrow widths), and feeds the model's 0/1 error on every event,
+with the class the model predicted, to
 :class:`agents.monitor.detectors.ModelErrorMonitor` with the product's default
 :class:`MonitorSettings` through ``observe_error`` (what ``observe`` calls for
-each label it counts). Those defaults (ADWIN delta 0.02, a cut test at every
-label) were chosen by :mod:`bench.drift_tuning` on seeds this bench never uses.
+each label it counts, with the label's ``provenance.model_label``). So the
+monitor runs as configured by default: an ADWIN on the error over all labels
+and one per predicted class (``error_per_class``), an alarm being any of them
+firing. Those defaults (ADWIN delta 0.02, a cut test at every label) were
+chosen by :mod:`bench.drift_tuning` on seeds this bench never uses.
 So an "event" here is one labeled event the monitor counts; in the product
 ``observe`` counts only first human labels of its route (the control group by
 default), so in stream time the delays stretch by the inverse of that share.
@@ -143,9 +147,11 @@ def monitor_stream(
     alarms: list[int] = []
     errors = [0, 0]
     for i, (x, y) in enumerate(itertools.islice(stream, events)):
-        error = model.predict_one(x) != y
+        predicted = model.predict_one(x)
+        error = predicted != y
         errors[i >= split] += error
-        if monitor.observe_error(error) is not None:
+        # Labels carry the production model's prediction as a class name (a string).
+        if monitor.observe_error(error, str(predicted)) is not None:
             alarms.append(i)
     return Monitored(tuple(alarms), errors[0], errors[1])
 
@@ -196,6 +202,11 @@ class CaseResult:
     @property
     def detection(self) -> float:
         return sum(run.delay <= WITHIN for run in self.runs) / len(self.runs)
+
+    @property
+    def median_delay(self) -> float:
+        """The runs' median delay (an undetected run counts as infinite)."""
+        return statistics.median(run.delay for run in self.runs)
 
     @property
     def false_alarms(self) -> int:
@@ -292,7 +303,7 @@ def run(
             ),
             Row(
                 "L1   median delay (95th as baseline)",
-                statistics.median(delays),
+                result.median_delay,
                 percentile(delays, 0.95),
                 "ev",
                 "95th percentile delay",
@@ -346,7 +357,7 @@ def run(
     )
     streams_text = "; ".join(
         f"{result.case.name} {100 * result.detection:.0f}% "
-        f"(median {_delay(statistics.median(run.delay for run in result.runs))}, "
+        f"(median {_delay(result.median_delay)}, "
         f"{result.false_alarms} false in {result.quiet_events:,})"
         for result in results
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.base import Finite, Id, Reason, Timestamp, WireModel
+from schemas.base import ClassLabel, Finite, Id, Reason, Timestamp, WireModel
 
 DriftSignal = Literal["model_error", "confidence", "class_mix", "queue_rate"]
 
@@ -15,7 +15,8 @@ class DriftAlert(WireModel):
     """A detected change in one signal, keyed by ``detector`` on ``drift-alerts``.
 
     Says which signal drifted, where (observation index, time, last source
-    offset), the magnitude before and after, and which detector saw it.
+    offset), the magnitude before and after, and which detector saw it. When
+    the change is confined to one predicted class, ``predicted_class`` names it.
 
     Examples
     --------
@@ -42,3 +43,9 @@ class DriftAlert(WireModel):
     before: Finite
     after: Finite
     message: Reason
+    #: The production model's predicted class the change belongs to: for ``model_error`` the
+    #: error among events predicted this class moved (one row of the confusion matrix), for
+    #: ``class_mix`` this class's share moved; absent when the change is not one class's. An
+    #: optional field within version 1: older readers ignore it, and alerts without it travel
+    #: as before.
+    predicted_class: ClassLabel | None = None

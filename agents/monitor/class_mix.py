@@ -88,6 +88,7 @@ class ClassMixMonitor:
             after=after,
             partition=partition,
             offset=offset,
+            predicted_class=moved,
             message=(
                 f"share of events predicted {moved!r} {direction} from {before:.3f} to {after:.3f} "
                 f"after {self.observations} events"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -26,12 +27,22 @@ class MonitorSettings(BaseModel):
     adwin_delta: float = Field(default=0.002, gt=0.0, lt=1.0)
     #: ADWIN's confidence on the model's 0/1 error, and how often it tests for a cut (every
     #: n-th label; River's default is 32). Chosen on tuning seeds apart from the L1 bench's
-    #: (``python -m bench.drift_tuning``): 0.02 tested at every label found SEA's small error
-    #: jump (0.06 -> 0.11) within 1,000 labels in 97% of runs where River's defaults (0.002,
-    #: every 32nd) found 73%, with 0.12 false alarms per 100,000 labels on three streams.
-    error_delta: float = Field(default=0.02, gt=0.0, lt=1.0)
+    #: (``python -m bench.drift_tuning``), with the per-class detectors below on: every
+    #: candidate then found every drift within 1,000 labels, and 0.002 had the fewest false
+    #: alarms (0.04 per 100,000 labels on three streams; 0.02, the default before the per-class
+    #: detectors, had 0.24); a test at every label, not every 32nd, for the shorter delay (a
+    #: class's detector counts only its class's labels, so every 32nd of them can be far apart).
+    error_delta: float = Field(default=0.002, gt=0.0, lt=1.0)
     error_clock: int = Field(default=1, ge=1)
-    #: Observations before an alarm may be raised (ADWIN's warm-up).
+    #: Besides the error over all labels, one ADWIN (same delta and clock) per predicted class
+    #: on the error among the labels the production model predicted as that class (a row of the
+    #: confusion matrix), up to ``max_classes`` classes. A drift that moves the decision
+    #: boundary puts all its new errors into the class the moved region is predicted as, where
+    #: the error jumps far more than overall (SEA 8 -> 7: 0.06 -> 0.23 among predicted
+    #: negatives, 0.06 -> 0.11 overall), and the alert names that class.
+    error_per_class: bool = True
+    #: Observations before an alarm may be raised (ADWIN's warm-up; per class for the
+    #: per-class detectors).
     min_observations: int = Field(default=100, ge=0)
     #: The routes whose first human labels feed a model-error detector each (one per route).
     error_routes: tuple[ErrorRoute, ...] = ("control", "low_confidence")
@@ -41,7 +52,8 @@ class MonitorSettings(BaseModel):
     ks_window: int = Field(default=500, ge=20)
     ks_recent: int = Field(default=100, ge=5)
     ks_test_every: int = Field(default=20, ge=1)
-    #: Classes whose predicted share is watched (one ADWIN each); more classes are not watched.
+    #: Classes whose predicted share (and, with ``error_per_class``, whose error) is watched,
+    #: one ADWIN each; more classes are not watched.
     max_classes: int = Field(default=20, ge=1, le=1_000)
     #: The queue rate is counted in buckets of this many seconds of ``requested_at``.
     queue_bucket_s: float = Field(default=10.0, gt=0.0)
@@ -91,6 +103,7 @@ def drift_alert(
     message: str,
     partition: int | None = None,
     offset: int | None = None,
+    predicted_class: str | None = None,
 ) -> DriftAlert:
     """The alert every detector publishes (one place that fills the wire model)."""
     return DriftAlert(
@@ -105,7 +118,20 @@ def drift_alert(
         before=before,
         after=after,
         message=message,
+        predicted_class=predicted_class,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorChange:
+    """A model-error detector fired: the error before and after, over all labels or one predicted class."""
+
+    before: float
+    after: float
+    #: The predicted class whose error moved (None: the error over all labels).
+    predicted_class: str | None = None
+    #: Labels that detector had seen (all labels, or those predicted ``predicted_class``).
+    observations: int = 0
 
 
 class ModelErrorMonitor:
@@ -114,6 +140,16 @@ class ModelErrorMonitor:
     ADWIN keeps a window whose two halves never differ significantly; when they
     do it drops the old half and fires. ``before`` and ``after`` in the alert
     are the error rate estimated just before the drop and just after.
+
+    With ``error_per_class`` (the default) one more ADWIN per predicted class
+    watches the error among the labels the production model predicted as that
+    class: a row of the confusion matrix. A concept drift that moves the
+    decision boundary turns one region's events into errors, and they are all
+    predicted as one class, so that class's error jumps by (the region's share)
+    / (the class's share) while the overall error moves by the region's share
+    only: a larger jump over fewer labels, which ADWIN sees sooner. The alert
+    then names the class (``DriftAlert.predicted_class``). When several
+    detectors fire on one label, the alert is the one whose error moved most.
 
     On ``route="control"`` (the default) the labels are a uniform sample of
     the events the router would accept, so the error is unbiased for them
@@ -133,15 +169,33 @@ class ModelErrorMonitor:
     ...     rng.random() < (0.1 if i < 2000 else 0.3)) is not None]
     >>> 2000 < fired[0] < 2400
     True
+
+    Errors confined to one predicted class are found there, and named:
+
+    >>> monitor = ModelErrorMonitor(MonitorSettings(), task="default")
+    >>> changes = []
+    >>> for i in range(4000):
+    ...     predicted = "fraud" if rng.random() < 0.3 else "ok"
+    ...     rate = 0.4 if i >= 2000 and predicted == "fraud" else 0.05
+    ...     changes.append(monitor.observe_error(rng.random() < rate, predicted))
+    >>> first = next(i for i, change in enumerate(changes) if change is not None)
+    >>> 2000 < first < 2300, changes[first].predicted_class
+    (True, 'fraud')
     """
 
     def __init__(self, settings: MonitorSettings, task: str, route: ErrorRoute = "control") -> None:
         self.settings = settings
         self.task = task
         self.route = route
-        self.detector = drift.ADWIN(delta=settings.error_delta, clock=settings.error_clock)
+        self.detector = self._adwin()
+        #: Per predicted class: its detector and how many labels it has seen.
+        self.per_class: dict[str, drift.ADWIN] = {}
+        self.class_observations: dict[str, int] = {}
         self.observations = 0
         self.alerts = 0
+
+    def _adwin(self) -> drift.ADWIN:
+        return drift.ADWIN(delta=self.settings.error_delta, clock=self.settings.error_clock)
 
     @property
     def name(self) -> str:
@@ -149,15 +203,32 @@ class ModelErrorMonitor:
         population = "control" if self.route == "control" else "reviewed"
         return f"adwin-model-error-{population}-{self.task}"
 
-    def observe_error(self, error: bool) -> tuple[float, float] | None:
-        """Feed one 0/1 error; returns (before, after) error rates when drift is detected."""
-        change = adwin_change(self.detector, 1.0 if error else 0.0)
+    def observe_error(self, error: bool, predicted: str | None = None) -> ErrorChange | None:
+        """Feed one 0/1 error (and the class the model predicted); the change, when drift is detected."""
+        value = 1.0 if error else 0.0
         self.observations += 1
-        if change is None or self.observations < self.settings.min_observations:
+        changes: list[ErrorChange] = []
+        change = adwin_change(self.detector, value)
+        if change is not None and self.observations >= self.settings.min_observations:
+            changes.append(ErrorChange(*change, observations=self.observations))
+        if predicted is not None and self.settings.error_per_class:
+            detector = self.per_class.get(predicted)
+            if detector is None and len(self.per_class) < self.settings.max_classes:
+                detector = self.per_class[predicted] = self._adwin()
+                self.class_observations[predicted] = 0
+            if detector is not None:
+                self.class_observations[predicted] += 1
+                seen = self.class_observations[predicted]
+                change = adwin_change(detector, value)
+                if change is not None and seen >= self.settings.min_observations:
+                    changes.append(ErrorChange(*change, predicted_class=predicted, observations=seen))
+        if not changes:
             return None
         self.alerts += 1
-        before, after = change
-        return min(max(before, 0.0), 1.0), after
+        moved = max(changes, key=lambda change: abs(change.after - change.before))
+        return ErrorChange(
+            min(max(moved.before, 0.0), 1.0), moved.after, moved.predicted_class, moved.observations
+        )
 
     def observe(
         self,
@@ -170,12 +241,16 @@ class ModelErrorMonitor:
         """Feed a Label; only first human labels of this monitor's route count."""
         if not label.is_human or label.revision != 1 or label.route != self.route:
             return None
-        change = self.observe_error(not label.model_was_right)
+        change = self.observe_error(not label.model_was_right, label.provenance.model_label)
         if change is None:
             return None
-        before, after = change
-        direction = "rose" if after > before else "fell"
+        direction = "rose" if change.after > change.before else "fell"
         population = "the control group" if self.route == "control" else "reviewed events"
+        where = (
+            population
+            if change.predicted_class is None
+            else f"{population} predicted {change.predicted_class!r} ({change.observations} of them)"
+        )
         return drift_alert(
             detector=self.name,
             kind="ADWIN",
@@ -183,12 +258,13 @@ class ModelErrorMonitor:
             task=self.task,
             observation=self.observations,
             now=now,
-            before=before,
-            after=after,
+            before=change.before,
+            after=change.after,
             partition=partition,
             offset=offset,
+            predicted_class=change.predicted_class,
             message=(
-                f"production model error on {population} {direction} from "
-                f"{before:.3f} to {after:.3f} after {self.observations} labels"
-            ),
+                f"production model error on {where} {direction} from "
+                f"{change.before:.3f} to {change.after:.3f} after {self.observations} labels"
+            )[:512],
         )

@@ -39,7 +39,8 @@ class ResponseSettings(BaseModel):
     enabled: bool = True
     #: Signals whose alerts change the policy; other signals' alerts only notify operators. The
     #: queue rate is not among them by default: more control labels in a surge add to the load.
-    #: A model-error alert reacts only when the error rose.
+    #: A model-error alert reacts only when the error rose (over all labels or within one
+    #: predicted class: a class-conditional alert reacts like any other model-error alert).
     react_to: tuple[DriftSignal, ...] = ("model_error", "confidence", "class_mix")
     #: The control-group share while reacting (never lowered: the larger of this and the policy's).
     control_share: float = Field(default=0.2, ge=0.0, le=1.0)
@@ -77,6 +78,13 @@ class _Active:
     control_share: float
     accept_threshold: float
     per_class_thresholds: dict[str, float]
+
+
+def _what(alert: DriftAlert) -> str:
+    """The alert's signal, and the predicted class it concerns if any (for reasons and notices)."""
+    if alert.predicted_class is None:
+        return alert.signal
+    return f"{alert.signal} of predicted {alert.predicted_class!r}"
 
 
 def _holds(value: float, *known: float) -> bool:
@@ -158,7 +166,7 @@ class ResponsePolicy:
         if not self.settings.enabled:
             return None
         if not self.reacts_to(alert):
-            return Reaction("notify", f"drift on {alert.signal} ({alert.detector}): {alert.message}")
+            return Reaction("notify", f"drift on {_what(alert)} ({alert.detector}): {alert.message}")
         active = self.active
         if active is not None:
             active.last_alert = now
@@ -169,12 +177,12 @@ class ResponsePolicy:
                 task=alert.task,
                 issued_by=ISSUER,
                 issued_at=now,
-                reason=f"{EXTENDED} by {alert.detector} ({alert.signal} {alert.before:.3f} -> "
+                reason=f"{EXTENDED} by {alert.detector} ({_what(alert)} {alert.before:.3f} -> "
                 f"{alert.after:.3f}) until at least {until}"[:512],
             )
             return Reaction(
                 "extend",
-                f"drift on {alert.signal} ({alert.detector}) while reacting: {alert.message}; "
+                f"drift on {_what(alert)} ({alert.detector}) while reacting: {alert.message}; "
                 f"the reaction lasts until {until}",
                 extension,
             )
@@ -184,7 +192,7 @@ class ResponsePolicy:
         per_class = {label: self._tightened(value) for label, value in policy.per_class_thresholds.items()}
         self.active = _Active(alert.task, now, now, 1, policy, control_share, threshold, per_class)
         reason = (
-            f"{RAISED}{alert.detector} ({alert.signal} {alert.before:.3f} -> {alert.after:.3f}): "
+            f"{RAISED}{alert.detector} ({_what(alert)} {alert.before:.3f} -> {alert.after:.3f}): "
             f"control share {policy.control_share:g} -> {control_share:g}, accept threshold "
             f"{policy.accept_threshold:g} -> {threshold:g} until the signal settles"
         )

@@ -228,3 +228,81 @@ def test_a_reaction_raised_before_a_restart_still_reverts(
     assert "settled" in reverted.reason
     # Reverted once the window had passed since the raise, not at once on the new worker's start.
     assert (reverted.issued_at - raised.issued_at).total_seconds() >= 20
+
+
+def reviewed_events(
+    rng: random.Random, first: int, count: int, negative_error: float
+) -> list[SimulatedEvent]:
+    """Unsure predictions (all reviewed), a fifth of them "negative"; the model errs on 3% of the
+    "positive" ones and on ``negative_error`` of the "negative" ones (the truth disagrees)."""
+    made = []
+    for index in range(first, first + count):
+        predicted = "negative" if rng.random() < 0.2 else "positive"
+        other = "positive" if predicted == "negative" else "negative"
+        error = rng.random() < (negative_error if predicted == "negative" else 0.03)
+        confidence = round(rng.uniform(0.55, 0.7), 6)
+        event = PredictionEvent(
+            event_id=f"class-drift-{index:05d}",
+            model_name="sea",
+            model_version="1",
+            created_at=datetime.now(UTC),
+            input=PredictionInput(features={"x": rng.random()}),
+            predicted_label=predicted,
+            scores={predicted: confidence, other: round(1.0 - confidence, 6)},
+        )
+        made.append(SimulatedEvent(index=index, event=event, truth=other if error else predicted))
+    return made
+
+
+def test_a_model_error_drift_within_one_predicted_class_is_alerted_with_the_class(
+    loop_under_test: Callable[..., LoopUnderTest],
+) -> None:
+    # Every event is reviewed by a crowd that always answers the truth, so each label's
+    # model_was_right is the production model's error; after the drift only "negative" errs more.
+    loop = loop_under_test(
+        LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.9",
+        LABELLOOP_ROUTER__CONTROL_SHARE="0",
+        LABELLOOP_MONITOR__MIN_OBSERVATIONS="50",
+        LABELLOOP_POOLS__SIMULATED__MIN_ACCURACY="1.0",
+        LABELLOOP_POOLS__SIMULATED__MAX_ACCURACY="1.0",
+        LABELLOOP_POOLS__SIMULATED__CLASS_ACCURACY_SPREAD="0",
+        LABELLOOP_POOLS__SIMULATED__CARELESS_SHARE="0",
+        LABELLOOP_POOLS__SIMULATED__SPAMMER_SHARE="0",
+    )
+    names = topic_names(loop.settings)
+    rng = random.Random(13)
+    steady, drifted = reviewed_events(rng, 0, 600, 0.03), reviewed_events(rng, 600, 600, 0.6)
+    watcher = TopicWatcher(loop.settings, names.labels, names.drift_alerts)
+
+    def error_alerts() -> list[DriftAlert]:
+        alerts = read(watcher, DriftAlert, names.drift_alerts)
+        return [alert for alert in alerts if alert.signal == "model_error"]
+
+    try:
+        loop.start_worker()
+        with PredictionPublisher(loop.settings) as publisher:
+            publish_with_truth(publisher, names.truth, steady)
+            watcher.wait_for(
+                lambda: watcher.count(names.labels) >= len(steady),
+                180,
+                "the steady labels",
+                loop.worker_logs(),
+            )
+            assert not error_alerts(), "a model-error alert before the drift"
+            publish_with_truth(publisher, names.truth, drifted)
+        watcher.wait_for(
+            lambda: any(alert.predicted_class == "negative" for alert in error_alerts()),
+            180,
+            "a model-error alert naming the class 'negative'",
+            loop.worker_logs(),
+        )
+    finally:
+        watcher.close()
+
+    named = [alert for alert in error_alerts() if alert.predicted_class is not None]
+    assert {alert.predicted_class for alert in named} == {"negative"}
+    first = named[0]
+    assert first.detector == "adwin-model-error-reviewed-default"
+    assert first.after > first.before
+    assert first.observation > len(steady) // 2
+    assert "reviewed events predicted 'negative'" in first.message

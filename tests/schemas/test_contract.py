@@ -258,6 +258,15 @@ def test_unknown_fields_are_ignored(model: type[WireModel]) -> None:
     assert "added_in_a_later_producer" not in parsed.model_dump()
 
 
+def test_a_drift_alert_names_its_class_in_an_optional_field_of_version_1() -> None:
+    # Without a class the alert travels exactly as before the field existed (readers of v1 agree).
+    assert "predicted_class" not in document_of(drift_alert())
+    named = drift_alert().model_copy(update={"predicted_class": "fraud"})
+    document = document_of(named)
+    assert (document["predicted_class"], document["schema_version"]) == ("fraud", 1)
+    assert DriftAlert.from_json_bytes(named.to_json_bytes()) == named
+
+
 @WIRE_MODELS
 def test_naive_datetimes_are_rejected(model: type[WireModel]) -> None:
     value = EXAMPLES[model]()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings
-from schemas import Label
+from schemas import DriftAlert, Label
 from schemas.labels import LabelSource, RouteReason
 from tests import factories
 
@@ -118,3 +118,98 @@ def test_a_control_label_feeds_the_model_error(model_label: str, error: float) -
     assert monitor.observe(label(model_label, "fraud", source="expert", route="control"), WHEN) is None
     assert monitor.observations == 1
     assert monitor.detector.estimation == error
+
+
+def class_errors(rng: random.Random, rates: dict[str, float], count: int) -> list[tuple[bool, str]]:
+    """(error, predicted class) pairs: a quarter predicted "fraud", each class with its error rate."""
+    stream = []
+    for _ in range(count):
+        predicted = "fraud" if rng.random() < 0.25 else "ok"
+        stream.append((rng.random() < rates[predicted], predicted))
+    return stream
+
+
+def first_class_alarm(
+    monitor: ModelErrorMonitor, stream: list[tuple[bool, str]]
+) -> tuple[int, str | None] | None:
+    for index, (error, predicted) in enumerate(stream):
+        change = monitor.observe_error(error, predicted)
+        if change is not None:
+            return index, change.predicted_class
+    return None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_per_class_detectors_stay_quiet_when_classes_differ_but_do_not_change(seed: int) -> None:
+    monitor = ModelErrorMonitor(MonitorSettings(), task="t")
+    stream = class_errors(random.Random(seed), {"fraud": 0.2, "ok": 0.03}, 10_000)
+    assert first_class_alarm(monitor, stream) is None
+    assert monitor.class_observations["fraud"] + monitor.class_observations["ok"] == 10_000
+    assert set(monitor.per_class) == {"fraud", "ok"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_an_error_jump_in_one_predicted_class_is_found_there_sooner_and_named(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = class_errors(rng, {"fraud": 0.05, "ok": 0.05}, 3_000)
+    stream += class_errors(rng, {"fraud": 0.35, "ok": 0.05}, 1_500)
+    per_class = first_class_alarm(ModelErrorMonitor(MonitorSettings(), task="t"), stream)
+    overall = first_class_alarm(ModelErrorMonitor(MonitorSettings(error_per_class=False), task="t"), stream)
+    assert per_class is not None
+    assert overall is not None
+    assert per_class[1] == "fraud"
+    assert overall[1] is None
+    assert 3_000 <= per_class[0] < overall[0]
+
+
+def test_error_per_class_off_keeps_only_the_overall_detector() -> None:
+    monitor = ModelErrorMonitor(MonitorSettings(error_per_class=False), task="t")
+    monitor.observe_error(True, "fraud")
+    assert (monitor.observations, monitor.per_class, monitor.class_observations) == (1, {}, {})
+
+
+def test_per_class_error_watches_at_most_max_classes() -> None:
+    monitor = ModelErrorMonitor(MonitorSettings(max_classes=2), task="t")
+    for predicted in ["a", "b", "c", "a"]:
+        monitor.observe_error(False, predicted)
+    assert monitor.class_observations == {"a": 2, "b": 1}
+    assert monitor.observations == 4
+
+
+def test_the_warm_up_holds_back_each_class_until_it_has_its_own_labels() -> None:
+    # 200 labels of "ok", then 100 of "fraud" that err from the 31st on: its detector fires within
+    # them, but the warm-up counts each class's own labels (100 < 150 < the 300 labels in all).
+    def classes_alarmed(min_observations: int) -> set[str | None]:
+        monitor = ModelErrorMonitor(MonitorSettings(min_observations=min_observations), task="t")
+        for _ in range(200):
+            monitor.observe_error(False, "ok")
+        changes = [monitor.observe_error(index >= 30, "fraud") for index in range(100)]
+        return {change.predicted_class for change in changes if change is not None}
+
+    assert "fraud" in classes_alarmed(0)
+    assert "fraud" not in classes_alarmed(150)
+
+
+def test_a_class_alert_names_the_class_on_the_wire() -> None:
+    rng = random.Random(6)
+    monitor = ModelErrorMonitor(MonitorSettings(), task="payments")
+    stream = class_errors(rng, {"fraud": 0.05, "ok": 0.05}, 3_000)
+    stream += class_errors(rng, {"fraud": 0.35, "ok": 0.05}, 1_500)
+    alerts = []
+    for error, predicted in stream:
+        human = ("ok" if predicted == "fraud" else "fraud") if error else predicted
+        alert = monitor.observe(label(predicted, human, route="control"), WHEN)
+        if alert is not None:
+            alerts.append(alert)
+    assert alerts
+    alert = alerts[0]
+    assert (alert.signal, alert.detector, alert.predicted_class) == (
+        "model_error",
+        "adwin-model-error-control-payments",
+        "fraud",
+    )
+    assert alert.before < alert.after
+    assert 3_000 < alert.observation < 3_500
+    assert "control group predicted 'fraud'" in alert.message
+    assert "rose" in alert.message
+    assert DriftAlert.from_json_bytes(alert.to_json_bytes()).predicted_class == "fraud"

@@ -28,7 +28,12 @@ def status(
     )
 
 
-def alert(signal: DriftSignal = "model_error", before: float = 0.05, after: float = 0.2) -> DriftAlert:
+def alert(
+    signal: DriftSignal = "model_error",
+    before: float = 0.05,
+    after: float = 0.2,
+    predicted_class: str | None = None,
+) -> DriftAlert:
     return DriftAlert(
         detector=f"detector-{signal}",
         detector_kind="ADWIN",
@@ -39,6 +44,7 @@ def alert(signal: DriftSignal = "model_error", before: float = 0.05, after: floa
         before=before,
         after=after,
         message=f"{signal} moved",
+        predicted_class=predicted_class,
     )
 
 
@@ -61,6 +67,20 @@ def test_an_error_rise_raises_the_control_share_and_tightens_auto_accept() -> No
     assert (command.issued_by, command.task, command.issued_at) == ("monitor", "payments", at(0))
     assert "detector-model_error" in command.reason
     assert "model_error moved" in reaction.notice
+
+
+def test_an_error_rise_within_one_predicted_class_reacts_and_names_the_class() -> None:
+    response = ResponsePolicy(SETTINGS, status())
+    reaction = response.observe(alert(predicted_class="ok"), at(0))
+    assert reaction is not None
+    assert reaction.kind == "raise"
+    assert reaction.command is not None
+    assert (reaction.command.control_share, reaction.command.accept_threshold) == (0.25, 0.9)
+    assert "model_error of predicted 'ok' 0.050 -> 0.200" in reaction.command.reason
+    fell = response.observe(alert(before=0.2, after=0.05, predicted_class="ok"), at(1))
+    assert fell is not None
+    assert fell.kind == "notify"
+    assert "drift on model_error of predicted 'ok'" in fell.notice
 
 
 def test_it_reverts_once_the_window_passed_and_the_signal_settled() -> None:

@@ -106,6 +106,8 @@ def test_class_mix_is_quiet_on_a_steady_mix_and_names_the_class_that_moved() -> 
     assert ("'fraud' rose" in first.message and first.after > first.before) or (
         "'ok' fell" in first.message and first.after < first.before
     )
+    assert first.predicted_class in ("fraud", "ok")
+    assert f"{first.predicted_class!r}" in first.message
 
 
 def test_class_mix_watches_at_most_max_classes() -> None:
