@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faust.types import TP
@@ -250,5 +251,39 @@ def test_topics_skip_the_producer_stampede_once_it_runs(tmp_path: Path) -> None:
         producer = app.producer
         producer._started.set()  # as once the worker runs
         assert await topic._get_producer() is producer
+
+    asyncio.run(main())
+
+
+def test_bytes_go_to_the_producer_directly_and_anything_else_through_faust(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path))
+    topic = app.topic("t.labels", key_type=bytes, value_type=bytes)
+    sent: list[tuple[Any, ...]] = []
+    wrapped: list[Any] = []
+
+    async def main() -> None:
+        producer = app.producer
+        producer._started.set()
+
+        async def send(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
+            sent.append((*args, *kwargs.values()))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        producer.send = send  # type: ignore[method-assign]
+        faust_way = topic.as_future_message
+
+        def as_future_message(*args: Any, **kwargs: Any) -> Any:
+            wrapped.append(args)
+            return faust_way(*args, **kwargs)
+
+        topic.as_future_message = as_future_message  # type: ignore[method-assign]
+        await topic.send(key=b"e-1", value=b"{}", headers=[("h", b"1")])
+        assert sent == [("t.labels", b"e-1", b"{}", None, None, [("h", b"1")])]
+        assert wrapped == []  # no pending message, serializer or sensor on the way
+        await topic.send(key="e-2", value=b"{}")  # not bytes: faust serializes it
+        assert len(wrapped) == 1
+        assert sent[1][:3] == ("t.labels", b"e-2", b"{}")
 
     asyncio.run(main())
