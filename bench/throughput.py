@@ -274,3 +274,9 @@ def _watch(loop: BenchLoop, offsets: OutputOffsets) -> Rate:
         cpu_s_per_record=(last[2] - first[2]) / records,
         records=last[1],
     )
+
+
+if __name__ == "__main__":
+    from bench.harness import report
+
+    print(report(*run()))

@@ -19,18 +19,129 @@ only when every record given to ``send_soon`` is acknowledged by the broker.
 And its consumer never commits an offset past a record that is not done
 (:class:`CommitFloor`), which faust 0.15 does in two cases (faust-streaming
 issue #606, fix open upstream as PR #707).
+
+Two per-record costs of faust are cut here (a profile of the worker under
+``bench.throughput``'s load showed them; README, F1): the fetch loop's
+``wait_first`` made four tasks per record consumed (:meth:`GenerationSafeConsumer.wait_first`),
+and every record sent went through ``App.maybe_start_producer``'s stampede guard,
+three event-loop rounds each (:class:`Topic`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from functools import partial
 from typing import Any
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, FutureMessage, Message
+from faust.types import TP, FutureMessage, Message, ProducerT, RecordMetadata
 from faust.types.tuples import ack_lock
 from faust.utils.functional import consecutive_numbers
+from mode.services import WaitResults
+
+log = logging.getLogger(__name__)
+
+
+class Topic(faust.Topic):
+    """faust's topic, with a short way to the producer for records that are bytes already.
+
+    ``Topic.publish_message`` asks ``App.maybe_start_producer`` for the producer on
+    every send; that is wrapped in mode's ``stampede``, which awaits ``asyncio.sleep(0)``
+    three times per call even when the producer runs already. Here a started producer
+    outside a transaction is returned at once; anything else (the first send, exactly_once's
+    transaction manager) goes the way faust goes. Table writes (``send_soon``) take this way.
+
+    And :meth:`send` of bytes (what every stage sends: ``streams.runtime.Output``) hands them
+    to the producer directly, without faust's serializer registry, pending/future messages
+    and sensors between (a third of a routed event's CPU time went to the two sends).
+    """
+
+    async def _get_producer(self) -> ProducerT:
+        app = self.app
+        if not app.in_transaction:
+            producer = app.producer
+            if producer.started:
+                return producer
+        return await super()._get_producer()
+
+    async def send(
+        self,
+        *,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Any = None,
+        **options: Any,
+    ) -> Awaitable[RecordMetadata]:
+        app = self.app
+        producer = app.producer
+        if (
+            options
+            or not isinstance(key, bytes | None)
+            or not isinstance(value, bytes | None)
+            or app.in_transaction
+            or app.conf.stream_publish_on_commit
+            or not producer.started
+        ):
+            sent: Awaitable[RecordMetadata] = await super().send(
+                key=key, value=value, partition=partition, timestamp=timestamp, headers=headers, **options
+            )
+            return sent
+        name = self.get_topic_name()
+        future = await producer.send(name, key, value, partition, timestamp, headers)
+        asyncio.ensure_future(future).add_done_callback(partial(_log_failed_send, name))
+        return future
+
+
+def _log_failed_send(topic: str, future: asyncio.Future[RecordMetadata]) -> None:
+    """Say so when the broker never took a record (as faust's ``Topic._on_published`` does)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("send to %s failed: %r", topic, future.exception())
+
+
+class Resumed(Awaitable[Any]):
+    """The rest of a coroutine that already ran up to its first wait, as an awaitable for a task.
+
+    ``waiting`` is what the coroutine's first step yielded (the future it waits on). A task
+    awaiting this waits on that, then drives the coroutine on, passing in whatever the
+    task sends or throws (a cancellation reaches the coroutine as it would have).
+
+    >>> async def twice():
+    ...     await asyncio.sleep(0)
+    ...     return 2
+    >>> async def main():
+    ...     coro = twice()
+    ...     return await Resumed(coro, coro.send(None))
+    >>> asyncio.run(main())
+    2
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self._coro = coro
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting = self._coro, self._waiting
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as error:  # thrown in by the task: the coroutine decides
+                try:
+                    waiting = coro.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
@@ -215,6 +326,44 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets(self.app.flow_control.is_active)
         self.commit_floor = CommitFloor()
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:  # noqa: ASYNC109 - mode's signature
+        """mode's ``wait_first``, without four tasks when the first coroutine finishes at once.
+
+        faust's fetch loop hands every record to the streams with
+        ``wait_first(callback(message), self.suspend_flow.wait())``: mode wraps the callback,
+        the event's wait and the service's stopped and crashed events in four tasks and
+        cancels three of them, for every record consumed. The callback nearly always finishes
+        without waiting (the streams' buffers have room, flow control is on): here its first
+        step runs at once, and when it finishes there, it is the winner and the other
+        coroutines are closed unrun. When it has to wait (a full buffer, flow control off
+        during a rebalance), the rest of it races the others in mode's ``wait_first``
+        exactly as before, so a rebalance still interrupts a delivery stuck on a full buffer.
+        """
+        first = coros[0] if coros else None
+        if (
+            timeout is not None
+            or not asyncio.iscoroutine(first)
+            or self._stopped.is_set()
+            or self._crashed.is_set()
+        ):
+            return await super().wait_first(*coros, timeout=timeout)
+        rest = coros[1:]
+        try:
+            waiting = first.send(None)
+        except StopIteration as stop:
+            for other in rest:
+                if asyncio.iscoroutine(other):
+                    other.close()
+            return WaitResults([first], [stop.value], False)
+        except BaseException:
+            for other in rest:
+                if asyncio.iscoroutine(other):
+                    other.close()
+            raise
+        resumed = Resumed(first, waiting)
+        done, results, stopped = await super().wait_first(resumed, *rest)
+        return WaitResults([first if winner is resumed else winner for winner in done], results, stopped)
 
     def ack(self, message: Message) -> bool:
         current = self.app.consumer_generation_id

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from pathlib import Path
+from typing import Any
 
+import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from streams.app import create_app
 from streams.settings import Settings
-from streams.transport import GenerationSafeConsumer
+from streams.transport import GenerationSafeConsumer, Topic
 
 
 def message(offset: int, generation_id: int) -> ConsumerMessage:
@@ -160,3 +164,126 @@ def test_a_held_offset_the_log_skipped_is_let_go(tmp_path: Path) -> None:
     consumer._gap[tp].addi(11, 12)  # the fetch after the seek went from 10 to 12
     assert consumer._new_offset(tp) == 13
     assert consumer.commit_floor.held() == {}
+
+
+def test_a_delivery_that_finishes_at_once_needs_no_tasks(tmp_path: Path) -> None:
+    """faust's fetch loop: ``wait_first(callback(message), suspend_flow.wait())`` for every record."""
+
+    async def main() -> None:
+        consumer = _consumer(tmp_path)
+        delivered: list[int] = []
+
+        async def callback(offset: int) -> int:
+            delivered.append(offset)
+            return offset
+
+        flow = consumer.suspend_flow.wait()
+        tasks_before = len(asyncio.all_tasks())
+        first = callback(7)
+        done, results, stopped = await consumer.wait_first(first, flow)
+        assert (done, results, stopped) == ([first], [7], False)
+        assert delivered == [7]
+        assert len(asyncio.all_tasks()) == tasks_before
+        assert inspect.getcoroutinestate(flow) == inspect.CORO_CLOSED  # closed, never "not awaited"
+
+    asyncio.run(main())
+
+
+def test_a_delivery_that_waits_still_races_the_flow_event(tmp_path: Path) -> None:
+    """A full buffer: the delivery waits; a rebalance (suspend_flow) interrupts it, as in faust."""
+
+    async def main() -> None:
+        consumer = _consumer(tmp_path)
+        room: asyncio.Queue[int] = asyncio.Queue()
+        cancelled: list[bool] = []
+
+        async def callback() -> int:
+            try:
+                return await room.get()
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        waiting = callback()
+        flow = consumer.suspend_flow.wait()
+        racing = asyncio.ensure_future(consumer.wait_first(waiting, flow))
+        await asyncio.sleep(0.01)
+        assert not racing.done()
+        consumer.suspend_flow.set()
+        done, results, stopped = await racing
+        assert (done, results, stopped) == ([flow], [True], False)
+        assert cancelled == [True]
+
+        consumer.suspend_flow.clear()
+        waiting = callback()
+        racing = asyncio.ensure_future(consumer.wait_first(waiting, consumer.suspend_flow.wait()))
+        await asyncio.sleep(0.01)
+        room.put_nowait(42)
+        done, results, stopped = await racing
+        assert (done, results, stopped) == ([waiting], [42], False)  # the caller's own coroutine
+
+    asyncio.run(main())
+
+
+def test_a_delivery_that_fails_at_once_raises(tmp_path: Path) -> None:
+    async def main() -> None:
+        consumer = _consumer(tmp_path)
+
+        async def callback() -> None:
+            raise ValueError("bad record")
+
+        flow = consumer.suspend_flow.wait()
+        with pytest.raises(ValueError, match="bad record"):
+            await consumer.wait_first(callback(), flow)
+        assert inspect.getcoroutinestate(flow) == inspect.CORO_CLOSED
+
+    asyncio.run(main())
+
+
+def test_topics_skip_the_producer_stampede_once_it_runs(tmp_path: Path) -> None:
+    """``App.maybe_start_producer`` yields to the loop three times per call: not for a running producer."""
+    app = create_app(Settings(data_dir=tmp_path))
+    topic = app.topic("t.labels", key_type=bytes, value_type=bytes)
+    assert isinstance(topic, Topic)
+    assert isinstance(app.Table("t-published", partitions=4).changelog_topic, Topic)  # table writes too
+
+    async def main() -> None:
+        producer = app.producer
+        producer._started.set()  # as once the worker runs
+        assert await topic._get_producer() is producer
+
+    asyncio.run(main())
+
+
+def test_bytes_go_to_the_producer_directly_and_anything_else_through_faust(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path))
+    topic = app.topic("t.labels", key_type=bytes, value_type=bytes)
+    sent: list[tuple[Any, ...]] = []
+    wrapped: list[Any] = []
+
+    async def main() -> None:
+        producer = app.producer
+        producer._started.set()
+
+        async def send(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
+            sent.append((*args, *kwargs.values()))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        producer.send = send  # type: ignore[method-assign]
+        faust_way = topic.as_future_message
+
+        def as_future_message(*args: Any, **kwargs: Any) -> Any:
+            wrapped.append(args)
+            return faust_way(*args, **kwargs)
+
+        topic.as_future_message = as_future_message  # type: ignore[method-assign]
+        await topic.send(key=b"e-1", value=b"{}", headers=[("h", b"1")])
+        assert sent == [("t.labels", b"e-1", b"{}", None, None, [("h", b"1")])]
+        assert wrapped == []  # no pending message, serializer or sensor on the way
+        await topic.send(key="e-2", value=b"{}")  # not bytes: faust serializes it
+        assert len(wrapped) == 1
+        assert sent[1][:3] == ("t.labels", b"e-2", b"{}")
+
+    asyncio.run(main())
