@@ -97,10 +97,10 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
             return None
         return Suggestion(label=guess[0], confidence=guess[1], model_name=f"online-{event.task}")
 
-    router = router_agent.register(loop, suggest)
+    monitors, response, watch = monitor_agent.register(loop)
+    router = router_agent.register(loop, suggest, watch)
     dispatcher_agent.register(loop, backends)
     aggregator = aggregator_agent.register(loop, book)
-    monitors, response = monitor_agent.register(loop)
     pools_agent.register(loop, backends, truth_table, bots)
     api = operator_api.register(loop, stages.operator)
     dashboard = None

@@ -2,8 +2,9 @@
 
 Detectors per task (:class:`agents.monitor.signals.TaskMonitor`) watch the
 production model's error on control-group (and reviewed) labels, its
-confidence and class mix over every event (read from the predictions topic),
-and the queue rate. An alert goes
+confidence and class mix over every event (the router hands the monitor each
+prediction it decides: the predictions topic's order, decoded once), and the
+queue rate. An alert goes
 to ``drift-alerts``; the response policy's reaction to it (a PolicyCommand)
 goes to ``commands``, where the router applies it like an operator's, and is
 logged for operators. The policy in force is followed on ``policy-status`` so
@@ -21,6 +22,7 @@ from agents.loop import Loop
 from agents.monitor.notify import WebhookNotifier
 from agents.monitor.response import Reaction, ResponsePolicy
 from agents.monitor.signals import TaskMonitor
+from agents.router.agent import Watch
 from agents.router.policy import RouterSettings, load_policy
 from schemas import DriftAlert, Label, LabelRequest, PolicyStatus, PredictionEvent
 from streams.broadcast import follow
@@ -45,8 +47,9 @@ def configured_policy(settings: RouterSettings, now: datetime) -> PolicyStatus:
     )
 
 
-def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
-    """Add the monitor to ``loop.app``; returns its detectors by task and its response policy."""
+def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]:
+    """Add the monitor to ``loop.app``; returns its detectors by task, its response policy, and the
+    watch the router hands every prediction it decides to (confidence and class mix)."""
     names = loop.names
     settings = loop.stages.monitor
     monitors: dict[str, TaskMonitor] = {}
@@ -109,10 +112,7 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
         )
         await publish(found)
 
-    async def on_prediction(record: Record) -> None:
-        prediction = decode_or_skip(PredictionEvent, record)  # the router dead-letters bad ones
-        if prediction is None:
-            return
+    async def watch_prediction(prediction: PredictionEvent, record: Record) -> None:
         found = monitor_for(prediction.task).observe_prediction(
             prediction, loop.clock(), partition=record.partition, offset=record.offset
         )
@@ -132,11 +132,6 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
         async for _ in run_records(stream, on_request, dead_letters):
             pass
 
-    @loop.app.agent(loop.topic(names.predictions), name="monitor-predictions")
-    async def watch_predictions(stream: Any) -> None:
-        async for _ in run_records(stream, on_prediction, dead_letters):
-            pass
-
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_policy() -> None:
         await follow(loop.settings, [names.policy_status], on_policy)
@@ -148,4 +143,4 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy]:
             await publish(monitor.tick(now))
         await react(response.tick(now))
 
-    return monitors, response
+    return monitors, response, watch_prediction

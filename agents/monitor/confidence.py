@@ -79,9 +79,9 @@ class KSWindow:
 class ConfidenceMonitor:
     """A :class:`KSWindow` on the confidence of every event's production prediction.
 
-    It reads the predictions topic itself (the router owns its DLQ), so it
-    sees every event, labeled by humans or not, in the order the model made
-    them, and moves as soon as the inputs (or the model) change, before any
+    The router hands it each prediction it decides (once per event, in the
+    predictions topic's order), so it sees every event, labeled by humans or
+    not, and moves as soon as the inputs (or the model) change, before any
     label says the model is wrong. Not from Labels and LabelRequests: those
     are two topics read by agents that can run hundreds of records apart, and
     human labels come back late and bunched when the crowd has a backlog, so

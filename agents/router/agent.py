@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
 Suggest = Callable[[PredictionEvent], Suggestion | None]
+#: Sees each prediction the router decides (with its record), before the decision.
+Watch = Callable[[PredictionEvent, Record], Awaitable[None]]
 
 
 @dataclass
@@ -69,8 +71,12 @@ def observe_label(estimates: dict[str, Estimates], label: Label, counted: str | 
     return False
 
 
-def register(loop: Loop, suggest: Suggest | None = None) -> Router:
-    """Add the router to ``loop.app``; returns its live :class:`Router`."""
+def register(loop: Loop, suggest: Suggest | None = None, watch: Watch | None = None) -> Router:
+    """Add the router to ``loop.app``; returns its live :class:`Router`.
+
+    ``watch`` sees every prediction the router decides, once, in the predictions topic's order
+    (the monitor's confidence and class mix: :func:`agents.monitor.agent.register`).
+    """
     names = loop.names
     router = Router(load_policy(loop.stages.router), clock=time.monotonic)
     ledger = loop.ledger
@@ -95,6 +101,8 @@ def register(loop: Loop, suggest: Suggest | None = None) -> Router:
             counters["router.duplicates"] += 1
             meter.duplicates.inc()
             return
+        if watch is not None:
+            await watch(event, record)
         now = loop.clock()
         # The online model is asked only for events a human will see (see Router.decide).
         decision = router.decide(event, now, (lambda: suggest(event)) if suggest is not None else None)
