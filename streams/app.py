@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import fcntl
+import shutil
+from pathlib import Path
+from typing import IO, Any
 
 import faust
 
+from streams.errors import ConfigError
 from streams.settings import KafkaSettings, Settings
 
 
@@ -69,6 +73,37 @@ def table_store(settings: Settings, table: str, *, per_event: bool) -> tuple[str
         # A copy each: faust's RocksDB store pops keys off the options it is given.
         return f"rocksdb:{table}", dict(ROCKSDB_OPTIONS)
     return "memory://", None
+
+
+def claim_local_state(app: faust.App) -> IO[bytes]:
+    """Lock ``app``'s data dir for this process and drop the event tables a previous one left.
+
+    Returns the open lock file: the lock lasts as long as it stays open (the process's life).
+    Raises :class:`~streams.errors.ConfigError` when another live worker holds the dir: two
+    workers must never share one.
+
+    Why drop them: a RocksDB table is written locally at once, while the records that make its
+    entries true (the Label behind a ledger entry, the LabelRequest behind a router decision) and
+    the entry's own changelog record wait in the producer. A worker killed then (SIGKILL, OOM,
+    power) leaves entries on disk whose effects never reached Kafka; kept, they would make its
+    successor skip those events for ever (lost, not doubled). The changelog is what reached
+    Kafka, in order after the effects (one producer), so each new process rebuilds the tables
+    from their changelogs alone, as the memory store always did; RocksDB keeps only the memory
+    bounded. The cost: a restart reads whole changelogs, not only their tails.
+    """
+    data_dir = Path(app.conf.datadir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / "worker.lock").open("ab")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(
+            f"another worker uses the data dir {data_dir.parent}: give each worker its own"
+            " (LABELLOOP_DATA_DIR)"
+        ) from None
+    shutil.rmtree(Path(app.conf.tabledir), ignore_errors=True)
+    return lock
 
 
 def create_app(settings: Settings, **overrides: Any) -> faust.App:

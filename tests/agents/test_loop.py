@@ -18,7 +18,8 @@ from faust.streams import _current_event
 
 from agents.loop import Loop
 from agents.settings import StageSettings
-from streams.app import ROCKSDB_OPTIONS, create_app
+from streams.app import ROCKSDB_OPTIONS, claim_local_state, create_app
+from streams.errors import ConfigError
 from streams.settings import Settings
 
 
@@ -76,19 +77,37 @@ def _handling(partition: int) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def test_a_restarted_worker_finds_its_rocksdb_entries_and_offsets(tmp_path: Path) -> None:
-    """A restart reads the changelog only past the persisted offset, so the entries must be on disk."""
-    first = _loop(tmp_path / "worker").table("labels-published", per_event=True).data
+def test_a_new_worker_process_rebuilds_the_event_tables_from_their_changelogs(tmp_path: Path) -> None:
+    """Entries a killed worker left on disk may have effects that never reached Kafka: not kept."""
+    loop = _loop(tmp_path / "worker")
+    lock = claim_local_state(loop.app)
+    first = loop.table("labels-published", per_event=True).data
     tp = SimpleNamespace(topic="labels-published-changelog", partition=2)
     with _handling(2):
         first["e-1"] = "1"
+        assert first["e-1"] == "1"
+        # An event's entries live in its partition's database, not in the others'.
+        with _handling(1):
+            assert "e-1" not in first
     first.set_persisted_offset(tp, 41)
-    asyncio.run(first.stop())  # closes the databases (their files stay)
+    asyncio.run(first.stop())  # as a SIGKILL would leave them: the files stay
+    lock.close()  # the process is gone
 
-    again = _loop(tmp_path / "worker").table("labels-published", per_event=True).data
-    with _handling(2):
-        assert again["e-1"] == "1"
-    assert again.persisted_offset(tp) == 41
-    # An event's entries live in its partition's database, not in the others'.
-    with _handling(1):
-        assert "e-1" not in again
+    again = _loop(tmp_path / "worker")
+    with claim_local_state(again.app):
+        store = again.table("labels-published", per_event=True).data
+        # Nothing persisted: faust reads the changelog from its start, as for the memory store.
+        assert store.persisted_offset(tp) is None
+        with _handling(2):
+            assert "e-1" not in store
+        asyncio.run(store.stop())
+
+
+def test_two_live_workers_cannot_share_a_data_dir(tmp_path: Path) -> None:
+    first = _loop(tmp_path / "worker")
+    with claim_local_state(first.app):
+        second = _loop(tmp_path / "worker")
+        with pytest.raises(ConfigError, match="another worker uses the data dir"):
+            claim_local_state(second.app)
+    # Once the first is gone, the dir is free.
+    claim_local_state(_loop(tmp_path / "worker").app).close()
