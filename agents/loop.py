@@ -17,7 +17,7 @@ import faust
 
 from agents.settings import StageSettings
 from schemas import utc_now
-from streams.app import broker_credentials
+from streams.app import broker_credentials, table_store
 from streams.ledger import LabelLedger, read_label_tail
 from streams.metrics import LoopMetrics
 from streams.runtime import Clock, DeadLetters, Output
@@ -90,10 +90,17 @@ class Loop:
             self._ledger = _label_ledger(self)
         return self._ledger
 
-    def table(self, name: str) -> Any:
-        """A faust table of str keys (event ids) to JSON text; changelog from the catalogue."""
+    def table(self, name: str, *, per_event: bool = False) -> Any:
+        """A faust table of str keys (event ids) to JSON text; changelog from the catalogue.
+
+        ``per_event``: the table keeps an entry for every event it ever saw (not only the ones
+        in flight), so it lives in the configured event store (``Settings.event_store``).
+        """
+        store, options = table_store(self.settings, name, per_event=per_event)
         return self.app.Table(
             name,
+            store=store,
+            options=options,
             schema=faust.Schema(key_type=str, value_type=str, key_serializer="raw", value_serializer="raw"),
             partitions=self.settings.topics.partitions,
             # Every table write happens while an agent handles a record keyed by the same
@@ -131,7 +138,10 @@ def _label_ledger(loop: Loop) -> LabelLedger:
             return await read_label_tail(consumers[0], topic, partition, since_ms)
 
     ledger = LabelLedger(
-        loop.output(topic), loop.table("labels-published"), tail, lookback_s=settings.label_lookback_s
+        loop.output(topic),
+        loop.table("labels-published", per_event=True),
+        tail,
+        lookback_s=settings.label_lookback_s,
     )
 
     async def on_revoked(_: Any, /, *args: Any, **__: Any) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import faust
 
@@ -33,7 +33,7 @@ from agents.router.policy import Router
 from agents.settings import StageSettings
 from agents.simulation.experts import SimulatedExperts
 from schemas import CrowdAnswer, PredictionEvent, Suggestion, Tier
-from streams.app import create_app
+from streams.app import claim_local_state, create_app
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,14 @@ class Worker:
     response: ResponsePolicy | None = None
     #: ``/metrics`` and the dashboard (None when the worker's web server is off).
     dashboard: Dashboard | None = None
+    #: The lock on the worker's data dir (:func:`~streams.app.claim_local_state`), held while open.
+    local_state: IO[bytes] | None = None
 
 
 def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any) -> Worker:
     """A faust app running the whole loop: the crowd (simulated or Toloka) and the expert page."""
     app = create_app(settings, **app_overrides)
+    local_state = claim_local_state(app)
     loop = Loop(app=app, settings=settings, stages=stages)
     truth_table = loop.table("sim-truth")
     truth = pools_agent.TableTruth(truth_table)
@@ -124,6 +127,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         monitors=monitors,
         response=response,
         dashboard=dashboard,
+        local_state=local_state,
     )
 
 

@@ -216,8 +216,15 @@ class Settings(BaseSettings):
     #: The faust app id: consumer group and the prefix of table changelog topics.
     app_id: str = Field(default="labelloop", pattern=r"^[A-Za-z0-9._-]+$", max_length=100)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    #: Where workers keep local state (faust's data dir, model checkpoints).
+    #: Where workers keep local state (faust's data dir, the event tables, model checkpoints).
+    #: One per worker: two workers on one machine must not share it (RocksDB locks its files).
     data_dir: Path = Path(".labelloop/worker")
+    #: Where the tables with an entry per event live (the label ledger, the router's decisions
+    #: and estimates, the aggregator's task states): ``rocksdb`` on disk under ``data_dir``, with
+    #: memory bounded by its buffers and caches (streams/app.py), or ``memory`` in the worker's
+    #: heap, which grows with every event the worker has ever seen. Both recover from the
+    #: tables' changelogs; RocksDB only reads the changelog past what it already holds.
+    event_store: Literal["rocksdb", "memory"] = "rocksdb"
     web_enabled: bool = False
     web_port: int = Field(default=6066, ge=1, le=65_535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

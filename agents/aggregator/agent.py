@@ -56,7 +56,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
     skills = loop.output(names.worker_skills)
     revisits = loop.output(names.revisits)
     dead_letters = loop.dead_letters("aggregator")
-    tasks = loop.table("aggregator-tasks")
+    tasks = loop.table("aggregator-tasks", per_event=True)
     counters = loop.counters
     refitting: list[asyncio.Future[Any]] = []
     # Three agents read, decide and write the same task states, awaiting sends in between: one

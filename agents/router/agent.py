@@ -85,8 +85,8 @@ def register(loop: Loop, suggest: Suggest | None = None, watch: Watch | None = N
     metrics = loop.output(names.model_metrics)
     commands = loop.output(names.commands)
     dead_letters = loop.dead_letters("router")
-    decisions = loop.table("router-decisions")
-    estimated = loop.table("router-estimated")
+    decisions = loop.table("router-decisions", per_event=True)
+    estimated = loop.table("router-estimated", per_event=True)
     estimates: dict[str, Estimates] = {}
     counters = loop.counters
     meter = loop.metrics

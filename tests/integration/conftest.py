@@ -32,19 +32,35 @@ class LoopUnderTest:
     env: dict[str, str]
     log_dir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The data dir each of ``workers`` was started with.
+    data_dirs: list[Path] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        """Start a real `labelloop worker` process on this loop's topics."""
+        """Start a real `labelloop worker` process on this loop's topics.
+
+        Its data dir is the loop's own (``settings.data_dir``) unless a live worker holds it:
+        then the first one no live worker holds. A restarted worker finds what its predecessor
+        left (event tables, model checkpoints); two live workers never share one (RocksDB locks it).
+        """
         log = (self.log_dir / f"worker-{len(self.workers)}.log").open("wb")
+        held = {self.data_dirs[index] for index, worker in enumerate(self.workers) if worker.poll() is None}
+        slot = 0
+        while (data_dir := self.data_dir(slot)) in held:
+            slot += 1
+        self.data_dirs.append(data_dir)
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
-            env=self.env,
+            env={**self.env, "LABELLOOP_DATA_DIR": str(data_dir)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.workers.append(process)
         return process
+
+    def data_dir(self, slot: int) -> Path:
+        """The data dir of worker slot ``slot``: the loop's own for slot 0, a sibling for the others."""
+        return self.settings.data_dir.with_name(f"worker-{slot}") if slot else self.settings.data_dir
 
     def stop_worker(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
         """Stop a worker (gracefully by default) and return its exit code."""
