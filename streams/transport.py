@@ -30,7 +30,9 @@ three event-loop rounds each (:class:`Topic`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from functools import partial
 from typing import Any
@@ -43,6 +45,14 @@ from faust.utils.functional import consecutive_numbers
 from mode.services import WaitResults
 
 log = logging.getLogger(__name__)
+
+#: How long a stopping worker waits for the records its streams started to be acknowledged.
+#: faust waits for ever; a record no agent acknowledges any more (seen at a SIGTERM right after a
+#: rebalance, the agents all waiting for their next record) then holds the shutdown until the
+#: process is killed. Past this, what is not done is not committed (the commit floor holds it)
+#: and the partition's next owner reads it again: at least once, and the label ledger drops the
+#: Label it already published.
+SHUTDOWN_WAIT_S = 10.0
 
 
 class Topic(faust.Topic):
@@ -364,6 +374,27 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
         resumed = Resumed(first, waiting)
         done, results, stopped = await super().wait_first(resumed, *rest)
         return WaitResults([first if winner is resumed else winner for winner in done], results, stopped)
+
+    async def wait_empty(self) -> None:
+        """faust's wait for every started record to be acknowledged, for :data:`SHUTDOWN_WAIT_S` at most."""
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        while not self.should_stop and self._unacked_messages and time.monotonic() < deadline:
+            gc.collect()  # faust's step: the set is weak, a record no stream holds is gone
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=1)
+            self._clean_unacked_messages()
+        if self._unacked_messages:
+            pending = sorted((m.tp.topic, m.tp.partition, m.offset) for m in list(self._unacked_messages))
+            log.warning(
+                "stopping with %d records not acknowledged after %.0f s (not committed: read again by "
+                "the next owner): %s",
+                len(pending),
+                SHUTDOWN_WAIT_S,
+                pending[:5],
+            )
+        await self.commit_and_end_transactions()
 
     def ack(self, message: Message) -> bool:
         current = self.app.consumer_generation_id

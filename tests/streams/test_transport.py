@@ -287,3 +287,39 @@ def test_bytes_go_to_the_producer_directly_and_anything_else_through_faust(tmp_p
         assert sent[1][:3] == ("t.labels", b"e-2", b"{}")
 
     asyncio.run(main())
+
+
+def test_a_stopping_worker_waits_for_an_unacknowledged_record_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust would wait for ever; this waits SHUTDOWN_WAIT_S, then commits only what is done."""
+    import time
+
+    from streams import transport
+
+    monkeypatch.setattr(transport, "SHUTDOWN_WAIT_S", 0.3)
+    consumer = _consumer(tmp_path)
+    tp = TP("t.predictions", 0)
+    consumer._committed_offset[tp] = 60
+    stuck = message(60, generation_id=3)
+    consumer._unacked_messages.add(stuck)  # taken by a stream that will never acknowledge it
+    consumer.ack(message(61, generation_id=3))
+    commits: list[int | None] = []
+
+    async def commit(*args: object, **kwargs: object) -> bool:
+        commits.append(consumer._new_offset(tp))
+        return False
+
+    monkeypatch.setattr(consumer, "commit", commit)
+    monkeypatch.setattr(consumer, "commit_and_end_transactions", commit)
+
+    async def no_ack(timeout: float) -> None:  # noqa: ASYNC109 - faust's signature; no ack comes
+        await asyncio.sleep(0.05)
+
+    monkeypatch.setattr(consumer, "_wait_for_ack", no_ack)
+    started = time.monotonic()
+    asyncio.run(consumer.wait_empty())
+    assert time.monotonic() - started < 5.0
+    assert commits
+    assert all(offset is None for offset in commits)  # never past offset 60
+    assert stuck in consumer._unacked_messages
