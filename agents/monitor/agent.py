@@ -113,10 +113,12 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
         await publish(found)
 
     async def watch_prediction(prediction: PredictionEvent, record: Record) -> None:
+        # On the router's per-event path: nothing is awaited unless a detector fired.
         found = monitor_for(prediction.task).observe_prediction(
             prediction, loop.clock(), partition=record.partition, offset=record.offset
         )
-        await publish(found)
+        if found:
+            await publish(found)
 
     async def on_policy(record: Record) -> None:
         response.observe_policy(decode(PolicyStatus, record.value))

@@ -22,7 +22,7 @@ class TaskMonitor:
     ['adwin-model-error-control-default', 'adwin-model-error-reviewed-default']
     >>> monitor.observe_label(factories.human_label("control"), factories.WHEN)
     []
-    >>> monitor.observe_prediction(factories.label_request().prediction, factories.WHEN)
+    >>> monitor.observe_prediction(factories.prediction(), factories.WHEN)
     []
     >>> monitor.error[0].observations, monitor.confidence.seen, monitor.class_mix.observations
     (1, 1, 1)
