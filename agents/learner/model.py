@@ -1,7 +1,9 @@
 """The online River model that learns from human labels, evaluated prequentially.
 
 Each human label is first predicted, then learned (predict-then-learn), so
-the accuracy it reports is measured on labels the model had not seen yet.
+the accuracy it reports is measured on labels the model had not seen yet. The
+linear model's step decays while that accuracy is steady and starts again when
+it falls (:mod:`agents.learner.schedule`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from river import (
     tree,
 )
 
+from agents.learner.schedule import DecayingStep, StepRestart, decays
 from schemas import Estimate, Label, ModelMetrics, PredictionInput
 
 ModelKind = Literal["linear", "tree", "text"]
-#: The step of the linear model's SGD, for its weights and its intercept alike.
+#: The first step of the linear model's SGD, for its weights and its intercept alike.
 LINEAR_LEARNING_RATE = 0.1
+#: Labels after which the linear model's step is half the first (:class:`DecayingStep`): chosen by
+#: bench.learner_tuning on seeds bench L2 never uses.
+LINEAR_STEP_HALF_AT = 200
 
 
 class LearnerSettings(BaseModel):
@@ -70,11 +76,13 @@ def build_model(kind: ModelKind) -> base.Classifier:
         # so the scaled features are centred on it and a boundary that moves (a drift) is
         # mostly a moving intercept. At 0.01, after SEA's 8 -> 7 drift the model needed
         # 530-2,480 human labels to come back within 2 points, 120-1,540 at 0.1 (three seeds
-        # apart from bench L2's), for 0.2-0.5 points less before the drift.
+        # apart from bench L2's), for 0.2-0.5 points less before the drift. A constant 0.1 never
+        # settles, though (0.7 points of jitter on the population): the step decays from 0.1
+        # (halved after LINEAR_STEP_HALF_AT labels) and the OnlineLearner restarts it when its
+        # prequential error rises (agents.learner.schedule).
+        step = DecayingStep(LINEAR_LEARNING_RATE, LINEAR_STEP_HALF_AT)
         pipeline: Any = preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
-            linear_model.LogisticRegression(
-                optimizer=optim.SGD(LINEAR_LEARNING_RATE), intercept_lr=LINEAR_LEARNING_RATE
-            )
+            linear_model.LogisticRegression(optimizer=optim.SGD(step), intercept_lr=step)
         )
         return pipeline
     if kind == "tree":
@@ -134,6 +142,10 @@ class OnlineLearner:
         A River classifier (see :func:`build_model`).
     window
         Observations behind the rolling accuracy.
+    restart
+        What restarts the model's step schedule when the prequential error rises; by default
+        a :class:`StepRestart` for a model whose SGD step decays (:func:`build_model`
+        ``"linear"``), none for the others.
 
     Examples
     --------
@@ -145,8 +157,9 @@ class OnlineLearner:
     (200, True)
     """
 
-    def __init__(self, model: base.Classifier, window: int = 500) -> None:
+    def __init__(self, model: base.Classifier, window: int = 500, restart: StepRestart | None = None) -> None:
         self.model = model
+        self.restart = restart if restart is not None or not decays(model) else StepRestart()
         self.seen = 0
         self.correct = 0
         self._recent: deque[bool] = deque(maxlen=window)
@@ -170,6 +183,8 @@ class OnlineLearner:
             self.model.learn_one(x, y)
         else:
             self.model.learn_one(x, y, w=weight)
+        if self.restart is not None:
+            self.restart.update(right, self.model)
         return right
 
     def state(self) -> dict[str, Any]:
@@ -179,12 +194,13 @@ class OnlineLearner:
             "seen": self.seen,
             "correct": self.correct,
             "recent": list(self._recent),
+            "restart": self.restart,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], window: int = 500) -> OnlineLearner:
         """A learner resuming from :meth:`state` (the rolling window may be resized)."""
-        learner = cls(state["model"], window)
+        learner = cls(state["model"], window, state.get("restart"))  # none in older checkpoints
         learner.seen = int(state["seen"])
         learner.correct = int(state["correct"])
         learner._recent.extend(bool(right) for right in state["recent"])

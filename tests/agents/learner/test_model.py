@@ -169,22 +169,30 @@ def test_by_default_every_first_human_label_weighs_the_same() -> None:
 def test_the_linear_model_follows_a_boundary_that_moves_under_the_reviewed_events() -> None:
     # Reviews straddle the production model's boundary, so the scaled features are centred on
     # it and a shifted boundary is mostly a shifted intercept: it must learn as fast as the weights.
-    rng = random.Random(3)
+    # After 2,000 steady labels the step has decayed to a tenth; the shift's errors restart it.
+    def accuracy_after_shift(restart: bool) -> tuple[float, int]:
+        rng = random.Random(3)
 
-    def reviewed(threshold: float) -> tuple[dict[str, float], str]:
-        while True:
-            x = {"x0": rng.uniform(0, 10), "x1": rng.uniform(0, 10)}
-            if abs(x["x0"] + x["x1"] - 8.0) < 2.5:
-                return x, "positive" if x["x0"] + x["x1"] <= threshold else "negative"
+        def reviewed(threshold: float) -> tuple[dict[str, float], str]:
+            while True:
+                x = {"x0": rng.uniform(0, 10), "x1": rng.uniform(0, 10)}
+                if abs(x["x0"] + x["x1"] - 8.0) < 2.5:
+                    return x, "positive" if x["x0"] + x["x1"] <= threshold else "negative"
 
-    learner = OnlineLearner(build_model("linear"))
-    for _ in range(2_000):
-        learner.observe(*reviewed(8.0))
-    for _ in range(300):
-        learner.observe(*reviewed(7.0))
-    test = [reviewed(7.0) for _ in range(2_000)]
-    right = 0
-    for x, y in test:
-        guess = learner.predict(x)
-        right += guess is not None and guess[0] == y
-    assert right / len(test) > 0.95
+        learner = OnlineLearner(build_model("linear"))
+        if not restart:
+            learner.restart = None
+        for _ in range(2_000):
+            learner.observe(*reviewed(8.0))
+        for _ in range(300):
+            learner.observe(*reviewed(6.5))
+        test = [reviewed(6.5) for _ in range(2_000)]
+        right = 0
+        for x, y in test:
+            guess = learner.predict(x)
+            right += guess is not None and guess[0] == y
+        return right / len(test), learner.restart.restarts if learner.restart else 0
+
+    assert accuracy_after_shift(restart=True) == (pytest.approx(0.959, abs=0.01), 1)
+    # Without the restart the decayed step has not moved the boundary half way yet.
+    assert accuracy_after_shift(restart=False)[0] < 0.9
