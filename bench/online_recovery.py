@@ -77,7 +77,7 @@ import random
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -392,14 +392,24 @@ class Trace:
         return math.inf
 
 
-def learn(events: Sequence[SimulatedEvent], labeling: Labeling, held_out: tuple[Holdout, Holdout]) -> Trace:
+def product_learner() -> OnlineLearner:
+    """The learner agent's core as it is configured by default."""
+    return OnlineLearner(build_model("linear"), window=WINDOW)
+
+
+def learn(
+    events: Sequence[SimulatedEvent],
+    labeling: Labeling,
+    held_out: tuple[Holdout, Holdout],
+    make_learner: Callable[[], OnlineLearner] = product_learner,
+) -> Trace:
     """Score the online model on every event (prequential) and on the hold-outs, learning the labeled ones.
 
     Scoring on the second concept's hold-out stops once the model has recovered
     to its own target and stayed there for a window (a lower target is decided
-    by then too).
+    by then too). ``make_learner`` is for bench.learner_tuning's candidates.
     """
-    learner = OnlineLearner(build_model("linear"), window=WINDOW)
+    learner = make_learner()
     start, _ = transition(len(events))
     before, after = held_out
     level_at = {start - WINDOW + step * WINDOW // LEVEL_CHECKS for step in range(LEVEL_CHECKS)}
@@ -486,13 +496,15 @@ class Run:
         )
 
 
-def one_run(seed: int, *, reviews_only: bool = True) -> Run:
+def one_run(
+    seed: int, *, reviews_only: bool = True, make_learner: Callable[[], OnlineLearner] = product_learner
+) -> Run:
     """Both goal sides on ``seed``'s stream (and the reviews-only pair), each pair with as many labels."""
     events = stream(seed)
     held_out = holdouts(seed)
 
     def side(labeling: Labeling) -> Side:
-        return Side(labeling, learn(events, labeling, held_out))
+        return Side(labeling, learn(events, labeling, held_out, make_learner))
 
     product = product_labels(events)
     random_side = at_random(product, seed)
