@@ -23,6 +23,7 @@ from streams.metrics import LoopMetrics
 from streams.runtime import Clock, DeadLetters, K, Output, Reader, Reads, run_readers
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
+from streams.transport import RawSchema
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Loop:
 
     def topic(self, name: str) -> Any:
         """A faust topic of raw bytes (we decode with our own codecs)."""
-        return self.app.topic(name, key_type=bytes, value_type=bytes)
+        return self.app.topic(name, schema=RawSchema(key_type=bytes, value_type=bytes))
 
     def output(self, name: str) -> Output:
         """A producer of schema objects to ``name`` (counted in ``labelloop_records_produced_total``)."""
