@@ -264,3 +264,18 @@ def test_a_non_finite_probability_in_a_label_is_a_contract_error(raw_number: byt
         decode(Label, poisoned)
     assert caught.value.kind == "invalid"
     assert field.split(b":")[0].strip(b'"').decode() in str(caught.value)
+
+
+@pytest.mark.parametrize("bad_bytes", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"])
+@pytest.mark.parametrize("where", ["label", "ignored_field"])
+def test_invalid_utf8_in_an_otherwise_valid_record_is_refused_as_such(bad_bytes: bytes, where: str) -> None:
+    """pydantic reads the bytes directly: it must still refuse what is not UTF-8, and say so."""
+    raw = encode(factories.human_label("control"))
+    if where == "label":
+        poisoned = raw.replace(b'"label":"fraud"', b'"label":"fr' + bad_bytes + b'aud"')
+    else:
+        poisoned = raw[:-1] + b',"note":"' + bad_bytes + b'"}'
+    assert poisoned != raw
+    with pytest.raises(ContractError) as caught:
+        decode(Label, poisoned)
+    assert caught.value.kind == "not_utf8"
