@@ -29,7 +29,7 @@ scaler) keeps River's generic path.
 
 from __future__ import annotations
 
-import math
+from math import exp
 from typing import Any
 
 from river import base, compose, linear_model, multiclass, optim, preprocessing
@@ -130,11 +130,25 @@ class LinearStep:
                 dot_after += wi * after
             intercept = model.intercept
             if len(positive) < predicted:
-                p = _sigmoid(dot_before + intercept)
+                z = dot_before + intercept  # river.utils.math.sigmoid, inline (it runs per class)
+                p = 0.0 if z < -30 else 1.0 if z > 30 else 1 / (1 + exp(-z))
                 positive.append((label, p))
                 total += p
-            # LogisticRegression.learn_one: the log loss's gradient, clipped; SGD on both parts.
-            gradient = _log_gradient(model.loss, label == y, dot_after + intercept) * weight
+            # LogisticRegression.learn_one: optim.losses.Log.gradient (inline), weighted and clipped;
+            # SGD on the intercept and the weights.
+            loss = model.loss
+            if label == y:
+                sign, lw = 1, loss.weight_pos
+            else:
+                sign, lw = -1, loss.weight_neg
+            z = (dot_after + intercept) * sign
+            if z > 18.0:
+                gradient = lw * exp(-z) * -sign
+            elif z < -18.0:
+                gradient = float(lw * -sign)
+            else:
+                gradient = lw * -sign / (exp(z) + 1.0)
+            gradient = gradient * weight
             clip = model.clip_gradient  # utils.math.clamp(gradient, -clip, clip)
             if gradient > clip:
                 gradient = float(clip)
@@ -182,26 +196,3 @@ def _plain_logistic(model: Any) -> bool:
         and model.l1 == 0
         and model.l2 == 0
     )
-
-
-def _sigmoid(z: float) -> float:
-    """``river.utils.math.sigmoid``."""
-    if z < -30:
-        return 0.0
-    if z > 30:
-        return 1.0
-    return 1 / (1 + math.exp(-z))
-
-
-def _log_gradient(loss: optim.losses.Log, positive: bool, raw: float) -> float:
-    """``optim.losses.Log.gradient`` for one example (``raw`` is the logit)."""
-    if positive:
-        sign, weight = 1, loss.weight_pos
-    else:
-        sign, weight = -1, loss.weight_neg
-    z = raw * sign
-    if z > 18.0:
-        return float(weight * math.exp(-z) * -sign)
-    if z < -18.0:
-        return float(weight * -sign)
-    return float(weight * -sign / (math.exp(z) + 1.0))

@@ -167,3 +167,35 @@ def test_a_replaced_model_is_learned_through_river() -> None:
         learner.observe(x, y)
     assert learner.seen == 50
     assert learner.model.predict_proba_one(agrawal(1)[0][0])
+
+
+def test_extreme_logits_and_clipped_gradients_match_river() -> None:
+    """Large steps drive the logits past the loss's and the sigmoid's cut-offs (18 and 30)."""
+
+    def model(clip: float) -> Any:
+        return preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
+            linear_model.LogisticRegression(
+                optimizer=optim.SGD(5.0),
+                intercept_lr=2.0,
+                clip_gradient=clip,
+                loss=optim.losses.Log(2.0, 0.5),
+            )
+        )
+
+    for clip in (0.3, 1e12):
+        fused, generic = model(clip), model(clip)
+        step = LinearStep.of(fused)
+        assert step is not None
+        largest_logit = 0.0
+        for index, (x, y) in enumerate(three_classes(600)):
+            weight = weight_of(index)
+            scaled = generic["StandardScaler"].transform_one(x)
+            for clf in generic["OneVsRestClassifier"].classifiers.values():
+                largest_logit = max(largest_logit, abs(clf._raw_dot_one(scaled)))
+            guess = step.observe(x, y, weight)
+            probabilities = river_step(generic, x, y, weight)
+            if probabilities:
+                expected = max(probabilities, key=lambda name: probabilities[name])
+                assert guess == (expected, probabilities[expected], probabilities.get(y, 0.0))
+        assert state_of(fused) == state_of(generic)
+        assert largest_logit > 30
