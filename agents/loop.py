@@ -20,9 +20,10 @@ from schemas import utc_now
 from streams.app import broker_credentials, table_store
 from streams.ledger import LabelLedger, read_label_tail
 from streams.metrics import LoopMetrics
-from streams.runtime import Clock, DeadLetters, Output
+from streams.runtime import Clock, DeadLetters, K, Output, Reader, Reads, run_readers
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
+from streams.transport import RawSchema
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Loop:
     metrics: LoopMetrics = field(init=False)
     _dead_lettered: Any = None
     _ledger: LabelLedger | None = None
+    #: The stages reading each shared topic (:meth:`read`), by topic name.
+    _readers: dict[str, list[Reader]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = LoopMetrics(self.settings.topics.prefix, process=True)
@@ -52,7 +55,7 @@ class Loop:
 
     def topic(self, name: str) -> Any:
         """A faust topic of raw bytes (we decode with our own codecs)."""
-        return self.app.topic(name, key_type=bytes, value_type=bytes)
+        return self.app.topic(name, schema=RawSchema(key_type=bytes, value_type=bytes))
 
     def output(self, name: str) -> Output:
         """A producer of schema objects to ``name`` (counted in ``labelloop_records_produced_total``)."""
@@ -82,6 +85,39 @@ class Loop:
             meter=self.metrics,
             topic_name=self.names.dlq,
         )
+
+    def read(
+        self,
+        name: str,
+        model: type[K],
+        stage: str,
+        reads: Reads[K],
+        *,
+        owner: bool = False,
+        dlq_counter: str | None = None,
+    ) -> None:
+        """Hand ``stage`` every ``model`` record of topic ``name``, decoded, with its record.
+
+        Every stage reading the same topic shares one faust agent (``read-<topic>``) that decodes
+        each record once (:func:`~streams.runtime.run_readers`). The ``owner`` (one per topic)
+        dead-letters what does not decode; the others never see it. A stage whose handler may
+        wait on something outside the worker (the dispatcher's pools) keeps an agent of its own,
+        so that it never holds up the others.
+        """
+        readers = self._readers.get(name)
+        if readers is None:
+            readers = self._readers[name] = []
+            counters = self.counters
+
+            async def read_topic(stream: Any) -> None:
+                async for _ in run_readers(stream, model, readers, counters):
+                    pass
+
+            short = name.removeprefix(self.settings.topics.prefix)
+            self.app.agent(self.topic(name), name=f"read-{short}")(read_topic)
+        if owner and any(reader.owner for reader in readers):
+            raise ValueError(f"topic {name} has an owner already")
+        readers.append(Reader(stage, reads, self.dead_letters(stage), owner=owner, dlq_counter=dlq_counter))
 
     @property
     def ledger(self) -> LabelLedger:

@@ -16,10 +16,13 @@ The labels: the demo's simulated SEA stream, every event sent for review
 Each side is timed best-of-:data:`REPEATS` (interleaved), each run on a fresh
 model, so both learn the same sequence from scratch. The goal reads
 throughput(figure) / throughput(baseline). A row per part of the figure
-says where its time goes; one of them, the bare pipeline's
-``predict_proba_one`` + ``learn_one``, is the most any prequential learner
-can reach (the issue asks for predict-then-learn), and the goal line prints
-it beside the figure.
+says where its time goes. One of them is River's own prequential test on the
+bare pipeline (``predict_proba_one`` + ``learn_one``, what the learner ran
+before its one-pass step, :mod:`agents.learner.linear`): the learner now
+beats it, so it no longer bounds the figure. The goal line prints the bound
+that remains beside the figure: the decode and the prequential learner alone
+(validation and predict-then-learn are what the issues ask for), before any
+detector.
 """
 
 from __future__ import annotations
@@ -47,9 +50,10 @@ LABELS = 20_000
 REPEATS = 3
 GOAL_RATIO = 0.8
 CROWD_ACCURACIES = (0.75, 0.85, 0.95)
-#: The part that bounds the figure from above: the prequential test the issue asks for (predict each
-#: label before learning it) on the bare pipeline, nothing else.
+#: River's prequential test (predict each label before learning it) on the bare pipeline, nothing else.
 PREQUENTIAL = "bare predict_proba_one + learn_one"
+#: The parts that bound the figure from above: a validated Label and the prequential learner.
+DECODE, LEARNER = "decode Label", "OnlineLearner.observe"
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,8 @@ def parts(labelled: list[Labelled]) -> dict[str, Callable[[], None]]:
             monitor.observe_label(label, now)
 
     return {
-        "decode Label": decode_only,
-        "OnlineLearner.observe": predict_and_learn,
+        DECODE: decode_only,
+        LEARNER: predict_and_learn,
         PREQUENTIAL: bare_prequential,
         "TaskMonitor.observe_label": monitor_only,
     }
@@ -203,12 +207,13 @@ def run() -> tuple[list[Row], list[Goal]]:
         ),
     ]
     ratio = figure_per_s / baseline_per_s
-    ceiling = timed["baseline"] / timed[PREQUENTIAL]
+    ceiling = timed["baseline"] / (timed[DECODE] + timed[LEARNER])
+    river_prequential = timed["baseline"] / timed[PREQUENTIAL]
     goal = Goal(
         "F3",
         f"label ingestion {figure_per_s:,.0f} labels/s = {ratio:.2f}x a bare learn_one loop "
-        f"{baseline_per_s:,.0f}/s (prequential predict + learn alone, before any decode or detector: "
-        f"{ceiling:.2f}x)",
+        f"{baseline_per_s:,.0f}/s (decode + prequential learner alone, before any detector: "
+        f"{ceiling:.2f}x; River's predict_proba_one + learn_one alone: {river_prequential:.2f}x)",
         f">= {GOAL_RATIO}x",
         ratio >= GOAL_RATIO,
     )

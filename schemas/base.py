@@ -9,11 +9,10 @@ breaking change is never silently misread.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 #: The largest value (in bytes of JSON) any model accepts on the wire; the
 #: codec checks it before parsing, so a 10 MB record never reaches pydantic.
@@ -31,16 +30,11 @@ ClassLabel = Annotated[str, StringConstraints(min_length=1, max_length=128, stri
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-#: A finite float (no NaN, no infinity; JSON has neither).
-Finite = Annotated[float, AfterValidator(_finite)]
+#: A finite float (no NaN, no infinity; JSON has neither). Checked by pydantic-core itself, not by
+#: a validator written in Python: a Label's four probabilities cost ~0.4 us more per decode that way.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 #: A probability in [0, 1].
-Probability = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_finite)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 #: A timezone-aware timestamp (naive datetimes are rejected: times are UTC on the wire).
 Timestamp = AwareDatetime
 

@@ -50,28 +50,37 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int = MAX_RECORD_BYT
     ...
     streams.errors.ContractError: wrong_type: CrowdAnswer must be a JSON object, got array
     """
-    text = _text(raw, max_bytes)
+    present = _sized(raw, max_bytes)
     try:
-        return model.model_validate_json(text)
+        # The bytes themselves: pydantic-core refuses any invalid UTF-8 in them (as invalid JSON),
+        # and a valid record is not copied into a str first. A refused one is told apart below.
+        return model.model_validate_json(present)
     except ValidationError as error:
+        text = _utf8(present)
         raise _contract_error(model.__name__, model.SCHEMA_VERSION, text, error) from None
 
 
 def decode_json(adapter: TypeAdapter[T], raw: bytes | None, name: str, *, version: int = 1) -> T:
     """Like :func:`decode`, for a union of models (the ``commands`` topic)."""
-    text = _text(raw, MAX_RECORD_BYTES)
+    present = _sized(raw, MAX_RECORD_BYTES)
     try:
-        return adapter.validate_json(text)
+        return adapter.validate_json(present)
     except ValidationError as error:
+        text = _utf8(present)
         raise _contract_error(name, version, text, error) from None
 
 
-def _text(raw: bytes | None, max_bytes: int) -> str:
-    """The checks before parsing: present, within size, UTF-8."""
+def _sized(raw: bytes | None, max_bytes: int) -> bytes:
+    """The checks before parsing: present, within size."""
     if raw is None or len(raw) == 0:
         raise ContractError("empty: the record has no value", kind="empty")
     if len(raw) > max_bytes:
         raise ContractError(f"too_large: {len(raw)} bytes > {max_bytes}", kind="too_large")
+    return raw
+
+
+def _utf8(raw: bytes) -> str:
+    """``raw`` as text, or the not_utf8 error (checked before the JSON's own errors are read)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:

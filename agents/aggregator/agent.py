@@ -30,7 +30,7 @@ from agents.aggregator.weighted import Outcome, WeightedTaskState, WeightedVoteA
 from agents.loop import Loop
 from schemas import CrowdAnswer, LabelRequest, WorkerSkill
 from schemas.base import Id, Reason, Timestamp, WireModel
-from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
+from streams.runtime import Record, decode_keyed, run_records
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
         if text != previous:
             tasks[event_id] = text
 
-    async def on_request(record: Record) -> None:
-        request = decode_or_skip(LabelRequest, record)
-        if request is None:
-            return
+    async def on_request(request: LabelRequest, record: Record) -> None:
         async with deciding:
             now = loop.clock()
             previous = tasks.get(request.event_id)
@@ -137,11 +134,7 @@ def register(loop: Loop, book: SkillBook) -> WeightedVoteAggregator:
             await publish(outcome, now, record.partition)
             await store(revisit.event_id, previous, state)
 
-    @loop.app.agent(loop.topic(names.label_requests), name="aggregator-requests")
-    async def collect_requests(stream: Any) -> None:
-        async for ok in run_records(stream, on_request, dead_letters):
-            if not ok:
-                counters["aggregator.dlq"] += 1
+    loop.read(names.label_requests, LabelRequest, "aggregator", on_request, dlq_counter="aggregator.dlq")
 
     @loop.app.agent(loop.topic(names.crowd_answers), name="aggregator-answers")
     async def collect_answers(stream: Any) -> None:

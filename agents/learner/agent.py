@@ -22,7 +22,7 @@ from agents.learner.model import (
 )
 from agents.loop import Loop
 from schemas import Label, LabelRequest
-from streams.runtime import Record, decode_or_skip, run_records
+from streams.runtime import Record
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
     learners: dict[str, OnlineLearner] = {}
     pending = loop.table("learner-pending")
     metrics = loop.output(names.model_metrics)
-    dead_letters = loop.dead_letters("learner")
     counters = loop.counters
 
     stores: dict[str, ModelStore] = {}
@@ -92,10 +91,7 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
         learner_for(task).observe(x, label, weight)
         counters["learner.learned"] += 1
 
-    async def on_request(record: Record) -> None:
-        request = decode_or_skip(LabelRequest, record)
-        if request is None:
-            return
+    async def on_request(request: LabelRequest, record: Record) -> None:
         event_id = request.event_id
         waiting = pending.get(event_id)
         x = features_of(request.prediction.input, settings.model)
@@ -105,11 +101,10 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
         elif waiting is None:
             pending[event_id] = json.dumps({"x": x, "task": request.prediction.task})
 
-    async def on_label(record: Record) -> None:
-        label = decode_or_skip(Label, record)
+    async def on_label(label: Label, record: Record) -> None:
         # Only an event's first human label is learned: a later revision (an expert verdict, a
         # healed label) finds no input waiting, and keeping it would leave it in the table forever.
-        if label is None or not first_human_label(label):
+        if not first_human_label(label):
             return
         weight = importance_weight(label, settings.max_weight)
         waiting = pending.get(label.event_id)
@@ -122,16 +117,8 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
             learn(entry["task"], entry["x"], label.label, weight)
             del pending[label.event_id]
 
-    @loop.app.agent(loop.topic(names.label_requests), name="learner-requests")
-    async def collect_inputs(stream: Any) -> None:
-        async for _ in run_records(stream, on_request, dead_letters):
-            pass
-
-    @loop.app.agent(loop.topic(names.labels), name="learner-labels")
-    async def learn_labels(stream: Any) -> None:
-        async for ok in run_records(stream, on_label, dead_letters):
-            if not ok:
-                counters["learner.dlq"] += 1
+    loop.read(names.label_requests, LabelRequest, "learner", on_request)
+    loop.read(names.labels, Label, "learner", on_label, dlq_counter="learner.dlq")
 
     @loop.app.timer(settings.publish_every_s)  # type: ignore[untyped-decorator]
     async def publish_metrics() -> None:

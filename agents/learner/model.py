@@ -25,6 +25,7 @@ from river import (
     tree,
 )
 
+from agents.learner.linear import LinearStep
 from agents.learner.schedule import DecayingStep, StepRestart, decays
 from schemas import Estimate, Label, ModelMetrics, PredictionInput
 
@@ -160,6 +161,8 @@ class OnlineLearner:
     def __init__(self, model: base.Classifier, window: int = 500, restart: StepRestart | None = None) -> None:
         self.model = model
         self.restart = restart if restart is not None or not decays(model) else StepRestart()
+        #: The linear pipeline's predict-then-learn in one pass (None: River's two calls).
+        self._linear = LinearStep.of(model)
         self.seen = 0
         self.correct = 0
         self._recent: deque[bool] = deque(maxlen=window)
@@ -174,15 +177,20 @@ class OnlineLearner:
 
     def observe(self, x: dict[str, Any], y: str, weight: float = 1.0) -> bool:
         """Predict ``x``, score the prediction against ``y``, then learn; True when it was right."""
-        guess = self.predict(x)
-        right = guess is not None and guess[0] == y
+        linear = self._linear
+        if linear is not None and linear.pipeline is self.model:
+            fused = linear.observe(x, y, weight)
+            right = fused is not None and fused[0] == y
+        else:
+            guess = self.predict(x)
+            right = guess is not None and guess[0] == y
+            if weight == 1.0:
+                self.model.learn_one(x, y)
+            else:
+                self.model.learn_one(x, y, w=weight)
         self.seen += 1
         self.correct += right
         self._recent.append(right)
-        if weight == 1.0:
-            self.model.learn_one(x, y)
-        else:
-            self.model.learn_one(x, y, w=weight)
         if self.restart is not None:
             self.restart.update(right, self.model)
         return right

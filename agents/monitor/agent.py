@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
 
 from agents.loop import Loop
 from agents.monitor.notify import WebhookNotifier
@@ -27,7 +26,7 @@ from agents.router.policy import RouterSettings, load_policy
 from schemas import DriftAlert, Label, LabelRequest, PolicyStatus, PredictionEvent
 from streams.broadcast import follow
 from streams.codec import decode
-from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
+from streams.runtime import Record
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,6 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
     response = ResponsePolicy(settings.response, configured)
     alerts = loop.output(names.drift_alerts)
     commands = loop.output(names.commands)
-    dead_letters = loop.dead_letters("monitor")
     counters = loop.counters
     webhook = (
         WebhookNotifier(settings.response.notify_url, settings.response.notify_timeout_s)
@@ -96,17 +94,13 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
             loop.metrics.observe_alert(alert)
             await react(response.observe(alert, loop.clock()))
 
-    async def on_label(record: Record) -> None:
-        label = decode_keyed(Label, record)
+    async def on_label(label: Label, record: Record) -> None:
         found = monitor_for(label.task).observe_label(
             label, loop.clock(), partition=record.partition, offset=record.offset
         )
         await publish(found)
 
-    async def on_request(record: Record) -> None:
-        request = decode_or_skip(LabelRequest, record)
-        if request is None:
-            return
+    async def on_request(request: LabelRequest, record: Record) -> None:
         found = monitor_for(request.prediction.task).observe_request(
             request, loop.clock(), partition=record.partition, offset=record.offset
         )
@@ -123,16 +117,9 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
     async def on_policy(record: Record) -> None:
         response.observe_policy(decode(PolicyStatus, record.value))
 
-    @loop.app.agent(loop.topic(names.labels), name="monitor")
-    async def watch(stream: Any) -> None:
-        async for ok in run_records(stream, on_label, dead_letters):
-            if not ok:
-                counters["monitor.dlq"] += 1
-
-    @loop.app.agent(loop.topic(names.label_requests), name="monitor-requests")
-    async def watch_requests(stream: Any) -> None:
-        async for _ in run_records(stream, on_request, dead_letters):
-            pass
+    # The monitor owns the labels topic's DLQ: a record there that is no Label goes to it.
+    loop.read(names.labels, Label, "monitor", on_label, owner=True, dlq_counter="monitor.dlq")
+    loop.read(names.label_requests, LabelRequest, "monitor", on_request)
 
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_policy() -> None:

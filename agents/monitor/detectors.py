@@ -77,8 +77,10 @@ def adwin_change(detector: drift.ADWIN, value: float) -> tuple[float, float] | N
     >>> before, after > 0.0
     (0.0, True)
     """
-    total_before = float(detector.estimation) * float(detector.width)
+    # What ``estimation * width`` gives, with two reads of the detector instead of four (this runs
+    # for every label, and each read crosses into River's compiled ADWIN).
     width_before = float(detector.width)
+    total_before = float(detector.total) / width_before * width_before if width_before else 0.0
     detector.update(value)
     if not detector.drift_detected:
         return None
@@ -193,6 +195,10 @@ class ModelErrorMonitor:
         self.class_observations: dict[str, int] = {}
         self.observations = 0
         self.alerts = 0
+        # The settings read for every label (frozen, so read once).
+        self._min_observations = settings.min_observations
+        self._per_class = settings.error_per_class
+        self._max_classes = settings.max_classes
 
     def _adwin(self) -> drift.ADWIN:
         return drift.ADWIN(delta=self.settings.error_delta, clock=self.settings.error_clock)
@@ -209,18 +215,17 @@ class ModelErrorMonitor:
         self.observations += 1
         changes: list[ErrorChange] = []
         change = adwin_change(self.detector, value)
-        if change is not None and self.observations >= self.settings.min_observations:
+        if change is not None and self.observations >= self._min_observations:
             changes.append(ErrorChange(*change, observations=self.observations))
-        if predicted is not None and self.settings.error_per_class:
+        if predicted is not None and self._per_class:
             detector = self.per_class.get(predicted)
-            if detector is None and len(self.per_class) < self.settings.max_classes:
+            if detector is None and len(self.per_class) < self._max_classes:
                 detector = self.per_class[predicted] = self._adwin()
                 self.class_observations[predicted] = 0
             if detector is not None:
-                self.class_observations[predicted] += 1
-                seen = self.class_observations[predicted]
+                seen = self.class_observations[predicted] = self.class_observations[predicted] + 1
                 change = adwin_change(detector, value)
-                if change is not None and seen >= self.settings.min_observations:
+                if change is not None and seen >= self._min_observations:
                     changes.append(ErrorChange(*change, predicted_class=predicted, observations=seen))
         if not changes:
             return None

@@ -31,6 +31,10 @@ class TaskMonitor:
     def __init__(self, settings: MonitorSettings, task: str) -> None:
         self.task = task
         self.error = [ModelErrorMonitor(settings, task, route) for route in settings.error_routes]
+        #: The error monitors by the route they watch: a Label concerns those of its route only.
+        self._error_by_route: dict[str, list[ModelErrorMonitor]] = {}
+        for monitor in self.error:
+            self._error_by_route.setdefault(monitor.route, []).append(monitor)
         self.confidence = ConfidenceMonitor(settings, task)
         self.class_mix = ClassMixMonitor(settings, task)
         self.queue_rate = QueueRateMonitor(settings, task)
@@ -39,8 +43,12 @@ class TaskMonitor:
         self, label: Label, now: datetime, *, partition: int | None = None, offset: int | None = None
     ) -> list[DriftAlert]:
         """Feed a Label to the detectors it concerns; the alerts they raised."""
-        found = [monitor.observe(label, now, partition=partition, offset=offset) for monitor in self.error]
-        return [alert for alert in found if alert is not None]
+        alerts: list[DriftAlert] = []
+        for monitor in self._error_by_route.get(label.route, ()):
+            alert = monitor.observe(label, now, partition=partition, offset=offset)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
 
     def observe_prediction(
         self,

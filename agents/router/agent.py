@@ -24,7 +24,7 @@ from agents.router.policy import Router, label_request, load_policy, model_label
 from schemas import Command, Label, PolicyCommand, PoolStatus, PredictionEvent, Suggestion
 from streams.broadcast import follow
 from streams.codec import decode, decode_json
-from streams.runtime import Record, decode_keyed, decode_or_skip, run_records
+from streams.runtime import Record, decode_keyed, run_records
 
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
@@ -159,9 +159,8 @@ def register(loop: Loop, suggest: Suggest | None = None, watch: Watch | None = N
             meter.target_backlog.set(router.settings.capacity.target_backlog)
             counters["router.policy_changes"] += 1
 
-    async def on_label(record: Record) -> None:
-        label = decode_or_skip(Label, record)
-        if label is None or not label.is_human:
+    async def on_label(label: Label, record: Record) -> None:
+        if not label.is_human:
             return
         # Labels come at least once: a redelivered (or older) revision must not count twice; a
         # newer one replaces what the event's earlier revision counted.
@@ -183,10 +182,7 @@ def register(loop: Loop, suggest: Suggest | None = None, watch: Watch | None = N
             if not ok:
                 counters["router.dlq"] += 1
 
-    @loop.app.agent(loop.topic(names.labels), name="router-estimates")
-    async def estimate(stream: Any) -> None:
-        async for _ in run_records(stream, on_label, dead_letters):
-            pass
+    loop.read(names.labels, Label, "router", on_label)
 
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_capacity_and_commands() -> None:

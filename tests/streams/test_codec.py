@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agents.simulation.poison import PoisonRecord, poison_records
-from schemas import CrowdAnswer, PredictionEvent, PredictionInput
+from schemas import CrowdAnswer, Label, PredictionEvent, PredictionInput
 from streams.codec import (
     H_ERROR_CLASS,
     H_ERROR_KIND,
@@ -28,6 +28,7 @@ from streams.codec import (
 )
 from streams.errors import ContractError
 from streams.runtime import Record, decode_keyed, decode_or_skip
+from tests import factories
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 EVENT = PredictionEvent(
@@ -251,3 +252,30 @@ def test_a_valid_keyed_event_is_accepted() -> None:
     )
     assert decode_keyed(PredictionEvent, record) == EVENT
     assert decode_or_skip(PredictionEvent, record) == EVENT
+
+
+@pytest.mark.parametrize("raw_number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+@pytest.mark.parametrize("field", [b'"confidence":1.0', b'"model_confidence":0.6'])
+def test_a_non_finite_probability_in_a_label_is_a_contract_error(raw_number: bytes, field: bytes) -> None:
+    raw = encode(factories.human_label("control"))
+    poisoned = raw.replace(field, field.split(b":")[0] + b":" + raw_number)
+    assert poisoned != raw
+    with pytest.raises(ContractError) as caught:
+        decode(Label, poisoned)
+    assert caught.value.kind == "invalid"
+    assert field.split(b":")[0].strip(b'"').decode() in str(caught.value)
+
+
+@pytest.mark.parametrize("bad_bytes", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"])
+@pytest.mark.parametrize("where", ["label", "ignored_field"])
+def test_invalid_utf8_in_an_otherwise_valid_record_is_refused_as_such(bad_bytes: bytes, where: str) -> None:
+    """pydantic reads the bytes directly: it must still refuse what is not UTF-8, and say so."""
+    raw = encode(factories.human_label("control"))
+    if where == "label":
+        poisoned = raw.replace(b'"label":"fraud"', b'"label":"fr' + bad_bytes + b'aud"')
+    else:
+        poisoned = raw[:-1] + b',"note":"' + bad_bytes + b'"}'
+    assert poisoned != raw
+    with pytest.raises(ContractError) as caught:
+        decode(Label, poisoned)
+    assert caught.value.kind == "not_utf8"

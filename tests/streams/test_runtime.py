@@ -26,7 +26,17 @@ from streams.codec import (
     headers_dict,
 )
 from streams.errors import ContractError, RetryableBackendError
-from streams.runtime import DeadLetters, Output, Record, handle_record, require_key, run_records
+from streams.runtime import (
+    DeadLetters,
+    Output,
+    Reader,
+    Record,
+    handle_record,
+    require_key,
+    run_readers,
+    run_records,
+)
+from tests import factories
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 RECORD = Record(
@@ -212,6 +222,105 @@ def test_run_records_handles_each_record_of_a_stream_in_order() -> None:
         (b"b", 1, (("h", b"v"),)),
     ]
     assert [sent.key for sent in dlq.sent] == [b"b"]
+
+
+# --- one agent, several stages ------------------------------------------------------------
+
+
+@dataclass
+class CountingMeter:
+    consumed_by: list[tuple[str, str]] = field(default_factory=list)
+
+    def consumed(self, stage: str, topic: str) -> None:
+        self.consumed_by.append((stage, topic))
+
+    def produced(self, topic: str) -> None:
+        pass
+
+    def dead_lettered(self, stage: str, reason: str) -> None:
+        pass
+
+
+def prediction_message(event_id: str, offset: int, *, key: str | None = None) -> SimpleNamespace:
+    event = factories.prediction(event_id)
+    value = event.model_dump_json().encode()
+    return SimpleNamespace(
+        key=(key or event_id).encode(), value=value, topic="t", partition=0, offset=offset, headers=None
+    )
+
+
+def test_run_readers_decodes_once_and_hands_every_stage_each_record_with_its_own_dlq() -> None:
+    bad_json = SimpleNamespace(key=b"x", value=b"{nope", topic="t", partition=0, offset=1, headers=None)
+    messages = [prediction_message("e-0", 0), bad_json, prediction_message("e-2", 2)]
+
+    class Stream:
+        async def events(self) -> AsyncIterator[SimpleNamespace]:
+            for message in messages:
+                yield SimpleNamespace(message=message)
+
+    meter = CountingMeter()
+    owner_dlq, other_dlq = FakeTopic(), FakeTopic()
+    seen: dict[str, list[tuple[str, int]]] = {"owner": [], "other": []}
+
+    async def owner_reads(event: PredictionEvent, record: Record) -> None:
+        seen["owner"].append((event.event_id, record.offset))
+
+    async def other_reads(event: PredictionEvent, record: Record) -> None:
+        seen["other"].append((event.event_id, record.offset))
+        if event.event_id == "e-2":
+            raise RuntimeError("a bug in the other stage")
+
+    readers = [
+        Reader(
+            "owner",
+            owner_reads,
+            DeadLetters(owner_dlq, "owner", lambda: WHEN, meter=meter),
+            owner=True,
+            dlq_counter="owner.dlq",
+        ),
+        Reader(
+            "other",
+            other_reads,
+            DeadLetters(other_dlq, "other", lambda: WHEN, meter=meter),
+            dlq_counter="other.dlq",
+        ),
+    ]
+    counters: dict[str, int] = {}
+
+    async def consume() -> list[int]:
+        return [record.offset async for record in run_readers(Stream(), PredictionEvent, readers, counters)]
+
+    assert asyncio.run(consume()) == [0, 1, 2]
+    # The record that is no PredictionEvent reaches no stage and goes to the owner's DLQ alone.
+    assert seen == {"owner": [("e-0", 0), ("e-2", 2)], "other": [("e-0", 0), ("e-2", 2)]}
+    assert [headers_dict(sent.headers)[H_ERROR_KIND] for sent in owner_dlq.sent] == ["not_json"]
+    # A bug in one stage dead-letters the record in that stage's DLQ; the owner read it all the same.
+    assert [(sent.key, headers_dict(sent.headers)[H_STAGE]) for sent in other_dlq.sent] == [(b"e-2", "other")]
+    assert counters == {"owner.dlq": 1, "other.dlq": 1}
+    assert meter.consumed_by == [("owner", "t"), ("other", "t")] * 3
+
+
+def test_run_readers_without_an_owner_skips_what_does_not_decode() -> None:
+    messages = [prediction_message("e-0", 0, key="not-e-0"), prediction_message("e-1", 1)]
+
+    class Stream:
+        async def events(self) -> AsyncIterator[SimpleNamespace]:
+            for message in messages:
+                yield SimpleNamespace(message=message)
+
+    dlq = FakeTopic()
+    seen: list[str] = []
+
+    async def reads(event: PredictionEvent, record: Record) -> None:
+        seen.append(event.event_id)
+
+    readers = [Reader("only", reads, DeadLetters(dlq, "only", lambda: WHEN))]
+
+    async def consume() -> int:
+        return len([record async for record in run_readers(Stream(), PredictionEvent, readers)])
+
+    assert asyncio.run(consume()) == 2
+    assert (seen, dlq.sent) == (["e-1"], [])
 
 
 # --- keys and outputs --------------------------------------------------------------------

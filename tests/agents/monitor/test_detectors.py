@@ -6,8 +6,9 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from river import drift
 
-from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings
+from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings, adwin_change
 from schemas import DriftAlert, Label
 from schemas.labels import LabelSource, RouteReason
 from tests import factories
@@ -213,3 +214,25 @@ def test_a_class_alert_names_the_class_on_the_wire() -> None:
     assert "control group predicted 'fraud'" in alert.message
     assert "rose" in alert.message
     assert DriftAlert.from_json_bytes(alert.to_json_bytes()).predicted_class == "fraud"
+
+
+def test_the_change_reports_the_same_means_as_adwins_estimate_before_the_update() -> None:
+    """``adwin_change`` reads the window as ``estimation * width``, bit for bit, with fewer reads."""
+    rng = random.Random(4)
+    stream = [float(rng.random() < (0.1 if i % 3_000 < 1_500 else 0.4)) for i in range(12_000)]
+    detector, reference = drift.ADWIN(delta=0.002, clock=1), drift.ADWIN(delta=0.002, clock=1)
+    changes = 0
+    for value in stream:
+        total_before = float(reference.estimation) * float(reference.width)
+        width_before = float(reference.width)
+        reference.update(value)
+        change = adwin_change(detector, value)
+        assert (change is not None) == reference.drift_detected
+        if change is None:
+            continue
+        changes += 1
+        kept = float(reference.width)
+        after = float(reference.estimation)
+        dropped = width_before + 1.0 - kept
+        assert change == ((total_before + value - after * kept) / dropped, after)
+    assert changes >= 4

@@ -175,3 +175,15 @@ def test_the_task_monitor_counts_requests_in_the_queue_rate() -> None:
     monitor = TaskMonitor(MonitorSettings(), task="default")
     assert monitor.observe_request(factories.label_request(), WHEN) == []
     assert (monitor.queue_rate.bucket, monitor.queue_rate.count) == (int(WHEN.timestamp() // 10), 1)
+
+
+def test_a_label_reaches_the_error_monitors_of_its_route_only() -> None:
+    settings = MonitorSettings(error_routes=("control", "low_confidence", "control"))
+    monitor = TaskMonitor(settings, task="default")
+    for route in ("control", "low_confidence", "audit", "escalation"):
+        assert monitor.observe_label(factories.human_label(route), factories.WHEN) == []
+    assert [(m.route, m.observations) for m in monitor.error] == [
+        ("control", 1),
+        ("low_confidence", 1),
+        ("control", 1),
+    ]
