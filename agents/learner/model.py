@@ -38,7 +38,14 @@ class LearnerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: The kind of model of every task not named in ``models``.
     model: ModelKind = "linear"
+    #: Per task, another kind (``LABELLOOP_LEARNER__MODELS='{"tickets": "text"}'``).
+    models: dict[str, ModelKind] = Field(default_factory=dict)
+    #: Also learn the production model's own accepted labels (``source=model``), weight 1, not
+    #: scored. Off by default: a model taught its own output reinforces its mistakes, and only
+    #: human labels say where it is wrong.
+    learn_model_labels: bool = False
     #: Observations behind the rolling accuracy.
     window: int = Field(default=500, ge=10)
     #: Publish metrics every this many seconds.
@@ -55,6 +62,15 @@ class LearnerSettings(BaseModel):
     #: Checkpoint each learner to ``<data_dir>/models/<task>/`` every this many seconds (only
     #: when it learned since the last one) and on shutdown; a restarted worker resumes from it.
     checkpoint_every_s: float = Field(default=30.0, gt=0.0)
+
+    def kind_for(self, task: str) -> ModelKind:
+        """The kind of ``task``'s model.
+
+        >>> LearnerSettings(models={"tickets": "text"}).kind_for("tickets"), LearnerSettings().kind_for("x")
+        ('text', 'linear')
+        """
+        return self.models.get(task, self.model)
+
     #: Checkpoint versions kept per task (older ones are deleted).
     keep_checkpoints: int = Field(default=3, ge=1, le=100)
 
@@ -223,6 +239,13 @@ class OnlineLearner:
         self._outcomes.append((y, guessed, loss))
         self._log_loss_sum += loss
         return right
+
+    def learn(self, x: dict[str, Any], y: str, weight: float = 1.0) -> None:
+        """Learn ``(x, y)`` without scoring it (the model's own labels: see ``learn_model_labels``)."""
+        if weight == 1.0:
+            self.model.learn_one(x, y)
+        else:
+            self.model.learn_one(x, y, w=weight)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds: the River model and the prequential counts."""
