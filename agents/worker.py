@@ -89,19 +89,19 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         backends["expert"] = experts
         if pools.simulated_experts.experts:
             bots = SimulatedExperts(pools.simulated_experts, experts, truth)
-    learners = learner_agent.register(loop)
+    learners, learn_accepted = learner_agent.register(loop)
 
     def suggest(event: PredictionEvent) -> Suggestion | None:
         learner = learners.get(event.task)
         if learner is None or learner.seen == 0:
             return None
-        guess = learner.predict(features_of(event.input, stages.learner.model))
+        guess = learner.predict(features_of(event.input, stages.learner.kind_for(event.task)))
         if guess is None:
             return None
         return Suggestion(label=guess[0], confidence=guess[1], model_name=f"online-{event.task}")
 
     monitors, response, watch = monitor_agent.register(loop)
-    router = router_agent.register(loop, suggest, watch)
+    router = router_agent.register(loop, suggest, watch, learn_accepted)
     dispatcher_agent.register(loop, backends)
     aggregator = aggregator_agent.register(loop, book)
     pools_agent.register(loop, backends, truth_table, bots)

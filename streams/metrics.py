@@ -210,6 +210,18 @@ class LoopMetrics:
             ["task", "window"],
             registry=registry,
         )
+        self.online_macro_f1 = Gauge(
+            "labelloop_online_model_macro_f1_ratio",
+            "The online River model's macro F1 on human labels (prequential, or over the rolling window).",
+            ["task", "window"],
+            registry=registry,
+        )
+        self.online_log_loss = Gauge(
+            "labelloop_online_model_log_loss",
+            "The online River model's log loss on human labels (prequential, or over the rolling window).",
+            ["task", "window"],
+            registry=registry,
+        )
         self.online_labels = Gauge(
             "labelloop_online_model_labels",
             "Human labels the online model has learned.",
@@ -294,7 +306,7 @@ class LoopMetrics:
         self.pool_cost.labels(**labels).set(cost_per_hour(status))
 
     def observe_model_metrics(self, snapshot: ModelMetrics) -> None:
-        """A ``model-metrics`` snapshot: precision and recall (production) or accuracy (online)."""
+        """A ``model-metrics`` snapshot: precision and recall (production), or the online model's figures."""
         task = snapshot.task
         for name, estimate in snapshot.metrics.items():
             bounds = {"estimate": estimate.value, "lower": estimate.lower, "upper": estimate.upper}
@@ -314,6 +326,14 @@ class LoopMetrics:
                 self.online_accuracy.labels(task=task, window=window).set(estimate.value)
                 if window == "prequential":
                     self.online_labels.labels(task=task).set(estimate.n)
+            elif name in ("prequential_macro_f1", "rolling_macro_f1"):
+                self.online_macro_f1.labels(task=task, window=name.removesuffix("_macro_f1")).set(
+                    estimate.value
+                )
+            elif name in ("prequential_log_loss", "rolling_log_loss"):
+                self.online_log_loss.labels(task=task, window=name.removesuffix("_log_loss")).set(
+                    estimate.value
+                )
 
     def observe_alert(self, alert: DriftAlert) -> None:
         """A drift alert was published (counted, and kept for the dashboard's time axis)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from agents.learner.checkpoint import ModelStore, learner_payload, restore_learner, stored_tasks
@@ -21,14 +22,18 @@ from agents.learner.model import (
     importance_weight,
 )
 from agents.loop import Loop
-from schemas import Label, LabelRequest
+from schemas import Label, LabelRequest, PredictionEvent
 from streams.runtime import Record
 
 log = logging.getLogger(__name__)
+#: Sees each event the router accepts, with the Label it published.
+Accepted = Callable[[PredictionEvent, Label], None]
 
 
-def register(loop: Loop) -> dict[str, OnlineLearner]:
-    """Add the learner to ``loop.app``; returns its models by task (for the summary)."""
+def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None]:
+    """Add the learner to ``loop.app``; returns its models by task (for the summary), and what the
+    router hands each event it accepts when the learner learns the model's own labels too
+    (``learn_model_labels``; None when it does not, the default)."""
     names = loop.names
     settings = loop.stages.learner
     learners: dict[str, OnlineLearner] = {}
@@ -47,9 +52,10 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
         return stores[task]
 
     def create(task: str) -> OnlineLearner:
-        restored = restore_learner(store_for(task), settings.model, settings.window)
+        kind = settings.kind_for(task)
+        restored = restore_learner(store_for(task), kind, settings.window)
         if restored is None:
-            return OnlineLearner(build_model(settings.model), settings.window)
+            return OnlineLearner(build_model(kind), settings.window)
         learner, checkpoint = restored
         checkpointed[task] = learner.seen
         counters["learner.restored"] += 1
@@ -77,7 +83,7 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
                 if seen == checkpointed.get(task, 0):
                     continue  # nothing learned since the last checkpoint
                 # Pickled here, between two labels (the model is not mid-update); written in a thread.
-                payload = learner_payload(learner, settings.model)
+                payload = learner_payload(learner, settings.kind_for(task))
                 try:
                     await asyncio.to_thread(store_for(task).write, payload, seen, learner.summary())
                 except OSError as error:
@@ -94,7 +100,7 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
     async def on_request(request: LabelRequest, record: Record) -> None:
         event_id = request.event_id
         waiting = pending.get(event_id)
-        x = features_of(request.prediction.input, settings.model)
+        x = features_of(request.prediction.input, settings.kind_for(request.prediction.task))
         if waiting is not None and "label" in (entry := json.loads(waiting)):
             learn(request.prediction.task, x, entry["label"], entry["weight"])
             del pending[event_id]
@@ -138,4 +144,10 @@ def register(loop: Loop) -> dict[str, OnlineLearner]:
 
     loop.app.on_before_shutdown.connect(checkpoint_on_shutdown)
 
-    return learners
+    def learn_accepted(event: PredictionEvent, label: Label) -> None:
+        # In process, from the router: an accepted event has no LabelRequest to join its input.
+        task = event.task
+        learner_for(task).learn(features_of(event.input, settings.kind_for(task)), label.label)
+        counters["learner.learned_model_labels"] += 1
+
+    return learners, (learn_accepted if settings.learn_model_labels else None)

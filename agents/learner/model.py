@@ -8,7 +8,9 @@ it falls (:mod:`agents.learner.schedule`).
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from collections import Counter, deque
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -42,7 +44,14 @@ class LearnerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: The kind of model of every task not named in ``models``.
     model: ModelKind = "linear"
+    #: Per task, another kind (``LABELLOOP_LEARNER__MODELS='{"tickets": "text"}'``).
+    models: dict[str, ModelKind] = Field(default_factory=dict)
+    #: Also learn the production model's own accepted labels (``source=model``), weight 1, not
+    #: scored. Off by default: a model taught its own output reinforces its mistakes, and only
+    #: human labels say where it is wrong.
+    learn_model_labels: bool = False
     #: Observations behind the rolling accuracy.
     window: int = Field(default=500, ge=10)
     #: Publish metrics every this many seconds.
@@ -59,6 +68,15 @@ class LearnerSettings(BaseModel):
     #: Checkpoint each learner to ``<data_dir>/models/<task>/`` every this many seconds (only
     #: when it learned since the last one) and on shutdown; a restarted worker resumes from it.
     checkpoint_every_s: float = Field(default=30.0, gt=0.0)
+
+    def kind_for(self, task: str) -> ModelKind:
+        """The kind of ``task``'s model.
+
+        >>> LearnerSettings(models={"tickets": "text"}).kind_for("tickets"), LearnerSettings().kind_for("x")
+        ('text', 'linear')
+        """
+        return self.models.get(task, self.model)
+
     #: Checkpoint versions kept per task (older ones are deleted).
     keep_checkpoints: int = Field(default=3, ge=1, le=100)
 
@@ -134,15 +152,43 @@ def importance_weight(label: Label, max_weight: float) -> float:
     return min(1.0 / label.inclusion_probability, max_weight)
 
 
+#: Probabilities are clipped to [LOG_LOSS_EPS, 1] before the log (as River's and scikit-learn's log loss).
+LOG_LOSS_EPS = 1e-15
+
+
+def macro_f1(pairs: Iterable[tuple[tuple[str, str | None], int]]) -> float:
+    """Macro F1 over (true, predicted) -> count: the mean per-class F1 over every class seen.
+
+    A class counts when it was the truth or a prediction; a prediction of None (the model knew
+    no class yet) is wrong for its truth and is no class. 0.0 for no pairs.
+
+    >>> macro_f1([(("a", "a"), 3), (("a", "b"), 1), (("b", "b"), 2)])
+    0.8285714285714285
+    """
+    true_positive: Counter[str] = Counter()
+    predicted: Counter[str] = Counter()
+    actual: Counter[str] = Counter()
+    for (truth, guess), count in pairs:
+        actual[truth] += count
+        if guess is not None:
+            predicted[guess] += count
+            if guess == truth:
+                true_positive[truth] += count
+    classes = set(actual) | set(predicted)
+    if not classes:
+        return 0.0
+    return sum(2 * true_positive[c] / (actual[c] + predicted[c]) for c in classes) / len(classes)
+
+
 class OnlineLearner:
-    """One task's online model with prequential accuracy (cumulative and rolling).
+    """One task's online model with prequential accuracy, macro F1 and log loss (cumulative and rolling).
 
     Parameters
     ----------
     model
         A River classifier (see :func:`build_model`).
     window
-        Observations behind the rolling accuracy.
+        Observations behind the rolling figures.
     restart
         What restarts the model's step schedule when the prequential error rises; by default
         a :class:`StepRestart` for a model whose SGD step decays (:func:`build_model`
@@ -154,8 +200,10 @@ class OnlineLearner:
     >>> for i in range(200):
     ...     x = {"v": float(i % 2)}
     ...     _ = learner.observe(x, "odd" if i % 2 else "even")
-    >>> learner.seen, learner.rolling_accuracy > 0.9
-    (200, True)
+    >>> learner.seen, learner.rolling_accuracy > 0.9, learner.rolling_macro_f1 > 0.9
+    (200, True, True)
+    >>> learner.rolling_log_loss < learner.log_loss
+    True
     """
 
     def __init__(self, model: base.Classifier, window: int = 500, restart: StepRestart | None = None) -> None:
@@ -166,6 +214,11 @@ class OnlineLearner:
         self.seen = 0
         self.correct = 0
         self._recent: deque[bool] = deque(maxlen=window)
+        #: Every label's (truth, prediction) -> count: the cumulative macro F1.
+        self._confusion: Counter[tuple[str, str | None]] = Counter()
+        #: The last ``window`` labels' truth, prediction and -log p(truth).
+        self._outcomes: deque[tuple[str, str | None, float]] = deque(maxlen=window)
+        self._log_loss_sum = 0.0
 
     def predict(self, x: dict[str, Any]) -> tuple[str, float] | None:
         """The model's label and its probability for ``x`` (None before it learned anything)."""
@@ -178,22 +231,36 @@ class OnlineLearner:
     def observe(self, x: dict[str, Any], y: str, weight: float = 1.0) -> bool:
         """Predict ``x``, score the prediction against ``y``, then learn; True when it was right."""
         linear = self._linear
+        guessed: str | None
         if linear is not None and linear.pipeline is self.model:
             fused = linear.observe(x, y, weight)
-            right = fused is not None and fused[0] == y
+            guessed, p_true = (None, 0.0) if fused is None else (fused[0], fused[2])
         else:
-            guess = self.predict(x)
-            right = guess is not None and guess[0] == y
+            probabilities = self.model.predict_proba_one(x)
+            guessed = str(max(probabilities, key=lambda name: probabilities[name])) if probabilities else None
+            p_true = float(probabilities.get(y, 0.0)) if probabilities else 0.0
             if weight == 1.0:
                 self.model.learn_one(x, y)
             else:
                 self.model.learn_one(x, y, w=weight)
+        right = guessed == y
+        loss = -math.log(min(max(p_true, LOG_LOSS_EPS), 1.0))
         self.seen += 1
         self.correct += right
         self._recent.append(right)
+        self._confusion[(y, guessed)] += 1
+        self._outcomes.append((y, guessed, loss))
+        self._log_loss_sum += loss
         if self.restart is not None:
             self.restart.update(right, self.model)
         return right
+
+    def learn(self, x: dict[str, Any], y: str, weight: float = 1.0) -> None:
+        """Learn ``(x, y)`` without scoring it (the model's own labels: see ``learn_model_labels``)."""
+        if weight == 1.0:
+            self.model.learn_one(x, y)
+        else:
+            self.model.learn_one(x, y, w=weight)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds: the River model and the prequential counts."""
@@ -202,6 +269,9 @@ class OnlineLearner:
             "seen": self.seen,
             "correct": self.correct,
             "recent": list(self._recent),
+            "confusion": [[truth, guess, count] for (truth, guess), count in self._confusion.items()],
+            "outcomes": [list(outcome) for outcome in self._outcomes],
+            "log_loss_sum": self._log_loss_sum,
             "restart": self.restart,
         }
 
@@ -212,6 +282,14 @@ class OnlineLearner:
         learner.seen = int(state["seen"])
         learner.correct = int(state["correct"])
         learner._recent.extend(bool(right) for right in state["recent"])
+        # A checkpoint from before macro F1 and log loss: they start from this label on.
+        for truth, guess, count in state.get("confusion", ()):
+            learner._confusion[(str(truth), None if guess is None else str(guess))] = int(count)
+        learner._outcomes.extend(
+            (str(truth), None if guess is None else str(guess), float(loss))
+            for truth, guess, loss in state.get("outcomes", ())
+        )
+        learner._log_loss_sum = float(state.get("log_loss_sum", 0.0))
         return learner
 
     def summary(self) -> dict[str, float]:
@@ -220,6 +298,10 @@ class OnlineLearner:
             "prequential_accuracy": self.accuracy,
             "rolling_accuracy": self.rolling_accuracy,
             "rolling_n": float(len(self._recent)),
+            "prequential_macro_f1": self.macro_f1,
+            "rolling_macro_f1": self.rolling_macro_f1,
+            "prequential_log_loss": self.log_loss,
+            "rolling_log_loss": self.rolling_log_loss,
         }
 
     @property
@@ -232,8 +314,35 @@ class OnlineLearner:
         """Prequential accuracy over the last ``window`` labels."""
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
 
+    @property
+    def macro_f1(self) -> float:
+        """Prequential macro F1 over every label counted (see :func:`macro_f1`)."""
+        return macro_f1(self._confusion.items())
+
+    @property
+    def rolling_macro_f1(self) -> float:
+        """Prequential macro F1 over the last ``window`` labels."""
+        return macro_f1(Counter((truth, guess) for truth, guess, _ in self._outcomes).items())
+
+    @property
+    def log_loss(self) -> float:
+        """Prequential log loss (mean -log p(truth) before learning it) over every label counted."""
+        counted = sum(self._confusion.values())
+        return self._log_loss_sum / counted if counted else 0.0
+
+    @property
+    def rolling_log_loss(self) -> float:
+        """Prequential log loss over the last ``window`` labels."""
+        outcomes = self._outcomes
+        return sum(loss for _, _, loss in outcomes) / len(outcomes) if outcomes else 0.0
+
     def metrics(self, model_name: str, task: str, now: datetime) -> ModelMetrics:
-        """The metrics record for ``model-metrics``."""
+        """The metrics record for ``model-metrics``.
+
+        Accuracy counts every label seen; macro F1 and log loss count those since they were kept
+        (a learner restored from an older checkpoint starts them at its first new label).
+        """
+        counted = sum(self._confusion.values())
         return ModelMetrics(
             model_name=model_name,
             kind="online",
@@ -242,5 +351,9 @@ class OnlineLearner:
             metrics={
                 "prequential_accuracy": Estimate(value=self.accuracy, n=self.seen),
                 "rolling_accuracy": Estimate(value=self.rolling_accuracy, n=len(self._recent)),
+                "prequential_macro_f1": Estimate(value=self.macro_f1, n=counted),
+                "rolling_macro_f1": Estimate(value=self.rolling_macro_f1, n=len(self._outcomes)),
+                "prequential_log_loss": Estimate(value=self.log_loss, n=counted),
+                "rolling_log_loss": Estimate(value=self.rolling_log_loss, n=len(self._outcomes)),
             },
         )

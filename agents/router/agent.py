@@ -71,11 +71,18 @@ def observe_label(estimates: dict[str, Estimates], label: Label, counted: str | 
     return False
 
 
-def register(loop: Loop, suggest: Suggest | None = None, watch: Watch | None = None) -> Router:
+def register(
+    loop: Loop,
+    suggest: Suggest | None = None,
+    watch: Watch | None = None,
+    accepted: Callable[[PredictionEvent, Label], None] | None = None,
+) -> Router:
     """Add the router to ``loop.app``; returns its live :class:`Router`.
 
     ``watch`` sees every prediction the router decides, once, in the predictions topic's order
     (the monitor's confidence and class mix: :func:`agents.monitor.agent.register`).
+    ``accepted`` sees each event accepted, with the Label published for it (the learner, when
+    it learns the model's own labels).
     """
     names = loop.names
     router = Router(load_policy(loop.stages.router), clock=time.monotonic)
@@ -107,9 +114,11 @@ def register(loop: Loop, suggest: Suggest | None = None, watch: Watch | None = N
         # The online model is asked only for events a human will see (see Router.decide).
         decision = router.decide(event, now, (lambda: suggest(event)) if suggest is not None else None)
         if decision.action == "accept":
-            accepted = model_label(event, decision, now)
-            if await ledger.publish(accepted, record.partition):
-                meter.observe_label(accepted)
+            label = model_label(event, decision, now)
+            if await ledger.publish(label, record.partition):
+                meter.observe_label(label)
+                if accepted is not None:
+                    accepted(event, label)
             # The audit's population: recall scales each class's audit share to these counts.
             found = estimates.get(event.task)
             if found is None:

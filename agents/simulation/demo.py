@@ -448,6 +448,12 @@ def summarize(
         "online_model_rolling_accuracy": round(online["rolling_accuracy"].value, 4)
         if "rolling_accuracy" in online
         else None,
+        "online_model_macro_f1": round(online["prequential_macro_f1"].value, 4)
+        if "prequential_macro_f1" in online
+        else None,
+        "online_model_log_loss": round(online["prequential_log_loss"].value, 4)
+        if "prequential_log_loss" in online
+        else None,
         "routes": dict(routes),
         "shed_by_capacity": sum("not sent" in (label.reason or "") for label in model_accepted),
         "audits": len(audits),
@@ -529,6 +535,8 @@ def _print_summary(console: Console, summary: dict[str, Any], home: Path) -> Non
         "production_model_accuracy",
         "online_model_accuracy",
         "online_model_rolling_accuracy",
+        "online_model_macro_f1",
+        "online_model_log_loss",
         "drift_injected_at_event",
         "dlq_records",
         "malformed_sent",

@@ -18,7 +18,7 @@ from agents.learner.checkpoint import (
     task_dirname,
 )
 from agents.learner.model import ModelKind, OnlineLearner, build_model, features_of
-from schemas import PredictionInput
+from schemas import PredictionInput, utc_now
 
 
 def separable(rng: random.Random) -> tuple[PredictionInput, str]:
@@ -82,6 +82,29 @@ def test_a_restored_learner_predicts_like_the_original_and_continues_its_metrics
         learner.accuracy,
         learner.rolling_accuracy,
     )
+    assert (copy.macro_f1, copy.rolling_macro_f1, copy.log_loss, copy.rolling_log_loss) == (
+        learner.macro_f1,
+        learner.rolling_macro_f1,
+        learner.log_loss,
+        learner.rolling_log_loss,
+    )
+
+
+def test_a_checkpoint_from_before_macro_f1_and_log_loss_resumes_them_from_its_next_label() -> None:
+    learner, rng = trained("linear", 50)
+    state = learner.state()
+    for newer in ("confusion", "outcomes", "log_loss_sum"):
+        del state[newer]
+    copy = OnlineLearner.from_state(state, window=100)
+    assert (copy.seen, copy.accuracy, copy.macro_f1, copy.log_loss) == (
+        learner.seen,
+        learner.accuracy,
+        0.0,
+        0.0,
+    )
+    model_input, y = separable(rng)
+    copy.observe(features_of(model_input, "linear"), y)
+    assert copy.metrics("online-default", "default", utc_now()).metrics["prequential_macro_f1"].n == 1
 
 
 def test_a_crash_between_the_temp_write_and_the_replace_leaves_the_previous_version(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -9,12 +10,14 @@ from typing import Any
 import pytest
 
 from agents.learner.model import (
+    LOG_LOSS_EPS,
     LearnerSettings,
     ModelKind,
     OnlineLearner,
     build_model,
     features_of,
     importance_weight,
+    macro_f1,
 )
 from schemas import PredictionInput
 from tests import factories
@@ -107,12 +110,39 @@ def test_metrics_are_an_online_model_metrics_record() -> None:
         "payments",
         WHEN,
     )
-    assert set(metrics.metrics) == {"prequential_accuracy", "rolling_accuracy"}
+    assert set(metrics.metrics) == {
+        f"{window}_{name}"
+        for window in ("prequential", "rolling")
+        for name in ("accuracy", "macro_f1", "log_loss")
+    }
     prequential, rolling = metrics.metrics["prequential_accuracy"], metrics.metrics["rolling_accuracy"]
     assert prequential.value == pytest.approx(2 / 3)
     assert prequential.n == 3
     assert (rolling.value, rolling.n) == (1.0, 2)
+    # The first label was predicted by a model that knew no class: wrong, and p(truth) = 0.
+    assert metrics.metrics["prequential_macro_f1"].value == pytest.approx(0.8)  # yes: 2*2 / (3 + 2)
+    assert metrics.metrics["rolling_macro_f1"].value == 1.0
+    # Then it knew one class, and gave it all the probability: no surprise left.
+    assert metrics.metrics["prequential_log_loss"].value > metrics.metrics["rolling_log_loss"].value == 0.0
     assert type(metrics).from_json_bytes(metrics.to_json_bytes()) == metrics
+
+
+def test_macro_f1_weighs_every_class_alike_and_log_loss_is_the_mean_surprise_before_learning() -> None:
+    # Three in four are "a": always guessing "a" has 0.75 accuracy but a macro F1 of (6/7 + 0) / 2.
+    assert macro_f1([(("a", "a"), 3), (("b", "a"), 1)]) == pytest.approx((6 / 7) / 2)
+    assert macro_f1([]) == 0.0
+    learner = OnlineLearner(build_model("linear"), window=1000)
+    rng = random.Random(3)
+    losses = []
+    for _ in range(400):
+        model_input, y = separable(rng)
+        x = features_of(model_input, "linear")
+        before = learner.model.predict_proba_one(x).get(y, 0.0)
+        losses.append(-math.log(min(max(before, LOG_LOSS_EPS), 1.0)))
+        learner.observe(x, y)
+    assert learner.log_loss == pytest.approx(sum(losses) / len(losses))
+    assert learner.rolling_log_loss == pytest.approx(learner.log_loss)  # the window holds them all
+    assert learner.rolling_macro_f1 > 0.9
 
 
 @pytest.mark.parametrize(("kind", "minimum_accuracy"), [("linear", 0.9), ("tree", 0.85), ("text", 0.9)])

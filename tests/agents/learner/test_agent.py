@@ -1,0 +1,68 @@
+"""The learner stage's wiring without Kafka: per-task model kinds, the opt-in for the model's labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.learner import agent as learner_agent
+from agents.learner.model import LearnerSettings
+from agents.loop import Loop
+from agents.settings import StageSettings
+from agents.simulation.stream import StreamSettings, simulate
+from schemas import Label, LabelProvenance, PredictionEvent
+from streams.app import create_app
+from streams.settings import Settings
+
+
+def _loop(tmp_path: Path, learner: LearnerSettings) -> Loop:
+    settings = Settings(data_dir=tmp_path)
+    return Loop(app=create_app(settings), settings=settings, stages=StageSettings(learner=learner))
+
+
+def _accepted(event: PredictionEvent) -> Label:
+    return Label(
+        event_id=event.event_id,
+        task=event.task,
+        label=event.predicted_label,
+        source="model",
+        route="accepted",
+        confidence=event.confidence,
+        decided_at=event.created_at,
+        prediction_created_at=event.created_at,
+        provenance=LabelProvenance(
+            model_name=event.model_name,
+            model_version=event.model_version,
+            model_label=event.predicted_label,
+            model_confidence=event.confidence,
+        ),
+    )
+
+
+def test_by_default_the_learner_takes_nothing_from_the_router(tmp_path: Path) -> None:
+    learners, accepted = learner_agent.register(_loop(tmp_path, LearnerSettings()))
+    assert (learners, accepted) == ({}, None)
+
+
+def test_opted_in_it_learns_accepted_labels_unscored_in_the_tasks_own_kind(
+    tmp_path: Path,
+) -> None:
+    loop = _loop(tmp_path, LearnerSettings(learn_model_labels=True, models={"tickets": "tree"}))
+    learners, accepted = learner_agent.register(loop)
+    assert accepted is not None
+    events = [simulated.event for simulated in simulate(StreamSettings(events=300, train_size=200))]
+    for event in events:
+        accepted(event, _accepted(event))
+    learner = learners[events[0].task]
+    # Learned (it predicts what the production model said), but not scored: its prequential
+    # figures are about human labels only.
+    assert learner.seen == 0
+    guesses = [learner.predict(dict(event.input.features or {})) for event in events[-100:]]
+    agreed = sum(
+        guess is not None and guess[0] == event.predicted_label
+        for guess, event in zip(guesses, events[-100:], strict=True)
+    )
+    assert agreed >= 80
+    assert loop.counters["learner.learned_model_labels"] == len(events)
+    tickets = events[0].model_copy(update={"task": "tickets"})
+    accepted(tickets, _accepted(tickets))
+    assert type(learners["tickets"].model).__name__ == "HoeffdingAdaptiveTreeClassifier"
