@@ -196,15 +196,21 @@ class TopicWatcher:
             for message in batch:
                 self._seen[message.topic][(message.partition, message.offset)] = RawRecord.of(message)
 
-    def wait_for(self, done: Callable[[], bool], timeout_s: float, what: str, logs: str = "") -> None:
-        """Poll until ``done()`` or fail after ``timeout_s``, saying what was awaited."""
+    def wait_for(
+        self, done: Callable[[], bool], timeout_s: float, what: str, logs: str | Callable[[], str] = ""
+    ) -> None:
+        """Poll until ``done()`` or fail after ``timeout_s``, saying what was awaited.
+
+        ``logs`` (or what it returns, read when the wait fails: the logs of then) ends the message.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.poll()
             if done():
                 return
         counts = {topic: len(seen) for topic, seen in self._seen.items()}
-        pytest.fail(f"timed out after {timeout_s}s waiting for {what}; seen {counts}\n{logs[-4_000:]}")
+        text = logs if isinstance(logs, str) else logs()
+        pytest.fail(f"timed out after {timeout_s}s waiting for {what}; seen {counts}\n{text[-8_000:]}")
 
     def close(self) -> None:
         """Close the consumer and its loop."""

@@ -156,7 +156,7 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
                 ),
                 30,
                 "the dashboard's scale command",
-                loop.worker_logs(),
+                loop.worker_logs,
             )
             (command,) = [
                 decode(PoolCommand, r.value)

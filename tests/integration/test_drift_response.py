@@ -113,24 +113,24 @@ def test_a_confidence_drift_raises_the_control_share_and_the_reaction_reverts(
 
     try:
         loop.start_worker()
-        watcher.wait_for(lambda: len(statuses()) >= 1, 90, "the policy at start", loop.worker_logs())
+        watcher.wait_for(lambda: len(statuses()) >= 1, 90, "the policy at start", loop.worker_logs)
         with PredictionPublisher(loop.settings) as publisher:
             publish_with_truth(publisher, names.truth, steady)
             watcher.wait_for(
                 lambda: watcher.count(names.labels) >= len(steady),
                 120,
                 "the steady labels",
-                loop.worker_logs(),
+                loop.worker_logs,
             )
             assert watcher.count(names.drift_alerts) == 0, "an alert before the drift"
             publish_with_truth(publisher, names.truth, drifted)
-        watcher.wait_for(lambda: len(commands()) >= 1, 120, "the drift response", loop.worker_logs())
-        watcher.wait_for(lambda: bool(reverts(commands())), 60, "the response's revert", loop.worker_logs())
+        watcher.wait_for(lambda: len(commands()) >= 1, 120, "the drift response", loop.worker_logs)
+        watcher.wait_for(lambda: bool(reverts(commands())), 60, "the response's revert", loop.worker_logs)
         watcher.wait_for(
             lambda: "settled" in statuses()[-1].reason,
             60,
             "the router applying the revert",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
     finally:
         watcher.close()
@@ -186,7 +186,7 @@ def test_a_reaction_raised_before_a_restart_still_reverts(
             lambda: len(read(watcher, PolicyStatus, names.policy_status)) >= 1,
             90,
             "the policy at start",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         with PredictionPublisher(loop.settings) as publisher:
             publish_with_truth(publisher, names.truth, steady)
@@ -194,14 +194,14 @@ def test_a_reaction_raised_before_a_restart_still_reverts(
                 lambda: watcher.count(names.labels) >= len(steady),
                 120,
                 "the steady labels",
-                loop.worker_logs(),
+                loop.worker_logs,
             )
             publish_with_truth(publisher, names.truth, drifted)
         watcher.wait_for(
             lambda: any(s.control_share == 0.3 for s in read(watcher, PolicyStatus, names.policy_status)),
             120,
             "the raised policy",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         assert loop.stop_worker(first) == 0
         watcher.poll()
@@ -211,13 +211,13 @@ def test_a_reaction_raised_before_a_restart_still_reverts(
             lambda: bool(reverts(read(watcher, PolicyCommand, names.commands))),
             90,
             "the revert by the restarted worker",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         watcher.wait_for(
             lambda: read(watcher, PolicyStatus, names.policy_status)[-1].control_share == 0.0,
             60,
             "the router applying the revert",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
     finally:
         watcher.close()
@@ -286,7 +286,7 @@ def test_a_model_error_drift_within_one_predicted_class_is_alerted_with_the_clas
                 lambda: watcher.count(names.labels) >= len(steady),
                 180,
                 "the steady labels",
-                loop.worker_logs(),
+                loop.worker_logs,
             )
             assert not error_alerts(), "a model-error alert before the drift"
             publish_with_truth(publisher, names.truth, drifted)
@@ -294,7 +294,7 @@ def test_a_model_error_drift_within_one_predicted_class_is_alerted_with_the_clas
             lambda: any(alert.predicted_class == "negative" for alert in error_alerts()),
             180,
             "a model-error alert naming the class 'negative'",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
     finally:
         watcher.close()

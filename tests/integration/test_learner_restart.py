@@ -64,7 +64,7 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
             ),
             90,
             f"the first part labeled, the online model learning from {LEARNED_BEFORE_RESTART} of them",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         assert loop.stop_worker(first) == 0, loop.worker_logs()
         for _ in range(5):  # whatever the old worker published last
@@ -84,7 +84,7 @@ def test_a_restarted_worker_resumes_the_online_model_from_its_checkpoint(
         with PredictionPublisher(loop.settings) as publisher:
             publish_with_truth(publisher, names.truth, stream[BEFORE_RESTART:])
         watcher.wait_for(
-            lambda: len(online()) > len(before), 90, "online metrics from the new worker", loop.worker_logs()
+            lambda: len(online()) > len(before), 90, "online metrics from the new worker", loop.worker_logs
         )
     finally:
         watcher.close()

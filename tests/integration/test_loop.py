@@ -45,7 +45,7 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
             publisher.flush()
             # Restart the worker in the middle: some of the first half labeled, the rest in flight.
             watcher.wait_for(
-                lambda: watcher.count(names.labels) >= 300, 120, "the first labels", loop.worker_logs()
+                lambda: watcher.count(names.labels) >= 300, 120, "the first labels", loop.worker_logs
             )
             assert loop.stop_worker(first) == 0, loop.worker_logs()
             labeled_before_restart = watcher.count(names.labels)
@@ -65,7 +65,7 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
             ),
             240,
             "every label and every DLQ record",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         for _ in range(10):  # anything late (a duplicate) would arrive now
             watcher.poll()
@@ -147,7 +147,7 @@ def test_the_loop_survives_a_killed_worker(loop_under_test: Callable[..., LoopUn
         with PredictionPublisher(loop.settings) as publisher:
             publish_with_truth(publisher, names.truth, stream)
         watcher.wait_for(
-            lambda: watcher.count(names.labels) >= 100, 120, "the first labels", loop.worker_logs()
+            lambda: watcher.count(names.labels) >= 100, 120, "the first labels", loop.worker_logs
         )
         loop.stop_worker(worker, signal.SIGKILL)
         loop.start_worker()
@@ -155,7 +155,7 @@ def test_the_loop_survives_a_killed_worker(loop_under_test: Callable[..., LoopUn
             lambda: len({r.key for r in watcher.records[names.labels]}) >= len(stream),
             240,
             "every label after a SIGKILL",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
     finally:
         watcher.close()

@@ -60,7 +60,7 @@ def test_metrics_count_exactly_what_the_topics_hold(loop_under_test: Callable[..
             publisher.flush()
             # Scraped mid-run too: the endpoint answers while the loop works.
             watcher.wait_for(
-                lambda: watcher.count(names.labels) >= 50, 120, "the first labels", loop.worker_logs()
+                lambda: watcher.count(names.labels) >= 50, 120, "the first labels", loop.worker_logs
             )
             during = scrape(port)
             assert (
@@ -75,7 +75,7 @@ def test_metrics_count_exactly_what_the_topics_hold(loop_under_test: Callable[..
             lambda: len(labeled()) >= len(stream) and watcher.count(names.dlq) >= len(poison),
             180,
             "every label and every DLQ record",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         # The loop is quiet once every request has its answers and the labels stop coming; then the
         # counters must agree exactly (they count as each send is handed to the producer).

@@ -28,7 +28,7 @@ def test_a_policy_command_changes_routing_and_is_published(
     try:
         loop.start_worker()
         watcher.wait_for(
-            lambda: watcher.count(names.policy_status) >= 1, 90, "the policy at start", loop.worker_logs()
+            lambda: watcher.count(names.policy_status) >= 1, 90, "the policy at start", loop.worker_logs
         )
         with PredictionPublisher(loop.settings) as publisher:
             for simulated in stream[:300]:
@@ -39,7 +39,7 @@ def test_a_policy_command_changes_routing_and_is_published(
                 publisher.publish(event)
             publisher.flush()
             watcher.wait_for(
-                lambda: watcher.count(names.labels) >= 300, 120, "the first labels", loop.worker_logs()
+                lambda: watcher.count(names.labels) >= 300, 120, "the first labels", loop.worker_logs
             )
             # Nothing is auto-accepted from now on: every event is reviewed or in the control group.
             command = PolicyCommand(
@@ -51,7 +51,7 @@ def test_a_policy_command_changes_routing_and_is_published(
             publisher.publish_raw(b"policy", encode(command), names.commands)
             publisher.flush()
             watcher.wait_for(
-                lambda: watcher.count(names.policy_status) >= 2, 60, "the new policy", loop.worker_logs()
+                lambda: watcher.count(names.policy_status) >= 2, 60, "the new policy", loop.worker_logs
             )
             for simulated in stream[300:]:
                 event = simulated.event
@@ -66,7 +66,7 @@ def test_a_policy_command_changes_routing_and_is_published(
             return [label for label in labels if label.event_id in later and label.revision == 1]
 
         watcher.wait_for(
-            lambda: len(later_labels()) >= len(later), 180, "labels after the change", loop.worker_logs()
+            lambda: len(later_labels()) >= len(later), 180, "labels after the change", loop.worker_logs
         )
         watcher.wait_for(
             lambda: any(
@@ -75,7 +75,7 @@ def test_a_policy_command_changes_routing_and_is_published(
             ),
             60,
             "production precision estimates",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
     finally:
         watcher.close()

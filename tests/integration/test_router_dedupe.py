@@ -40,7 +40,7 @@ def test_accepted_events_leave_no_router_decision_and_their_duplicates_are_dropp
                 publisher.publish(event)
             publisher.flush()
             watcher.wait_for(
-                lambda: watcher.count(names.labels) >= EVENTS, 120, "the first labels", loop.worker_logs()
+                lambda: watcher.count(names.labels) >= EVENTS, 120, "the first labels", loop.worker_logs
             )
             # Every event again, then fresh ones behind them on every partition: once the fresh
             # ones are labeled, the duplicates ahead of them were handled.
@@ -51,7 +51,7 @@ def test_accepted_events_leave_no_router_decision_and_their_duplicates_are_dropp
         def labeled() -> set[str]:
             return {Label.from_json_bytes(r.value or b"").event_id for r in watcher.records[names.labels]}
 
-        watcher.wait_for(lambda: fresh <= labeled(), 120, "the fresh events' labels", loop.worker_logs())
+        watcher.wait_for(lambda: fresh <= labeled(), 120, "the fresh events' labels", loop.worker_logs)
         for _ in range(10):  # a doubled Label would arrive now
             watcher.poll()
     finally:

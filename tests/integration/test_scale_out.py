@@ -105,7 +105,7 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
             exited = [index for index, process in enumerate(processes) if process.poll() is not None]
             assert not exited, f"workers {exited} exited at start\n" + loop.worker_logs()[-4_000:]
             assert time.monotonic() < deadline, (
-                "three workers never shared the partitions\n" + (loop.worker_logs()[-4_000:])
+                "three workers never shared the partitions\n" + (loop.worker_logs[-4_000:])
             )
             time.sleep(0.5)
         before = [set((_assignment(port) or {}).get(names.predictions, [])) for port in ports]
@@ -113,7 +113,7 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
         with PredictionPublisher(loop.settings) as publisher:
             publish_with_truth(publisher, names.truth, stream[: EVENTS // 2])
             watcher.wait_for(
-                lambda: watcher.count(names.labels) >= EVENTS // 6, 90, "the first labels", loop.worker_logs()
+                lambda: watcher.count(names.labels) >= EVENTS // 6, 90, "the first labels", loop.worker_logs
             )
             # Kill, mid-stream, a worker that holds partitions: no flush, no commit, no goodbye.
             victim = max(range(WORKERS), key=lambda index: len(before[index]))
@@ -129,7 +129,7 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
             lambda: len({label.event_id for label in labels()}) >= len(stream),
             BUDGET_S - (time.monotonic() - started),
             "every label after a SIGKILL",
-            loop.worker_logs(),
+            loop.worker_logs,
         )
         for _ in range(15):  # a late duplicate (a re-routed or re-aggregated event) would show now
             watcher.poll()
