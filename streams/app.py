@@ -68,13 +68,14 @@ def table_store(settings: Settings, table: str, *, per_event: bool) -> tuple[str
     as the file name it would have derived from the table's name anyway.
 
     >>> table_store(Settings(event_store="rocksdb"), "labels-published", per_event=True)[0]
-    'rocksdb:labels-published'
+    'labelloop-rocksdb:labels-published'
     >>> table_store(Settings(event_store="rocksdb"), "dispatcher-open", per_event=False)
     ('memory://', None)
     """
     if per_event and settings.event_store == "rocksdb":
         # A copy each: faust's RocksDB store pops keys off the options it is given.
-        return f"rocksdb:{table}", dict(ROCKSDB_OPTIONS)
+        # faust's RocksDB store, closed without a garbage collection per table (streams/stores.py).
+        return f"labelloop-rocksdb:{table}", dict(ROCKSDB_OPTIONS)
     return "memory://", None
 
 
