@@ -26,6 +26,11 @@ monitor) run as they do in production and share the worker's one event loop.
 The CPU time of each side per record (``/proc`` of the worker, the process
 time of the passthrough) is printed as a second row.
 
+A third side shows the ceiling faust itself sets: :mod:`bench.faust_forward`, a faust worker made
+by the same app factory whose one agent forwards each record's bytes unchanged (no decode, no
+decision, no table), over its own copy of the pre-filled topic. The goal line prints its rate
+against the passthrough and the router's against it.
+
 [F2] The goal line of the router's body without Kafka (``bench/router_body.py``)
 is decided here too, from its row (:func:`body_goal`).
 """
@@ -105,6 +110,13 @@ def run() -> tuple[list[Row], list[Goal]]:
             target = topic_names(passthrough_settings).labels
             baseline = asyncio.run(passthrough(broker.bootstrap, source, target, passthrough_settings.app_id))
             figure = router_rate(router_loop)
+            forward_loop = BenchLoop(bench_settings(broker.bootstrap, f"{name}-forward"), {})
+            try:
+                forward_loop.create()
+                asyncio.run(prefill(forward_loop.settings))
+                forward = forward_rate(forward_loop)
+            finally:
+                forward_loop.close()
         finally:
             router_loop.close()
             with contextlib.suppress(Exception):  # a failed cleanup must not hide the run's error
@@ -118,13 +130,25 @@ def run() -> tuple[list[Row], list[Goal]]:
             "us",
             "aiokafka passthrough",
         ),
+        Row("bare faust agent (events/s)", forward.per_s, baseline.per_s, "/s", "aiokafka passthrough"),
+        Row(
+            "bare faust agent, CPU per event",
+            forward.cpu_s_per_record * 1e6,
+            baseline.cpu_s_per_record * 1e6,
+            "us",
+            "aiokafka passthrough",
+        ),
+        Row("router on Kafka (events/s)", figure.per_s, forward.per_s, "/s", "bare faust agent forwarding"),
     ]
     ratio = figure.per_s / baseline.per_s
     done = figure.records >= RECORDS
     goal = Goal(
         "F1",
         f"router {figure.per_s:,.0f} events/s = {ratio:.2f}x passthrough {baseline.per_s:,.0f}/s"
-        + ("" if done else f" (over {figure.records:,} of {RECORDS:,}: cut off after {ROUTER_WINDOW_S:g} s)"),
+        + ("" if done else f" (over {figure.records:,} of {RECORDS:,}: cut off after {ROUTER_WINDOW_S:g} s)")
+        + f"; a bare faust agent only forwarding the records: {forward.per_s:,.0f}/s ="
+        f" {forward.per_s / baseline.per_s:.2f}x passthrough, the router"
+        f" {figure.per_s / forward.per_s:.2f}x of it",
         f">= {GOAL_RATIO}x passthrough and >= {GOAL_RATE_PER_S:,.0f}/s",
         done and ratio >= GOAL_RATIO and figure.per_s >= GOAL_RATE_PER_S,
     )
@@ -238,6 +262,17 @@ def router_rate(loop: BenchLoop, workers: int = 1) -> Rate:
     try:
         for _ in range(workers):
             loop.start_worker()
+        return _watch(loop, offsets)
+    finally:
+        offsets.close()
+        loop.stop_workers()
+
+
+def forward_rate(loop: BenchLoop) -> Rate:
+    """:mod:`bench.faust_forward` on the pre-filled topic: the growth rate of ``labels``' end offsets."""
+    offsets = OutputOffsets(loop.settings, topic_names(loop.settings).labels)
+    try:
+        loop.start_worker(("bench.faust_forward",))
         return _watch(loop, offsets)
     finally:
         offsets.close()

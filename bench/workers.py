@@ -117,12 +117,15 @@ class BenchLoop:
             **self.worker_env,
         }
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        """Start one real worker (``python -m streams.cli worker``, every stage) on this loop."""
+    def start_worker(self, command: tuple[str, ...] = ("streams.cli", "worker")) -> subprocess.Popen[bytes]:
+        """Start one real worker (``python -m streams.cli worker``, every stage) on this loop.
+
+        ``command``: another module to run the same way (``python -m <command>``).
+        """
         env = self.env
         with (self.home / f"worker-{len(self.workers)}.log").open("wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", *command],
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
