@@ -94,6 +94,20 @@ class LoopUnderTest:
         """The port of the worker's expert page."""
         return self.logged_port(r"expert page at http://[^:]+:(\d+)/", worker)
 
+    def stalled_logs(self) -> str:
+        """:meth:`worker_logs` after every live worker logged where each of its tasks waits.
+
+        For a wait that timed out: ``kill -USR1`` makes a worker log its consumer's partitions and
+        every asyncio task's chain of awaits (``agents.worker.log_task_stacks``); the whole dump
+        stays in the worker's log file under the test's tmp dir.
+        """
+        live = [worker for worker in self.workers if worker.poll() is None]
+        for worker in live:
+            worker.send_signal(signal.SIGUSR1)
+        if live:
+            time.sleep(2.0)
+        return self.worker_logs()
+
     def worker_logs(self) -> str:
         """Every worker log of this loop, for failure messages."""
         return "\n".join(

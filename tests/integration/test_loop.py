@@ -65,7 +65,7 @@ def test_every_event_ends_as_one_trusted_label_and_bad_input_in_the_dlq(
             ),
             240,
             "every label and every DLQ record",
-            loop.worker_logs,
+            loop.stalled_logs,
         )
         for _ in range(10):  # anything late (a duplicate) would arrive now
             watcher.poll()
