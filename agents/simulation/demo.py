@@ -89,6 +89,15 @@ class LoopView:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+#: The online model's figures in the summary (``online_model_<name>``) and their model-metrics names.
+ONLINE_FIGURES = {
+    "accuracy": "prequential_accuracy",
+    "rolling_accuracy": "rolling_accuracy",
+    "macro_f1": "prequential_macro_f1",
+    "log_loss": "prequential_log_loss",
+}
+
+
 def _reader(settings: Settings, view: LoopView, stop: threading.Event) -> None:
     from kafka import KafkaConsumer
 
@@ -442,18 +451,10 @@ def summarize(
         "re_aggregated": sum("re-aggregated" in (label.reason or "") for label in labels),
         "labelers_flagged": sorted(w for w, skill in view.skills.items() if skill.flagged_spammer),
         "production_model_accuracy": round(model_accuracy, 4),
-        "online_model_accuracy": round(online["prequential_accuracy"].value, 4)
-        if "prequential_accuracy" in online
-        else None,
-        "online_model_rolling_accuracy": round(online["rolling_accuracy"].value, 4)
-        if "rolling_accuracy" in online
-        else None,
-        "online_model_macro_f1": round(online["prequential_macro_f1"].value, 4)
-        if "prequential_macro_f1" in online
-        else None,
-        "online_model_log_loss": round(online["prequential_log_loss"].value, 4)
-        if "prequential_log_loss" in online
-        else None,
+        **{
+            f"online_model_{name}": round(online[metric].value, 4) if metric in online else None
+            for name, metric in ONLINE_FIGURES.items()
+        },
         "routes": dict(routes),
         "shed_by_capacity": sum("not sent" in (label.reason or "") for label in model_accepted),
         "audits": len(audits),

@@ -9,9 +9,10 @@ from agents.learner.model import LearnerSettings
 from agents.loop import Loop
 from agents.settings import StageSettings
 from agents.simulation.stream import StreamSettings, simulate
-from schemas import Label, LabelProvenance, PredictionEvent
+from schemas import Label, PredictionEvent
 from streams.app import create_app
 from streams.settings import Settings
+from tests import factories
 
 
 def _loop(tmp_path: Path, learner: LearnerSettings) -> Loop:
@@ -20,21 +21,15 @@ def _loop(tmp_path: Path, learner: LearnerSettings) -> Loop:
 
 
 def _accepted(event: PredictionEvent) -> Label:
-    return Label(
+    """The model's own Label of ``event``, as the router publishes it when it accepts."""
+    label = event.predicted_label
+    return factories.human_label(
+        "accepted",
+        source="model",
+        human_label=label,
+        model_label=label,
         event_id=event.event_id,
         task=event.task,
-        label=event.predicted_label,
-        source="model",
-        route="accepted",
-        confidence=event.confidence,
-        decided_at=event.created_at,
-        prediction_created_at=event.created_at,
-        provenance=LabelProvenance(
-            model_name=event.model_name,
-            model_version=event.model_version,
-            model_label=event.predicted_label,
-            model_confidence=event.confidence,
-        ),
     )
 
 
