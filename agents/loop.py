@@ -42,8 +42,8 @@ class Loop:
     metrics: LoopMetrics = field(init=False)
     _dead_lettered: Any = None
     _ledger: LabelLedger | None = None
-    #: The stages reading each shared topic (:meth:`read`), by topic name.
-    _readers: dict[str, list[Reader]] = field(default_factory=dict)
+    #: The model and the stages reading each shared topic (:meth:`read`), by topic name.
+    _readers: dict[str, tuple[type[Any], list[Reader]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = LoopMetrics(self.settings.topics.prefix, process=True)
@@ -104,9 +104,10 @@ class Loop:
         wait on something outside the worker (the dispatcher's pools) keeps an agent of its own,
         so that it never holds up the others.
         """
-        readers = self._readers.get(name)
-        if readers is None:
-            readers = self._readers[name] = []
+        found = self._readers.get(name)
+        if found is None:
+            readers: list[Reader] = []
+            self._readers[name] = (model, readers)
             counters = self.counters
 
             async def read_topic(stream: Any) -> None:
@@ -115,6 +116,11 @@ class Loop:
 
             short = name.removeprefix(self.settings.topics.prefix)
             self.app.agent(self.topic(name), name=f"read-{short}")(read_topic)
+        else:
+            decoded_as, readers = found
+            if decoded_as is not model:
+                # One agent decodes each record once, as the first stage's model.
+                raise ValueError(f"topic {name} is read as {decoded_as.__name__}, not {model.__name__}")
         if owner and any(reader.owner for reader in readers):
             raise ValueError(f"topic {name} has an owner already")
         readers.append(Reader(stage, reads, self.dead_letters(stage), owner=owner, dlq_counter=dlq_counter))

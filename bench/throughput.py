@@ -138,7 +138,7 @@ def run() -> tuple[list[Row], list[Goal]]:
             "us",
             "aiokafka passthrough",
         ),
-        Row("router on Kafka (events/s)", figure.per_s, forward.per_s, "/s", "bare faust agent forwarding"),
+        Row("router vs bare faust (events/s)", figure.per_s, forward.per_s, "/s", "bare faust agent"),
     ]
     ratio = figure.per_s / baseline.per_s
     done = figure.records >= RECORDS

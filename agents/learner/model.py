@@ -68,6 +68,8 @@ class LearnerSettings(BaseModel):
     #: Checkpoint each learner to ``<data_dir>/models/<task>/`` every this many seconds (only
     #: when it learned since the last one) and on shutdown; a restarted worker resumes from it.
     checkpoint_every_s: float = Field(default=30.0, gt=0.0)
+    #: Checkpoint versions kept per task (older ones are deleted).
+    keep_checkpoints: int = Field(default=3, ge=1, le=100)
 
     def kind_for(self, task: str) -> ModelKind:
         """The kind of ``task``'s model.
@@ -76,9 +78,6 @@ class LearnerSettings(BaseModel):
         ('text', 'linear')
         """
         return self.models.get(task, self.model)
-
-    #: Checkpoint versions kept per task (older ones are deleted).
-    keep_checkpoints: int = Field(default=3, ge=1, le=100)
 
 
 def build_model(kind: ModelKind) -> base.Classifier:
@@ -239,10 +238,7 @@ class OnlineLearner:
             probabilities = self.model.predict_proba_one(x)
             guessed = str(max(probabilities, key=lambda name: probabilities[name])) if probabilities else None
             p_true = float(probabilities.get(y, 0.0)) if probabilities else 0.0
-            if weight == 1.0:
-                self.model.learn_one(x, y)
-            else:
-                self.model.learn_one(x, y, w=weight)
+            self.learn(x, y, weight)
         right = guessed == y
         loss = -math.log(min(max(p_true, LOG_LOSS_EPS), 1.0))
         self.seen += 1
@@ -256,7 +252,8 @@ class OnlineLearner:
         return right
 
     def learn(self, x: dict[str, Any], y: str, weight: float = 1.0) -> None:
-        """Learn ``(x, y)`` without scoring it (the model's own labels: see ``learn_model_labels``)."""
+        """Learn ``(x, y)`` without scoring it (:meth:`observe` scores first; the model's own labels
+        are learned only: see ``learn_model_labels``)."""
         if weight == 1.0:
             self.model.learn_one(x, y)
         else:

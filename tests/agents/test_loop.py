@@ -19,6 +19,7 @@ from faust.streams import _current_event
 
 from agents.loop import Loop
 from agents.settings import StageSettings
+from schemas import Label, LabelRequest
 from streams.app import ROCKSDB_OPTIONS, claim_local_state, create_app
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -133,3 +134,19 @@ def test_two_live_workers_cannot_share_a_data_dir(tmp_path: Path) -> None:
             claim_local_state(second.app)
     # Once the first is gone, the dir is free.
     claim_local_state(_loop(tmp_path / "worker").app).close()
+
+
+def test_stages_reading_one_topic_share_one_agent_and_one_model(tmp_path: Path) -> None:
+    loop = _loop(tmp_path / "worker")
+    names = loop.names
+
+    async def reads(value: Any, record: Any) -> None:
+        pass
+
+    loop.read(names.labels, Label, "monitor", reads, owner=True)
+    loop.read(names.labels, Label, "learner", reads)
+    assert list(loop.app.agents) == ["read-labels"]
+    with pytest.raises(ValueError, match="has an owner already"):
+        loop.read(names.labels, Label, "router", reads, owner=True)
+    with pytest.raises(ValueError, match="is read as Label, not LabelRequest"):
+        loop.read(names.labels, LabelRequest, "router", reads)
