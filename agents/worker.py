@@ -189,7 +189,14 @@ def consumer_state(app: faust.App) -> list[str]:
             f"{tp.topic}[{tp.partition}] active={tp in active} paused={tp in consumer._paused_partitions}"
             f" buffered={tp in consumer._buffered_partitions} kafka_paused={paused} position={position}"
             f" highwater={consumer.highwater(tp)} committed={consumer._committed_offset.get(tp)}"
+            f" read={consumer._read_offset.get(tp)}"
         )
+    conductor: Any = app.topics
+    for tp in sorted(consumer.assignment()):
+        channels = conductor._tp_index.get(tp)
+        queued = [channel.queue.qsize() for channel in channels or ()]
+        if not channels or any(queued):
+            lines.append(f"{tp.topic}[{tp.partition}] to {len(channels or ())} channels, queued {queued}")
     floor = getattr(consumer, "commit_floor", None)
     if floor is not None:
         lines.append(f"commits held below dropped deliveries: {floor.held() or 'none'}")

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import faust
+from mode.utils.objects import cached_property
 
 from streams.errors import ConfigError
 from streams.settings import KafkaSettings, Settings
+from streams.transport import FlowControl
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -149,4 +151,12 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
     }
     options.update(overrides)
-    return faust.App(settings.app_id, **options)
+    return App(settings.app_id, **options)
+
+
+class App(faust.App):
+    """faust's app with :class:`streams.transport.FlowControl`: a second resume keeps what is queued."""
+
+    @cached_property
+    def flow_control(self) -> FlowControl:
+        return FlowControl(loop=self.loop)

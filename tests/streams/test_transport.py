@@ -323,3 +323,20 @@ def test_a_stopping_worker_waits_for_an_unacknowledged_record_only_so_long(
     assert commits
     assert all(offset is None for offset in commits)  # never past offset 60
     assert stuck in consumer._unacked_messages
+
+
+def test_a_second_resume_keeps_what_the_streams_have_queued(tmp_path: Path) -> None:
+    """faust's recovery resumes the flow for the changelogs, then again once the streams resume."""
+
+    async def run() -> list[int]:
+        app = create_app(Settings(data_dir=tmp_path))
+        queue = app.topic("t.predictions").clone(is_iterator=True).queue  # an agent's channel
+        app.flow_control.resume()  # recovery, to read the changelogs
+        queue.put_nowait("a record fetched once the stream partitions resumed")
+        app.flow_control.resume()  # Recovery._resume_streams, after its seek
+        kept = queue.qsize()
+        app.flow_control.suspend()  # a rebalance
+        app.flow_control.resume()
+        return [kept, queue.qsize()]
+
+    assert asyncio.run(run()) == [1, 0]
