@@ -193,10 +193,10 @@ def consumer_state(app: faust.App) -> list[str]:
         )
     conductor: Any = app.topics
     for tp in sorted(consumer.assignment()):
-        channels = conductor._tp_index.get(tp)
-        queued = [channel.queue.qsize() for channel in channels or ()]
+        channels = conductor._tp_index.get(tp) or ()
+        queued = [channel.queue.qsize() for channel in channels]
         if not channels or any(queued):
-            lines.append(f"{tp.topic}[{tp.partition}] to {len(channels or ())} channels, queued {queued}")
+            lines.append(f"{tp.topic}[{tp.partition}] to {len(channels)} channels, queued {queued}")
     floor = getattr(consumer, "commit_floor", None)
     if floor is not None:
         lines.append(f"commits held below dropped deliveries: {floor.held() or 'none'}")

@@ -82,7 +82,7 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
         LABELLOOP_DASHBOARD__RATE_WINDOW_S="3",
         # Sensitive detectors, so that the short run's drift is flagged and marked on the charts. The
         # drift moves the model's error only (SEA's features stay put): the error detectors have
-        # their own delta, and at its default (0.002) this test missed the drift in 3 runs of 19.
+        # their own delta, and at its default (0.002) this test missed the drift in 3 runs of 20.
         LABELLOOP_MONITOR__ADWIN_DELTA="0.2",
         LABELLOOP_MONITOR__ERROR_DELTA="0.2",
         LABELLOOP_MONITOR__MIN_OBSERVATIONS="30",
@@ -191,8 +191,7 @@ def test_the_dashboard_draws_the_live_loop_and_its_controls_need_the_token(
                 # Whether the loop stalled or the detectors never fired: the worker's partitions.
                 pytest.fail(f"no drift alert was marked\n{loop.stalled_logs()}")
             assert driver.find_elements(By.CSS_SELECTOR, "#chart-share .shapelayer path")
-            # Whichever of the monitor's signals fired first (the drift moves the class mix and the
-            # confidence as well as the model's error), the list names it.
+            # Whichever of the monitor's signals fired first, the list names it.
             listed = driver.find_element(By.ID, "alerts").text
             assert any(signal in listed for signal in get_args(DriftSignal)), listed
             time.sleep(2.0)  # one more refresh, so the screenshot shows the scaled pool's curve
