@@ -171,7 +171,7 @@ def _label_ledger(loop: Loop) -> LabelLedger:
                     group_id=None,
                     enable_auto_commit=False,
                     client_id=f"{settings.app_id}-ledger",
-                    # Under exactly_once a dead owner's aborted Labels must not count as published.
+                    # A dead owner's aborted Labels must not count as published.
                     isolation_level="read_committed",
                     **auth,
                 )

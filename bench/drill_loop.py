@@ -156,8 +156,7 @@ class Reader:
                 client_id="labelloop-drill-reader",
                 max_partition_fetch_bytes=2 * 1024 * 1024,
                 # What a consumer downstream sees: with exactly_once workers, aborted writes are not labels.
-                isolation_level="read_committed",
-                **settings.kafka.aiokafka_options(),
+                **settings.kafka.reader_options(),
             )
             await asyncio.wait_for(consumer.start(), 60)
             return consumer

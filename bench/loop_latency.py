@@ -262,7 +262,7 @@ async def _paced_and_read(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="latest",
-        **settings.kafka.aiokafka_options(),
+        **settings.kafka.reader_options(),
     )
     await consumer.start()
     latencies = Latencies()

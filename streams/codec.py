@@ -135,6 +135,18 @@ def error_kind(error: BaseException) -> str:
     return error.kind if isinstance(error, ContractError) else "processing_failed"
 
 
+def dlq_kind(headers: Sequence[tuple[str, bytes]] | None) -> str:
+    """The error kind a DLQ record's headers name (:func:`dlq_headers`).
+
+    >>> dlq_kind([(H_ERROR_KIND, b"not_json")]), dlq_kind(None)
+    ('not_json', 'processing_failed')
+    """
+    for name, value in headers or ():
+        if name == H_ERROR_KIND:
+            return value.decode("utf-8", "replace")
+    return "processing_failed"
+
+
 def dlq_headers(
     error: BaseException,
     *,

@@ -258,13 +258,13 @@ class LoopMetrics:
         """The topic's name without the deployment's prefix (the ``topic`` label)."""
         return name.removeprefix(self.topic_prefix)
 
-    def consumed(self, stage: str, topic: str) -> None:
-        """A stage read one record of ``topic``."""
-        self._child(self.records_consumed, stage, topic.removeprefix(self.topic_prefix)).inc()
+    def consumed(self, stage: str, topic: str, count: int = 1) -> None:
+        """A stage read ``count`` records of ``topic``."""
+        self._child(self.records_consumed, stage, topic.removeprefix(self.topic_prefix)).inc(count)
 
-    def produced(self, topic: str) -> None:
-        """One record was sent to ``topic``."""
-        self._child(self.records_produced, topic.removeprefix(self.topic_prefix)).inc()
+    def produced(self, topic: str, count: int = 1) -> None:
+        """``count`` records were sent to ``topic``."""
+        self._child(self.records_produced, topic.removeprefix(self.topic_prefix)).inc(count)
 
     def dead_lettered(self, stage: str, reason: str) -> None:
         """A stage sent a record to the DLQ; ``reason`` is the error kind of its headers."""

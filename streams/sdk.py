@@ -141,7 +141,7 @@ def _consumer(settings: Settings, topic: str, group_id: str | None, from_beginni
         client_id="labelloop-reader",
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=group_id is not None,
-        **settings.kafka.kafka_python_options(),
+        **settings.kafka.kafka_python_reader_options(),
     )
 
 

@@ -165,6 +165,18 @@ class KafkaSettings(BaseModel):
             options["ssl_check_hostname"] = False
         return options
 
+    def reader_options(self) -> dict[str, object]:
+        """:meth:`aiokafka_options` for a consumer: read committed, as every reader of the loop must.
+
+        The router writes its outputs in transactions (``streams/batches.py``); a reader that
+        read uncommitted would see what a killed worker's aborted transaction held.
+        """
+        return {**self.aiokafka_options(), "isolation_level": "read_committed"}
+
+    def kafka_python_reader_options(self) -> dict[str, object]:
+        """:meth:`kafka_python_options` for a consumer: read committed (:meth:`reader_options`)."""
+        return {**self.kafka_python_options(), "isolation_level": "read_committed"}
+
     def aiokafka_options(self) -> dict[str, object]:
         """Connection options for aiokafka clients (the operator tools, snapshots, broadcast readers).
 
@@ -196,6 +208,27 @@ class TopicSettings(BaseModel):
     replication_factor: int = Field(default=1, ge=1, le=7)
 
 
+class BatchSettings(BaseModel):
+    """The router's batch path (``streams/batches.py``, ``LABELLOOP_BATCH__*``): one transaction's size."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Records per fetch, over all partitions (each partition's share is one transaction).
+    max_records: int = Field(default=4_000, ge=1, le=100_000)
+    #: How long a fetch waits when nothing is buffered (the loop then fetches again).
+    poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    #: How long the broker holds a fetch for more data (it answers as soon as there is any).
+    fetch_max_wait_ms: int = Field(default=100, ge=0, le=10_000)
+    max_partition_fetch_bytes: int = Field(default=1024**2, ge=1024, le=64 * 1024**2)
+    #: Producer linger: 0 sends at once (a batch's records are sent together anyway).
+    linger_ms: int = Field(default=0, ge=0, le=1_000)
+    #: The broker aborts a transaction left open this long (a producer that died without a successor).
+    transaction_timeout_s: float = Field(default=60.0, ge=1.0, le=900.0)
+    #: Fault drill only: SIGKILL the worker once this many batches have been produced, before the
+    #: last one's commit (``tests/integration/test_batches.py``). Never set it in production.
+    kill_before_commit_after: int | None = Field(default=None, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything the plumbing needs, read from ``LABELLOOP_*``.
 
@@ -213,6 +246,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
+    batch: BatchSettings = BatchSettings()
     #: The faust app id: consumer group and the prefix of table changelog topics.
     app_id: str = Field(default="labelloop", pattern=r"^[A-Za-z0-9._-]+$", max_length=100)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"

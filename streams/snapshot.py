@@ -332,7 +332,7 @@ async def _read_topic(settings: Settings, topic: str, timeout_s: float) -> Topic
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        **settings.kafka.aiokafka_options(),
+        **settings.kafka.reader_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -508,7 +508,7 @@ def watch(
     async def start() -> Any:
         # Built inside the loop: aiokafka binds the loop at construction (this may run in a thread).
         consumer = AIOKafkaConsumer(
-            **settings.kafka.aiokafka_options(),
+            **settings.kafka.reader_options(),
             group_id=None,
             enable_auto_commit=False,
             client_id="labelloop-snapshot-watch",

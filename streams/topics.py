@@ -101,6 +101,14 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         configs={"retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
+        "router-seen",
+        "partition:first offset of a batch",
+        "event ids, one per line",
+        "internal: the event ids the router has routed, one record per batch, written in the"
+        " batch's transaction (streams/batches.py); a partition's owner rebuilds its set from it",
+        compacted=True,
+    ),
+    TopicSpec(
         "dispatcher-done",
         "event_id",
         "TaskDone",
@@ -126,7 +134,6 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 #: faust tables of the worker (name -> source topic suffix); their changelogs are
 #: ``<app_id>-<table>-changelog``, co-partitioned with the source.
 TABLES: dict[str, str] = {
-    "router-decisions": "predictions",
     # Human labels the router's estimators and tuner have counted (each once).
     "router-estimated": "labels",
     # The highest revision published per event, by any stage (streams/ledger.py).
@@ -191,6 +198,10 @@ class TopicNames:
     @property
     def policy_status(self) -> str:
         return self["policy-status"]
+
+    @property
+    def router_seen(self) -> str:
+        return self["router-seen"]
 
     @property
     def revisits(self) -> str:

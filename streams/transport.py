@@ -535,6 +535,26 @@ class GenerationSafeConsumer(faust_aiokafka.Consumer):
         self.commit_floor.keep_only(set(assigned))
         await super().on_partitions_assigned(assigned, generation_id)
 
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer reading committed records only, in every processing guarantee.
+
+    faust reads ``read_committed`` only under exactly_once (``_create_worker_consumer``). The
+    router now writes ``labels``, ``label-requests`` and the DLQ in transactions
+    (``streams/batches.py``): read uncommitted, a worker's agents (and the tables' changelog
+    recovery) would see the records of a transaction that a killed router left open and its
+    successor aborted, and act on Labels that consumers never get. aiokafka takes the level
+    from the consumer's ``_isolation_level`` when it starts its fetcher, after this.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
 
 class Transport(faust_aiokafka.Transport):
     """The aiokafka transport with :class:`IdempotentProducer` and :class:`GenerationSafeConsumer`."""

@@ -113,7 +113,7 @@ def _reader(settings: Settings, view: LoopView, stop: threading.Event) -> None:
         group_id=None,
         auto_offset_reset="earliest",
         client_id="labelloop-demo-view",
-        **settings.kafka.kafka_python_options(),
+        **settings.kafka.kafka_python_reader_options(),
     )
     try:
         while not stop.is_set():

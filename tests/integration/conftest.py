@@ -185,7 +185,7 @@ class TopicWatcher:
                 auto_offset_reset="earliest",
                 client_id="labelloop-test-watcher",
                 max_partition_fetch_bytes=2 * 1024 * 1024,
-                **settings.kafka.aiokafka_options(),
+                **settings.kafka.reader_options(),
             )
             await asyncio.wait_for(consumer.start(), 30)
             return consumer

@@ -37,7 +37,13 @@ def test_latest_value_topics_are_compacted_the_rest_of_the_catalogue_is_not() ->
     compacted = {
         topic.name for topic in TOPICS.values() if topic.compacted and "-changelog" not in topic.name
     }
-    assert compacted == {"prod.labels", "prod.simulation.truth", "prod.policy-status", "prod.worker-skills"}
+    assert compacted == {
+        "prod.labels",
+        "prod.simulation.truth",
+        "prod.policy-status",
+        "prod.worker-skills",
+        "prod.router-seen",
+    }
     assert TOPICS["prod.predictions"].configs["cleanup.policy"] == "delete"
 
 
