@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,11 @@ import faust
 from agents.settings import StageSettings
 from schemas import utc_now
 from streams.app import broker_credentials, table_store
+from streams.batches import Batch, BatchHandler, BatchSender, TransactionalBatches
+from streams.codec import H_STAGE, dlq_kind
 from streams.ledger import LabelLedger, read_label_tail
 from streams.metrics import LoopMetrics
-from streams.runtime import Clock, DeadLetters, K, Output, Reader, Reads, run_readers
+from streams.runtime import Clock, DeadLetters, K, Output, Reader, Reads, Record, read_record, run_readers
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
 from streams.transport import RawSchema
@@ -44,6 +47,11 @@ class Loop:
     _ledger: LabelLedger | None = None
     #: The model and the stages reading each shared topic (:meth:`read`), by topic name.
     _readers: dict[str, tuple[type[Any], list[Reader]]] = field(default_factory=dict)
+    #: The worker's batch path (:meth:`batched`), made on first use.
+    _batches: TransactionalBatches | None = None
+    #: The stages reading each topic of the batch path (:meth:`read_batched`), by topic name.
+    _batch_readers: dict[str, tuple[type[Any], list[_BatchReader]]] = field(default_factory=dict)
+    _batch_stages: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = LoopMetrics(self.settings.topics.prefix, process=True)
@@ -125,6 +133,89 @@ class Loop:
             raise ValueError(f"topic {name} has an owner already")
         readers.append(Reader(stage, reads, self.dead_letters(stage), owner=owner, dlq_counter=dlq_counter))
 
+    def batched(self, name: str, handle: BatchHandler, *stages: str) -> None:
+        """Hand every batch of topic ``name``'s records to ``handle`` (``streams/batches.py``).
+
+        Topics on the batch path are read by one :class:`~streams.batches.TransactionalBatches`
+        service of the worker, outside faust's per-record delivery: each partition's batch (of
+        every such topic) is handled in memory and its outputs, state and input offsets are
+        committed in one transaction. ``stages``: who reads the topic (metrics count a record
+        consumed once per stage).
+        """
+        service = self._batch_service()
+        if name in service.handlers:
+            raise ValueError(f"topic {name} is on the batch path already")
+        service.handlers[name] = handle
+        self._batch_stages[name] = list(stages)
+
+    def read_batched(
+        self,
+        name: str,
+        model: type[K],
+        stage: str,
+        reads: BatchReads[K],
+        *,
+        owner: bool = False,
+        dlq_counter: str | None = None,
+    ) -> None:
+        """Like :meth:`read`, on the batch path: ``reads`` also gets the record's :class:`Batch`.
+
+        Every stage reading the topic gets each record decoded once
+        (:func:`~streams.runtime.read_record`); a stage's DLQ records and state changes are part
+        of the batch's transaction.
+        """
+        found = self._batch_readers.get(name)
+        if found is None:
+            readers: list[_BatchReader] = []
+            self._batch_readers[name] = (model, readers)
+            counters = self.counters
+            clock = self.clock
+            dlq = self.names.dlq
+
+            async def handle(batch: Batch, records: Sequence[Record]) -> None:
+                bound = [reader.bind(batch, dlq, clock) for reader in readers]
+                for record in records:
+                    await read_record(record, model, bound, counters)
+
+            self.batched(name, handle)
+        else:
+            decoded_as, readers = found
+            if decoded_as is not model:
+                raise ValueError(f"topic {name} is read as {decoded_as.__name__}, not {model.__name__}")
+        if owner and any(reader.owner for reader in readers):
+            raise ValueError(f"topic {name} has an owner already")
+        readers.append(_BatchReader(stage, reads, owner, dlq_counter))
+        self._batch_stages[name].append(stage)
+
+    def _batch_service(self) -> TransactionalBatches:
+        if self._batches is None:
+            meter = self.metrics
+            stages = self._batch_stages
+
+            def committed(batch: Batch) -> None:
+                for topic, records in batch.records.items():
+                    for stage in stages.get(topic, ()):
+                        meter.consumed(stage, topic, len(records))
+                for produced in batch.out:
+                    meter.produced(produced.topic)
+                    if produced.topic == self.names.dlq:
+                        headers = dict(produced.headers or ())
+                        stage = headers.get(H_STAGE, b"").decode("utf-8", "replace")
+                        meter.dead_lettered(stage, dlq_kind(produced.headers))
+
+            self._batches = TransactionalBatches(
+                self.settings,
+                name="batches",
+                handlers={},
+                state_topic=self.names.batch_state,
+                seen_topic=self.names.predictions,
+                committed=committed,
+                loop=self.app.loop,
+                beacon=self.app.beacon,
+            )
+            self.app.add_dependency(self._batches)
+        return self._batches
+
     @property
     def ledger(self) -> LabelLedger:
         """The worker's one :class:`~streams.ledger.LabelLedger`: every stage publishes Labels through it."""
@@ -151,6 +242,30 @@ class Loop:
             # and fails with TypeError on a fresh worker.)
             use_partitioner=False,
         )
+
+
+#: A stage's handler of a batch-path topic: the decoded value, its record, and the record's batch.
+BatchReads = Callable[[K, Record, Batch], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchReader:
+    """One stage's reader of a batch-path topic (:meth:`Loop.read_batched`)."""
+
+    stage: str
+    reads: BatchReads[Any]
+    owner: bool
+    dlq_counter: str | None
+
+    def bind(self, batch: Batch, dlq: str, clock: Clock) -> Reader:
+        """The :class:`~streams.runtime.Reader` of this stage for one batch (its DLQ in the batch)."""
+        reads = self.reads
+
+        async def bound(value: Any, record: Record) -> None:
+            await reads(value, record, batch)
+
+        dead_letters = DeadLetters(BatchSender(batch, dlq), stage=self.stage, clock=clock)
+        return Reader(self.stage, bound, dead_letters, owner=self.owner, dlq_counter=self.dlq_counter)
 
 
 def _label_ledger(loop: Loop) -> LabelLedger:

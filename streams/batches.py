@@ -1,21 +1,27 @@
-"""One Kafka transaction per batch: a topic read in batches, each batch's outputs and offsets at once.
+"""One Kafka transaction per batch: topics read in batches, each batch's outputs, state and offsets at once.
 
 faust hands an agent one record at a time, and that delivery costs more than the work
-itself on the router's path (bench F1: a bare faust agent that only forwards bytes spent
-67 µs of CPU per record, a raw aiokafka consume→produce loop 22 µs). The router needs
-neither faust's streams nor its tables: it decides each prediction with a pure core.
-:class:`TransactionalBatches` is a ``mode.Service`` the faust worker starts and stops,
-which reads its topic with a consumer of its own (consumer group ``<app_id>-<name>``,
-``getmany``), hands each partition's batch to a handler that decides it in memory, and then
-produces everything the batch made (Labels, LabelRequests, DLQ records) and commits the
-batch's input offsets **in one Kafka transaction** (``send_offsets_to_transaction``).
+itself on the loop's busiest paths (bench F1: a bare faust agent that only forwards bytes
+spent 67 µs of CPU per record, a raw aiokafka consume→produce loop 22 µs). The router and
+the readers of ``labels`` (the router's estimators, the learner, the monitor) need neither
+faust's streams nor its tables. :class:`TransactionalBatches` is a ``mode.Service`` the faust
+worker starts and stops, which reads their topics with a consumer of its own (consumer group
+``<app_id>-<name>``, ``getmany``), hands each partition's batch to the topics' handlers, which
+decide it in memory, and then produces everything the batch made (Labels, LabelRequests, DLQ
+records), the batch's state changes and its input offsets **in one Kafka transaction**
+(``send_offsets_to_transaction``).
 
-What that makes exact, without a ledger entry or a table write per event:
+The topics are co-partitioned (same key, same partition count) and assigned by range, so a
+worker owns partition *p* of every one of them: the router's decision for an event and the
+human label that comes back for it are handled by the same worker, which joins them in its
+partition state (the learner's inputs waiting for their labels).
+
+What that makes exact, without a ledger entry or a faust table write per event:
 
 - **A worker killed between produce and commit.** Its open transaction is aborted (the
   partition's next producer fences it at once, see below), so readers in ``read_committed``
   never see its records, and the batch's offsets were not committed: the next owner
-  decides the same records again, once.
+  handles the same records again, once.
 - **A dead owner's or a zombie's records.** Every partition has its own transactional id
   (``<app_id>-<name>-<partition>``): the producer that takes a partition over calls
   ``init_transactions`` with that id, which aborts whatever the previous owner left open and
@@ -24,17 +30,17 @@ What that makes exact, without a ledger entry or a table write per event:
   without the group's generation of KIP-447, so the fencing is by transactional id per
   partition, as Kafka Streams did before EOS v2.)
 - **The same key published twice by a producer** (a retry, a replay) at another offset:
-  a transaction cannot know that. The batch's handler asks :meth:`Batch.seen`, backed by a
-  RocksDB set per partition (memory bounded as the event tables', ``streams/app.py``), and
-  every batch writes the keys it marked to a compacted changelog topic **inside the same
-  transaction**, so the set and the outputs it stands for are committed together or not at
-  all. A partition's set is rebuilt from that changelog (read committed) when the
-  partition is assigned.
+  a transaction cannot know that. The handler asks the partition's state
+  (:meth:`Batch.seen`), a RocksDB store per partition (memory bounded like the event
+  tables', ``streams/app.py``); every batch writes its state changes to a compacted changelog
+  topic **inside the same transaction**, so the state and the outputs it stands for are
+  committed together or not at all. A partition's state is rebuilt from that changelog (read
+  committed) when the partition is assigned.
 - **A poison record** is the handler's to dead-letter (its DLQ record is one more output of
   the batch): it never fails or replays the batch's good records.
 
 A batch that fails on Kafka (a broker away, a timeout) is aborted and read again from its
-first offset after a pause: backpressure, never a drop. Readers of the outputs must read
+first offsets after a pause: backpressure, never a drop. Readers of the outputs must read
 committed (every consumer of the loop does: ``streams/transport.py`` for faust's).
 """
 
@@ -42,11 +48,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +71,8 @@ log = logging.getLogger(__name__)
 RETRY_WAIT_S = 1.0
 #: The largest output a batch sends: the DLQ's own bound, under the producer's 1 MiB request limit.
 MAX_OUTPUT_BYTES = MAX_DLQ_VALUE_BYTES
+#: The state namespace of the keys a handler must not handle twice (:meth:`Batch.mark`).
+SEEN = "seen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,39 +85,61 @@ class Produced:
     headers: Sequence[tuple[str, bytes]] | None = None
 
 
+#: A change of a partition's state: (namespace, key, new value or None to delete).
+Change = tuple[str, str, str | None]
+
+
 @dataclass
 class Batch:
-    """One partition's records and what handling them makes, sent in one transaction.
+    """One partition's records (of every topic of the service) and what handling them makes.
 
-    The handler calls :meth:`send` for each output and :meth:`mark` for each key it must not
-    handle again, and :meth:`after_commit` for in-process effects (metrics, the monitor) that
-    must happen once per committed record, not again when an aborted batch is read again.
+    Handlers call :meth:`send` for each output, :meth:`put` / :meth:`mark` for state, and
+    :meth:`after_commit` for in-process effects (metrics, the monitor) that must happen once per
+    committed record, not again when an aborted batch is read again.
 
-    >>> batch = Batch(0, [], known=frozenset({b"e-1"}))
-    >>> batch.seen(b"e-1"), batch.seen(b"e-2")
+    >>> batch = Batch(0, {}, state=None, known=frozenset({"e-1"}))
+    >>> batch.seen("e-1"), batch.seen("e-2")
     (True, False)
-    >>> batch.mark(b"e-2"); batch.seen(b"e-2")
+    >>> batch.mark("e-2"); batch.seen("e-2"), batch.changes
+    (True, [('seen', 'e-2', '')])
+    >>> batch.put("pending", "e-3", "{}"); batch.get("pending", "e-3")
+    '{}'
+    >>> batch.put("pending", "e-3", None); batch.get("pending", "e-3") is None
     True
     """
 
     partition: int
-    records: Sequence[Record]
-    #: Keys of this batch's records that the partition's set has from earlier batches.
-    known: frozenset[bytes] = frozenset()
+    records: Mapping[str, Sequence[Record]]
+    state: PartitionState | None
+    #: Keys of the batch's records already marked by earlier batches (one multi-get up front).
+    known: frozenset[str] = frozenset()
     out: list[Produced] = field(default_factory=list)
-    marked: list[bytes] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     effects: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
-    _marked: set[bytes] = field(default_factory=set)
+    _overlay: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
-    def seen(self, key: bytes) -> bool:
+    def get(self, namespace: str, key: str) -> str | None:
+        """The state's value of ``key``, with this batch's changes applied."""
+        place = (namespace, key)
+        if place in self._overlay:
+            return self._overlay[place]
+        return self.state.get(namespace, key) if self.state is not None else None
+
+    def put(self, namespace: str, key: str, value: str | None) -> None:
+        """Set (or with None delete) ``key`` in the partition's state, committed with this batch."""
+        self._overlay[(namespace, key)] = value
+        self.changes.append((namespace, key, value))
+
+    def seen(self, key: str) -> bool:
         """Was ``key`` marked by an earlier batch of the partition or earlier in this one?"""
-        return key in self.known or key in self._marked
+        if (SEEN, key) in self._overlay:
+            return True
+        return key in self.known
 
-    def mark(self, key: bytes) -> None:
-        """Remember ``key`` (committed with this batch)."""
-        if key not in self._marked:
-            self._marked.add(key)
-            self.marked.append(key)
+    def mark(self, key: str) -> None:
+        """Remember ``key`` for good (:meth:`seen`)."""
+        if not self.seen(key):
+            self.put(SEEN, key, "")
 
     def send(
         self,
@@ -126,8 +157,7 @@ class Batch:
         size = len(key or b"") + len(value or b"")
         if size > MAX_OUTPUT_BYTES:
             raise ContractError(
-                f"too_large: the {topic} record it makes is {size} bytes > {MAX_OUTPUT_BYTES}",
-                kind="too_large",
+                f"too_large: its {topic} record would be {size} bytes > {MAX_OUTPUT_BYTES}", kind="too_large"
             )
         self.out.append(Produced(topic, key, value, headers))
 
@@ -137,16 +167,15 @@ class Batch:
 
     def savepoint(self) -> tuple[int, int, int]:
         """Where the batch stands: :meth:`rollback` to it drops what was added since."""
-        return len(self.out), len(self.marked), len(self.effects)
+        return len(self.out), len(self.changes), len(self.effects)
 
     def rollback(self, point: tuple[int, int, int]) -> None:
-        """Drop the outputs, marks and effects added since ``point`` (a record that failed midway)."""
-        outs, marks, effects = point
+        """Drop the outputs, state changes and effects added since ``point`` (a record that failed midway)."""
+        outs, changes, effects = point
         del self.out[outs:]
-        for key in self.marked[marks:]:
-            self._marked.discard(key)
-        del self.marked[marks:]
+        del self.changes[changes:]
         del self.effects[effects:]
+        self._overlay = {(namespace, key): value for namespace, key, value in self.changes}
 
 
 class BatchSender:
@@ -154,30 +183,31 @@ class BatchSender:
     within the batch's transaction.
 
     >>> import asyncio
-    >>> batch = Batch(0, [])
-    >>> asyncio.run(BatchSender(lambda: batch, "t").send(key=b"k", value=b"v"))
+    >>> batch = Batch(0, {}, state=None)
+    >>> asyncio.run(BatchSender(batch, "t").send(key=b"k", value=b"v"))
     >>> batch.out
     [Produced(topic='t', key=b'k', value=b'v', headers=None)]
     """
 
-    def __init__(self, current: Callable[[], Batch], topic: str) -> None:
-        self._current = current
+    def __init__(self, batch: Batch, topic: str) -> None:
+        self._batch = batch
         self.topic = topic
 
     async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
-        self._current().send(self.topic, key, value, headers)
+        self._batch.send(self.topic, key, value, headers)
 
 
-BatchHandler = Callable[[Batch], Awaitable[None]]
-#: Called with every committed batch: (partition, records, outputs).
+#: Decides one topic's records of a partition's batch, in memory (dead-letters a bad record itself).
+BatchHandler = Callable[[Batch, Sequence[Record]], Awaitable[None]]
+#: Sees every committed batch (metrics), before the batch's own effects run.
 Committed = Callable[[Batch], None]
 
 
-class SeenKeys:
-    """One partition's set of marked keys, in RocksDB (memory bounded whatever its size).
+class PartitionState:
+    """One partition's state: namespaced keys to text values, in RocksDB (memory bounded whatever its size).
 
     The database is a cache of the changelog: made empty when the partition is assigned and
-    filled from the changelog, so it can never hold a key whose batch was not committed.
+    filled from the changelog, so it never holds a change whose batch was not committed.
     """
 
     def __init__(self, path: Path) -> None:
@@ -191,21 +221,32 @@ class SeenKeys:
         self.path = path
         self._db: Any = RocksDBOptions(**options).open(path)
 
-    def known(self, keys: Iterable[bytes]) -> frozenset[bytes]:
-        """Those of ``keys`` that are in the set (one multi-get)."""
+    @staticmethod
+    def _key(namespace: str, key: str) -> bytes:
+        return f"{namespace}\x1f{key}".encode()
+
+    def get(self, namespace: str, key: str) -> str | None:
+        found = self._db.get(self._key(namespace, key))
+        return None if found is None else bytes(found).decode()
+
+    def known(self, namespace: str, keys: Iterable[str]) -> frozenset[str]:
+        """Those of ``keys`` that are in ``namespace`` (one multi-get)."""
         wanted = list(keys)
         if not wanted:
             return frozenset()
-        found = self._db.get(wanted)
+        found = self._db.get([self._key(namespace, key) for key in wanted])
         return frozenset(key for key, value in zip(wanted, found, strict=True) if value is not None)
 
-    def add(self, keys: Iterable[bytes]) -> None:
-        """Put ``keys`` in the set (one write batch)."""
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Apply ``changes`` in order (one write batch)."""
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for key in keys:
-            batch.put(key, b"")
+        for namespace, key, value in changes:
+            if value is None:
+                batch.delete(self._key(namespace, key))
+            else:
+                batch.put(self._key(namespace, key), value.encode())
         self._db.write(batch)
 
     def close(self) -> None:
@@ -213,45 +254,50 @@ class SeenKeys:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def seen_value(keys: Sequence[bytes]) -> bytes:
-    """A changelog record's value: the batch's marked keys, one per line (event ids have no whitespace).
+def changes_value(changes: Sequence[Change]) -> bytes:
+    """A changelog record's value: the batch's state changes, in order (JSON).
 
-    >>> seen_value([b"e-1", b"e-2"]), seen_keys(seen_value([b"e-1", b"e-2"]))
-    (b'e-1\\ne-2', [b'e-1', b'e-2'])
+    >>> changes_of(changes_value([("seen", "e-1", ""), ("pending", "e-2", None)]))
+    [('seen', 'e-1', ''), ('pending', 'e-2', None)]
     """
-    return b"\n".join(keys)
+    return json.dumps(changes, separators=(",", ":")).encode()
 
 
-def seen_keys(value: bytes | None) -> list[bytes]:
-    """The keys of a changelog record (:func:`seen_value`)."""
-    return [key for key in (value or b"").split(b"\n") if key]
+def changes_of(value: bytes | None) -> list[Change]:
+    """The changes of a changelog record (:func:`changes_value`)."""
+    return [(str(namespace), str(key), value) for namespace, key, value in json.loads(value or b"[]")]
+
+
+def seen_keys(value: bytes | None) -> list[str]:
+    """The keys a changelog record marks seen (:meth:`Batch.mark`)."""
+    return [key for namespace, key, new in changes_of(value) if namespace == SEEN and new is not None]
 
 
 @dataclass
 class _Partition:
-    """What this worker holds for one assigned partition: its transactional producer and its keys."""
+    """What this worker holds for one assigned partition: its transactional producer and its state."""
 
     producer: Any
-    seen: SeenKeys | None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    state: PartitionState
     fenced: bool = False
 
 
 class TransactionalBatches(Service):
-    """Consume ``topic`` in batches; per partition batch, one transaction (outputs + changelog + offsets).
+    """Consume co-partitioned topics in batches; per partition batch, one transaction.
 
     Parameters
     ----------
     settings
         Broker, security, app id (the group is ``<app_id>-<name>``), data dir, batch settings.
     name
-        The stage (``router``): its group, transactional ids and local state carry it.
-    topic
-        The input topic.
-    handle
-        Decides one :class:`Batch` in memory (never raises for a record: it dead-letters it).
+        The service (``batches``): its group, transactional ids and local state carry it.
+    handlers
+        Per input topic, the handler of its records (called in this order within a batch).
+    state_topic
+        The compacted changelog of the partitions' state.
     seen_topic
-        The compacted changelog of the marked keys (None: the handler marks nothing).
+        The topic whose record keys are looked up in the ``seen`` state up front (one multi-get
+        per batch for :meth:`Batch.seen`); None for none.
     committed
         Sees each committed batch (metrics), before the batch's own effects run.
     """
@@ -261,8 +307,8 @@ class TransactionalBatches(Service):
         settings: Settings,
         *,
         name: str,
-        topic: str,
-        handle: BatchHandler,
+        handlers: Mapping[str, BatchHandler],
+        state_topic: str,
         seen_topic: str | None = None,
         committed: Committed | None = None,
         **kwargs: Any,
@@ -270,9 +316,9 @@ class TransactionalBatches(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.stage = name
-        self.topic = topic
+        self.handlers = dict(handlers)
         self.group_id = f"{settings.app_id}-{name}"
-        self._handle = handle
+        self._state_topic = state_topic
         self._seen_topic = seen_topic
         self._committed = committed
         self._state_dir = settings.data_dir / "batches" / name
@@ -291,6 +337,7 @@ class TransactionalBatches(Service):
     async def on_start(self) -> None:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.abc import ConsumerRebalanceListener
+        from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
         service = self
 
@@ -308,43 +355,53 @@ class TransactionalBatches(Service):
             client_id=f"{self.group_id}-{os.getpid()}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # Never read what an aborted transaction wrote (there is none on the input today; a
-            # producer of predictions may use transactions of its own).
-            isolation_level="read_committed",
+            # Range over co-partitioned topics: a member gets the same partitions of each.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             max_partition_fetch_bytes=batch.max_partition_fetch_bytes,
             fetch_max_wait_ms=batch.fetch_max_wait_ms,
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout_s / 3) * 1000),
-            **self.settings.kafka.aiokafka_options(),
+            # Labels come in transactions (ours) and from faust's producer: committed ones only.
+            **self.settings.kafka.reader_options(),
         )
-        self._consumer.subscribe([self.topic], listener=Listener())
+        self._consumer.subscribe(list(self.handlers), listener=Listener())
         await self._consumer.start()
 
     async def on_stop(self) -> None:
-        # The batch under way is finished (committed) first: the loop checks should_stop.
+        # The batch under way is finished (committed) first: the loop checks should_stop. The lock
+        # is let go before the consumer stops: leaving the group revokes the partitions, and the
+        # revocation waits for the lock too.
         async with self._working:
-            if self._consumer is not None:
-                await self._consumer.stop()  # leaves the group: the partitions move at once
-                self._consumer = None
+            consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()  # leaves the group: the partitions move at once
+        async with self._working:
             for partition in [*self._partitions, *self._revoked]:
                 await self._drop(partition)
 
     @Service.task
     async def _run(self) -> None:
+        from aiokafka.errors import KafkaError
+
         batch = self.settings.batch
-        while not self.should_stop:
-            fetched = await self._consumer.getmany(
-                timeout_ms=batch.poll_timeout_ms, max_records=batch.max_records
-            )
+        while not self.should_stop and self._consumer is not None:
+            try:
+                fetched = await self._consumer.getmany(
+                    timeout_ms=batch.poll_timeout_ms, max_records=batch.max_records
+                )
+            except KafkaError as error:
+                log.warning("%s: fetch failed (%s); trying again in %.1f s", self.stage, error, RETRY_WAIT_S)
+                await asyncio.sleep(RETRY_WAIT_S)
+                continue
             if not fetched:
                 continue
+            by_partition: dict[int, dict[str, list[Record]]] = {}
+            for tp, messages in fetched.items():
+                by_partition.setdefault(tp.partition, {})[tp.topic] = [Record.of(m) for m in messages]
             async with self._working:
-                await asyncio.gather(
-                    *(
-                        self._one(tp.partition, [Record.of(m) for m in messages])
-                        for tp, messages in fetched.items()
-                    )
-                )
+                if self._consumer is None:
+                    break  # stopping: what was fetched is read again by the partitions' next owner
+                await asyncio.gather(*(self._one(p, records) for p, records in by_partition.items()))
 
     # -- rebalances ------------------------------------------------------------------------
 
@@ -365,10 +422,10 @@ class TransactionalBatches(Service):
                 await self._drop(partition)
             for partition in sorted(partitions - set(self._partitions)):
                 self._partitions[partition] = await self._take(partition)
-            log.info("%s: partitions %s of %s", self.stage, sorted(self._partitions), self.topic)
+            log.info("%s: partitions %s of %s", self.stage, sorted(self._partitions), sorted(self.handlers))
 
     async def _take(self, partition: int) -> _Partition:
-        """A partition just assigned: fence its previous producer, rebuild its keys."""
+        """A partition just assigned: fence its previous producer, rebuild its state."""
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(
@@ -383,31 +440,21 @@ class TransactionalBatches(Service):
         )
         # init_transactions: aborts what the previous owner left open and fences it.
         await producer.start()
-        seen = None
-        if self._seen_topic is not None:
-            seen = SeenKeys(self._state_dir / str(partition))
-            restored = await self._restore(partition, seen)
-            log.info(
-                "%s: partition %d: %d keys restored from %s",
-                self.stage,
-                partition,
-                restored,
-                self._seen_topic,
-            )
-        return _Partition(producer, seen)
+        state = PartitionState(self._state_dir / str(partition))
+        restored = await self._restore(partition, state)
+        log.info("%s: partition %d: %d state changes restored", self.stage, partition, restored)
+        return _Partition(producer, state)
 
-    async def _restore(self, partition: int, seen: SeenKeys) -> int:
-        """Fill ``seen`` from the partition's changelog, read committed to its end."""
+    async def _restore(self, partition: int, state: PartitionState) -> int:
+        """Fill ``state`` from the partition's changelog, read committed to its end."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        assert self._seen_topic is not None
-        tp = TopicPartition(self._seen_topic, partition)
+        tp = TopicPartition(self._state_topic, partition)
         reader = AIOKafkaConsumer(
             group_id=None,
             enable_auto_commit=False,
-            isolation_level="read_committed",
             client_id=f"{self.group_id}-restore-{os.getpid()}",
-            **self.settings.kafka.aiokafka_options(),
+            **self.settings.kafka.reader_options(),
         )
         await reader.start()
         restored = 0
@@ -418,9 +465,9 @@ class TransactionalBatches(Service):
             while await reader.position(tp) < end:
                 fetched = await reader.getmany(tp, timeout_ms=1_000)
                 for message in fetched.get(tp, ()):
-                    keys = seen_keys(message.value)
-                    seen.add(keys)
-                    restored += len(keys)
+                    changes = changes_of(message.value)
+                    state.apply(changes)
+                    restored += len(changes)
         finally:
             await reader.stop()
         return restored
@@ -431,50 +478,47 @@ class TransactionalBatches(Service):
             return
         with contextlib.suppress(Exception):  # a fenced producer may refuse to stop cleanly
             await found.producer.stop()
-        if found.seen is not None:
-            found.seen.close()
+        found.state.close()
 
     # -- one partition's batch ---------------------------------------------------------------
 
-    async def _one(self, partition: int, records: list[Record]) -> None:
+    async def _one(self, partition: int, records: dict[str, list[Record]]) -> None:
         from aiokafka import TopicPartition
         from aiokafka.errors import KafkaError, ProducerFenced
 
-        state = self._partitions.get(partition)
-        if state is None or state.fenced:
+        part = self._partitions.get(partition)
+        if part is None or part.fenced:
             return  # revoked or fenced: the next owner reads these records
-        known = state.seen.known(r.key for r in records if r.key is not None) if state.seen else frozenset()
-        batch = Batch(partition, records, known)
+        keyed = records.get(self._seen_topic or "", ())
+        known = part.state.known(SEEN, [text for r in keyed if (text := r.key_text) is not None])
+        batch = Batch(partition, records, part.state, known)
+        firsts = {topic: found[0].offset for topic, found in records.items()}
         try:
-            await self._handle(batch)
+            for topic, handle in self.handlers.items():
+                if topic in records:
+                    await handle(batch, records[topic])
         except Exception:
-            # The handler dead-letters a bad record itself; this is a bug around the records.
-            log.exception(
-                "%s: batch %s[%d]@%d failed; reading it again",
-                self.stage,
-                self.topic,
-                partition,
-                records[0].offset,
-            )
-            await self._read_again(partition, records[0].offset)
+            # A handler dead-letters a bad record itself; this is a bug around the records.
+            log.exception("%s: batch of partition %d failed; reading it again", self.stage, partition)
+            await self._read_again(partition, firsts)
             return
-        producer = state.producer
+        producer = part.producer
         try:
             await producer.begin_transaction()
             for produced in batch.out:
                 await producer.send(
                     produced.topic, produced.value, key=produced.key, headers=produced.headers
                 )
-            if batch.marked and self._seen_topic is not None:
+            if batch.changes:
+                first = min(firsts.values())
                 await producer.send(
-                    self._seen_topic,
-                    seen_value(batch.marked),
-                    key=f"{partition}:{records[0].offset}".encode(),
+                    self._state_topic,
+                    changes_value(batch.changes),
+                    key=f"{partition}:{first}".encode(),
                     partition=partition,
                 )
-            await producer.send_offsets_to_transaction(
-                {TopicPartition(self.topic, partition): records[-1].offset + 1}, self.group_id
-            )
+            offsets = {TopicPartition(t, partition): found[-1].offset + 1 for t, found in records.items()}
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
             await self._drill(batch, producer)
             await producer.commit_transaction()
         except ProducerFenced:
@@ -482,29 +526,25 @@ class TransactionalBatches(Service):
             log.warning(
                 "%s: partition %d fenced by its new owner; its batch is left to it", self.stage, partition
             )
-            state.fenced = True
+            part.fenced = True
             self.aborted += 1
             return
         except (KafkaError, ConnectionError, TimeoutError) as error:
             log.warning(
-                "%s: batch %s[%d]@%d-%d failed (%s); aborted, reading it again in %.1f s",
+                "%s: batch of partition %d failed (%s); aborted, reading it again",
                 self.stage,
-                self.topic,
                 partition,
-                records[0].offset,
-                records[-1].offset,
                 error,
-                RETRY_WAIT_S,
             )
             self.aborted += 1
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
-            await self._read_again(partition, records[0].offset)
+            await self._read_again(partition, firsts)
             return
-        if state.seen is not None and batch.marked:
-            state.seen.add(batch.marked)
+        if batch.changes:
+            part.state.apply(batch.changes)
         self.batches += 1
-        self.records += len(records)
+        self.records += sum(len(found) for found in records.values())
         if self._committed is not None:
             self._committed(batch)
         for effect in batch.effects:
@@ -512,13 +552,14 @@ class TransactionalBatches(Service):
             if result is not None:
                 await result
 
-    async def _read_again(self, partition: int, offset: int) -> None:
-        """After a pause, fetch ``partition`` again from ``offset`` (what was fetched past it is dropped)."""
+    async def _read_again(self, partition: int, firsts: Mapping[str, int]) -> None:
+        """After a pause, fetch ``partition`` again from the batch's first offsets (drops what followed)."""
         from aiokafka import TopicPartition
 
         await asyncio.sleep(RETRY_WAIT_S)
         if self._consumer is not None and partition in self._partitions:
-            self._consumer.seek(TopicPartition(self.topic, partition), offset)
+            for topic, offset in firsts.items():
+                self._consumer.seek(TopicPartition(topic, partition), offset)
 
     async def _drill(self, batch: Batch, producer: Any) -> None:
         """The fault drill's kill point: a batch's records on the broker, its commit not sent (tests only)."""
@@ -526,12 +567,9 @@ class TransactionalBatches(Service):
         if after is not None and self.batches + 1 >= after:
             await producer.flush()
             log.warning(
-                "%s: drill: SIGKILL between produce and commit of %s[%d]@%d-%d (%d outputs)",
+                "%s: drill: SIGKILL between produce and commit of partition %d (%d outputs)",
                 self.stage,
-                self.topic,
                 batch.partition,
-                batch.records[0].offset,
-                batch.records[-1].offset,
                 len(batch.out),
             )
             os.kill(os.getpid(), signal.SIGKILL)

@@ -285,35 +285,47 @@ async def run_readers(
     owner's DLQ, once; with no owner among ``readers`` it is skipped. Every record is counted as
     consumed by every stage, as the stage's own agent counted it.
     """
+    async for event in stream.events():
+        record = Record.of(event.message)
+        for reader in readers:
+            if reader.dead_letters.meter is not None:
+                reader.dead_letters.meter.consumed(reader.stage, record.topic)
+        await read_record(record, model, readers, counters)
+        yield record
+
+
+async def read_record(
+    record: Record,
+    model: type[K],
+    readers: Sequence[Reader],
+    counters: MutableMapping[str, int] | None = None,
+) -> None:
+    """Decode ``record`` once as ``model``, hand it to every stage in ``readers`` (:func:`run_readers`).
+
+    The one place a record of a shared topic meets its stages, for faust's agents and the batch
+    path (``streams/batches.py``) alike.
+    """
     owner = next((reader for reader in readers if reader.owner), None)
 
     def count_dead_letter(reader: Reader) -> None:
         if reader.dlq_counter is not None and counters is not None:
             counters[reader.dlq_counter] = counters.get(reader.dlq_counter, 0) + 1
 
-    async for event in stream.events():
-        record = Record.of(event.message)
-        for reader in readers:
-            if reader.dead_letters.meter is not None:
-                reader.dead_letters.meter.consumed(reader.stage, record.topic)
-        try:
-            value = decode_keyed(model, record)
-        except Exception:
-            # Not the contract (or a bug in decoding): the owner's handle_record decodes it again,
-            # says why and dead-letters it, as the owner's own agent did; the others skip it.
-            if owner is None:
-                yield record
-                continue
-            decoded: list[K] = []
-            if not await handle_record(record, partial(_decode_into, model, decoded), owner.dead_letters):
-                count_dead_letter(owner)
-                yield record
-                continue
-            value = decoded[0]
-        for reader in readers:
-            if not await handle_record(record, partial(reader.reads, value), reader.dead_letters):
-                count_dead_letter(reader)
-        yield record
+    try:
+        value = decode_keyed(model, record)
+    except Exception:
+        # Not the contract (or a bug in decoding): the owner's handle_record decodes it again,
+        # says why and dead-letters it, as the owner's own agent did; the others skip it.
+        if owner is None:
+            return
+        decoded: list[K] = []
+        if not await handle_record(record, partial(_decode_into, model, decoded), owner.dead_letters):
+            count_dead_letter(owner)
+            return
+        value = decoded[0]
+    for reader in readers:
+        if not await handle_record(record, partial(reader.reads, value), reader.dead_letters):
+            count_dead_letter(reader)
 
 
 async def _decode_into(model: type[K], into: list[K], record: Record) -> None:

@@ -75,9 +75,16 @@ class PredictionPublisher(_Closing):
         """Queue one prediction (validated already: it is a PredictionEvent)."""
         self.publish_raw(encode_key(event.event_id), encode(event))
 
-    def publish_raw(self, key: bytes | None, value: bytes | None, topic: str | None = None) -> None:
-        """Queue raw bytes (for replays and for testing what the loop does with bad input)."""
-        self._pending.append(self._producer.send(topic or self.topic, key=key, value=value))
+    def publish_raw(
+        self, key: bytes | None, value: bytes | None, topic: str | None = None, partition: int | None = None
+    ) -> None:
+        """Queue raw bytes (for replays and for testing what the loop does with bad input).
+
+        ``partition``: that partition instead of the key's (a test putting records in one batch).
+        """
+        self._pending.append(
+            self._producer.send(topic or self.topic, key=key, value=value, partition=partition)
+        )
         self.published += 1
         if len(self._pending) >= 10_000:
             self._collect(timeout_s=60.0)

@@ -101,11 +101,12 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         configs={"retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
-        "router-seen",
+        "batch-state",
         "partition:first offset of a batch",
-        "event ids, one per line",
-        "internal: the event ids the router has routed, one record per batch, written in the"
-        " batch's transaction (streams/batches.py); a partition's owner rebuilds its set from it",
+        "the batch's state changes (JSON)",
+        "internal: the batch path's partition state (events routed, inputs awaiting labels,"
+        " labels counted), one record per batch, written in the batch's transaction"
+        " (streams/batches.py); a partition's owner rebuilds its state from it",
         compacted=True,
     ),
     TopicSpec(
@@ -134,14 +135,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 #: faust tables of the worker (name -> source topic suffix); their changelogs are
 #: ``<app_id>-<table>-changelog``, co-partitioned with the source.
 TABLES: dict[str, str] = {
-    # Human labels the router's estimators and tuner have counted (each once).
-    "router-estimated": "labels",
     # The highest revision published per event, by any stage (streams/ledger.py).
     "labels-published": "labels",
     "aggregator-tasks": "crowd-answers",
     # Requests handed to a pool and not finished: whoever owns the partition runs them.
     "dispatcher-open": "label-requests",
-    "learner-pending": "label-requests",
     "sim-truth": "simulation.truth",
     # Source positions already dead-lettered (the DLQ holds each bad record once).
     "dead-letters": "predictions",
@@ -200,8 +198,8 @@ class TopicNames:
         return self["policy-status"]
 
     @property
-    def router_seen(self) -> str:
-        return self["router-seen"]
+    def batch_state(self) -> str:
+        return self["batch-state"]
 
     @property
     def revisits(self) -> str:

@@ -1,5 +1,11 @@
 """The learner agent: human Labels (joined with their request's input) train the online model.
 
+The join is partition state of the batch path (``streams/batches.py``): the router hands the
+learner the input of each event it sends to humans while its batch is decided
+(:data:`~agents.router.agent.Requested`), kept until the event's first human label comes back
+on ``labels`` (the same partition, so the same worker), and learned once that label's batch
+is committed.
+
 Each task's learner is checkpointed to the worker's data dir (on a timer and on
 shutdown) and restored from there when the worker starts, so a restart loses no
 learning. Checkpoints are local trusted state; nothing is ever loaded from Kafka.
@@ -22,22 +28,27 @@ from agents.learner.model import (
     importance_weight,
 )
 from agents.loop import Loop
-from schemas import Label, LabelRequest, PredictionEvent
+from schemas import Label, PredictionEvent
+from streams.batches import Batch
 from streams.runtime import Record
 
 log = logging.getLogger(__name__)
 #: Sees each event the router accepts, with the Label it published.
 Accepted = Callable[[PredictionEvent, Label], None]
+#: Keeps the input of an event sent to humans in the batch's state, until its label comes.
+KeepInput = Callable[[Batch, PredictionEvent], None]
+#: The batch-path state of inputs waiting for their labels (and labels that came first).
+PENDING = "learner-pending"
 
 
-def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None]:
-    """Add the learner to ``loop.app``; returns its models by task (for the summary), and what the
+def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None, KeepInput]:
+    """Add the learner to ``loop.app``; returns its models by task (for the summary), what the
     router hands each event it accepts when the learner learns the model's own labels too
-    (``learn_model_labels``; None when it does not, the default)."""
+    (``learn_model_labels``; None when it does not, the default), and what the router hands each
+    event it sends to humans (:data:`KeepInput`)."""
     names = loop.names
     settings = loop.stages.learner
     learners: dict[str, OnlineLearner] = {}
-    pending = loop.table("learner-pending")
     metrics = loop.output(names.model_metrics)
     counters = loop.counters
 
@@ -97,34 +108,35 @@ def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None]:
         learner_for(task).observe(x, label, weight)
         counters["learner.learned"] += 1
 
-    async def on_request(request: LabelRequest, record: Record) -> None:
-        event_id = request.event_id
-        waiting = pending.get(event_id)
-        x = features_of(request.prediction.input, settings.kind_for(request.prediction.task))
+    def keep_input(batch: Batch, event: PredictionEvent) -> None:
+        event_id = event.event_id
+        waiting = batch.get(PENDING, event_id)
         if waiting is not None and "label" in (entry := json.loads(waiting)):
-            learn(request.prediction.task, x, entry["label"], entry["weight"])
-            del pending[event_id]
+            # The label came first (a request routed again after a restart): learn them now.
+            x = features_of(event.input, settings.kind_for(event.task))
+            batch.put(PENDING, event_id, None)
+            batch.after_commit(lambda: learn(event.task, x, entry["label"], entry["weight"]))
         elif waiting is None:
-            pending[event_id] = json.dumps({"x": x, "task": request.prediction.task})
+            x = features_of(event.input, settings.kind_for(event.task))
+            batch.put(PENDING, event_id, json.dumps({"x": x, "task": event.task}))
 
-    async def on_label(label: Label, record: Record) -> None:
+    async def on_label(label: Label, record: Record, batch: Batch) -> None:
         # Only an event's first human label is learned: a later revision (an expert verdict, a
-        # healed label) finds no input waiting, and keeping it would leave it in the table forever.
+        # healed label) finds no input waiting, and keeping it would leave it in the state forever.
         if not first_human_label(label):
             return
         weight = importance_weight(label, settings.max_weight)
-        waiting = pending.get(label.event_id)
+        waiting = batch.get(PENDING, label.event_id)
         if waiting is None:
-            # The label overtook its request: keep it until the input arrives.
-            pending[label.event_id] = json.dumps({"label": label.label, "weight": weight})
+            # The label overtook its input: keep it until the input arrives.
+            batch.put(PENDING, label.event_id, json.dumps({"label": label.label, "weight": weight}))
             return
         entry = json.loads(waiting)
         if "x" in entry:
-            learn(entry["task"], entry["x"], label.label, weight)
-            del pending[label.event_id]
+            batch.put(PENDING, label.event_id, None)
+            batch.after_commit(lambda: learn(entry["task"], entry["x"], label.label, weight))
 
-    loop.read(names.label_requests, LabelRequest, "learner", on_request)
-    loop.read(names.labels, Label, "learner", on_label, dlq_counter="learner.dlq")
+    loop.read_batched(names.labels, Label, "learner", on_label, dlq_counter="learner.dlq")
 
     @loop.app.timer(settings.publish_every_s)  # type: ignore[untyped-decorator]
     async def publish_metrics() -> None:
@@ -150,4 +162,4 @@ def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None]:
         learner_for(task).learn(features_of(event.input, settings.kind_for(task)), label.label)
         counters["learner.learned_model_labels"] += 1
 
-    return learners, (learn_accepted if settings.learn_model_labels else None)
+    return learners, (learn_accepted if settings.learn_model_labels else None), keep_input

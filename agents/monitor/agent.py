@@ -24,6 +24,7 @@ from agents.monitor.signals import TaskMonitor
 from agents.router.agent import Watch
 from agents.router.policy import RouterSettings, load_policy
 from schemas import DriftAlert, Label, LabelRequest, PolicyStatus, PredictionEvent
+from streams.batches import Batch
 from streams.broadcast import follow
 from streams.codec import decode
 from streams.runtime import Record
@@ -94,7 +95,11 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
             loop.metrics.observe_alert(alert)
             await react(response.observe(alert, loop.clock()))
 
-    async def on_label(label: Label, record: Record) -> None:
+    async def on_label(label: Label, record: Record, batch: Batch) -> None:
+        # Once the label's batch is committed: a batch read again would feed the detectors twice.
+        batch.after_commit(lambda: watch_label(label, record))
+
+    async def watch_label(label: Label, record: Record) -> None:
         found = monitor_for(label.task).observe_label(
             label, loop.clock(), partition=record.partition, offset=record.offset
         )
@@ -118,7 +123,7 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
         response.observe_policy(decode(PolicyStatus, record.value))
 
     # The monitor owns the labels topic's DLQ: a record there that is no Label goes to it.
-    loop.read(names.labels, Label, "monitor", on_label, owner=True, dlq_counter="monitor.dlq")
+    loop.read_batched(names.labels, Label, "monitor", on_label, owner=True, dlq_counter="monitor.dlq")
     loop.read(names.label_requests, LabelRequest, "monitor", on_request)
 
     @loop.app.task  # type: ignore[untyped-decorator]

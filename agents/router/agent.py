@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +22,20 @@ from agents.loop import Loop
 from agents.router.estimators import PrecisionEstimator, RecallEstimator, production_metrics
 from agents.router.policy import Decision, Router, label_request, load_policy, model_label
 from schemas import Command, Label, PolicyCommand, PoolStatus, PredictionEvent, Suggestion
-from streams.batches import Batch, BatchSender, TransactionalBatches
+from streams.batches import Batch, BatchSender
 from streams.broadcast import follow
-from streams.codec import decode, decode_json, dlq_kind
+from streams.codec import decode, decode_json
 from streams.runtime import DeadLetters, Output, Record, decode_keyed, handle_record
 
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
 Suggest = Callable[[PredictionEvent], Suggestion | None]
-#: Sees each prediction the router decides (with its record), before the decision.
+#: Sees each prediction the router decides (with its record), once its batch is committed.
 Watch = Callable[[PredictionEvent, Record], Awaitable[None]]
+#: Sees each event the router sends to humans, while its batch is decided (state goes in the batch).
+Requested = Callable[[Batch, PredictionEvent], None]
+#: The batch-path state of the human labels the estimators counted (event id -> revision, label).
+ESTIMATED = "router-estimated"
 
 
 @dataclass
@@ -77,6 +81,7 @@ def register(
     suggest: Suggest | None = None,
     watch: Watch | None = None,
     accepted: Callable[[PredictionEvent, Label], None] | None = None,
+    requested: Requested | None = None,
 ) -> Router:
     """Add the router to ``loop.app``; returns its live :class:`Router`.
 
@@ -88,31 +93,31 @@ def register(
     ``watch`` sees every prediction the router decides, once, in the predictions topic's order
     (the monitor's confidence and class mix: :func:`agents.monitor.agent.register`).
     ``accepted`` sees each event accepted, with the Label published for it (the learner, when
-    it learns the model's own labels). Both run once the batch is committed.
+    it learns the model's own labels). Both run once the batch is committed. ``requested`` sees
+    each event sent to humans while its batch is decided, to keep state in the batch (the
+    learner keeps the event's input until its human label comes back).
     """
     names = loop.names
     router = Router(load_policy(loop.stages.router), clock=time.monotonic)
     policy_status = loop.output(names.policy_status)
     metrics = loop.output(names.model_metrics)
     commands = loop.output(names.commands)
-    estimated = loop.table("router-estimated", per_event=True)
     estimates: dict[str, Estimates] = {}
     counters = loop.counters
     meter = loop.metrics
     meter.target_backlog.set(router.settings.capacity.target_backlog)
     measurement_tier = router.settings.measurement_tier
 
-    async def decide_batch(batch: Batch) -> None:
+    async def decide_batch(batch: Batch, records: Sequence[Record]) -> None:
         now = loop.clock()
-        labels = Output(BatchSender(lambda: batch, names.labels))
-        requests = Output(BatchSender(lambda: batch, names.label_requests))
-        dead_letters = DeadLetters(BatchSender(lambda: batch, names.dlq), stage="router", clock=loop.clock)
+        labels = Output(BatchSender(batch, names.labels))
+        requests = Output(BatchSender(batch, names.label_requests))
+        dead_letters = DeadLetters(BatchSender(batch, names.dlq), stage="router", clock=loop.clock)
         decided: list[tuple[PredictionEvent, Record, Decision, Label | None]] = []
 
         async def route(record: Record) -> None:
             event = decode_keyed(PredictionEvent, record)
-            key = record.key or b""
-            if batch.seen(key):
+            if batch.seen(event.event_id):
                 counters["router.duplicates"] += 1
                 meter.duplicates.inc()
                 return
@@ -129,22 +134,24 @@ def register(
                 if decision.action != "accept" or decision.audit is not None:
                     request = label_request(event, decision, now, measurement_tier=measurement_tier)
                     await requests.send(event.event_id, request)
-                batch.mark(key)
+                    if requested is not None:
+                        requested(batch, event)
+                batch.mark(event.event_id)
             except BaseException:
                 batch.rollback(point)  # none of a failed record's outputs, only its DLQ record
                 raise
             decided.append((event, record, decision, label))
 
-        for record in batch.records:
+        for record in records:
             if not await handle_record(record, route, dead_letters):
                 counters["router.dlq"] += 1
-        batch.after_commit(lambda: after_commit(batch, decided))
+        batch.after_commit(lambda: after_commit(len(records), decided))
 
     async def after_commit(
-        batch: Batch, decided: list[tuple[PredictionEvent, Record, Decision, Label | None]]
+        routed: int, decided: list[tuple[PredictionEvent, Record, Decision, Label | None]]
     ) -> None:
         """What a committed batch tells the rest of the worker: counters, metrics, estimators, watchers."""
-        counters["router.in"] += len(batch.records)
+        counters["router.in"] += routed
         for event, record, decision, label in decided:
             if watch is not None:
                 await watch(event, record)
@@ -169,26 +176,7 @@ def register(
                 counters[f"router.{decision.route}"] += 1
                 meter.decided("review", decision.route)
 
-    def committed(batch: Batch) -> None:
-        meter.consumed("router", names.predictions, len(batch.records))
-        for produced in batch.out:
-            meter.produced(produced.topic)
-        for produced in batch.out:
-            if produced.topic == names.dlq:
-                meter.dead_lettered("router", dlq_kind(produced.headers))
-
-    loop.app.add_dependency(
-        TransactionalBatches(
-            loop.settings,
-            name="router",
-            topic=names.predictions,
-            handle=decide_batch,
-            seen_topic=names.router_seen,
-            committed=committed,
-            loop=loop.app.loop,
-            beacon=loop.app.beacon,
-        )
-    )
+    loop.batched(names.predictions, decide_batch, "router")
 
     async def on_broadcast(record: Record) -> None:
         if record.topic == names.pool_status:
@@ -209,24 +197,28 @@ def register(
             meter.target_backlog.set(router.settings.capacity.target_backlog)
             counters["router.policy_changes"] += 1
 
-    async def on_label(label: Label, record: Record) -> None:
+    async def on_label(label: Label, record: Record, batch: Batch) -> None:
         if not label.is_human:
             return
         # Labels come at least once: a redelivered (or older) revision must not count twice; a
-        # newer one replaces what the event's earlier revision counted.
-        seen = estimated.get(label.event_id)
+        # newer one replaces what the event's earlier revision counted. What was counted is
+        # partition state, committed with the batch; the estimators count once it is.
+        seen = batch.get(ESTIMATED, label.event_id)
         counted = json.loads(seen) if seen is not None else None
         if counted is not None and label.revision <= counted["revision"]:
             return
-        estimated[label.event_id] = json.dumps({"revision": label.revision, "label": label.label})
-        if observe_label(estimates, label, None if counted is None else counted["label"]):
+        batch.put(ESTIMATED, label.event_id, json.dumps({"revision": label.revision, "label": label.label}))
+        batch.after_commit(lambda: estimate(label, None if counted is None else counted["label"]))
+
+    async def estimate(label: Label, counted: str | None) -> None:
+        if observe_label(estimates, label, counted):
             counters["router.estimator_labels" if counted is None else "router.estimator_revisions"] += 1
         tuned = router.learn_from(label, loop.clock())
         if tuned is not None:
             # Through the commands topic, like an operator's: every worker applies it the same way.
             await commands.send("policy", tuned)
 
-    loop.read(names.labels, Label, "router", on_label)
+    loop.read_batched(names.labels, Label, "router", on_label)
 
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_capacity_and_commands() -> None:

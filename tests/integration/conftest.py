@@ -174,8 +174,11 @@ class TopicWatcher:
     ``NetworkSelector.run`` (a CI hang no test timeout could interrupt).
     """
 
-    def __init__(self, settings: Settings, *topics: str) -> None:
+    def __init__(self, settings: Settings, *topics: str, committed: bool = True) -> None:
+        """``committed=False``: read uncommitted too (what aborted transactions left on the broker)."""
         from aiokafka import AIOKafkaConsumer
+
+        options = settings.kafka.reader_options() if committed else settings.kafka.aiokafka_options()
 
         async def start() -> Any:
             consumer = AIOKafkaConsumer(
@@ -185,7 +188,7 @@ class TopicWatcher:
                 auto_offset_reset="earliest",
                 client_id="labelloop-test-watcher",
                 max_partition_fetch_bytes=2 * 1024 * 1024,
-                **settings.kafka.reader_options(),
+                **options,
             )
             await asyncio.wait_for(consumer.start(), 30)
             return consumer

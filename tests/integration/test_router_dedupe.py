@@ -32,7 +32,7 @@ def test_routed_events_are_remembered_once_per_batch_and_their_duplicates_are_dr
     names = topic_names(loop.settings)
     app_id = loop.settings.app_id
     stream = [s.event for s in simulate(StreamSettings(events=EVENTS + FRESH, train_size=200, run_id=app_id))]
-    watcher = TopicWatcher(loop.settings, names.labels, names.router_seen)
+    watcher = TopicWatcher(loop.settings, names.labels, names.batch_state)
     try:
         loop.start_worker()
         with PredictionPublisher(loop.settings) as publisher:
@@ -62,7 +62,7 @@ def test_routed_events_are_remembered_once_per_batch_and_their_duplicates_are_dr
     # One changelog record per batch (not per event), naming each routed event once: the set a
     # partition's next owner rebuilds, committed in the same transactions as the Labels.
     remembered = Counter(
-        key.decode() for record in watcher.records[names.router_seen] for key in seen_keys(record.value)
+        key for record in watcher.records[names.batch_state] for key in seen_keys(record.value)
     )
     assert remembered == Counter({event.event_id: 1 for event in stream})
-    assert watcher.count(names.router_seen) < len(stream)
+    assert watcher.count(names.batch_state) < len(stream)

@@ -42,7 +42,7 @@ def test_latest_value_topics_are_compacted_the_rest_of_the_catalogue_is_not() ->
         "prod.simulation.truth",
         "prod.policy-status",
         "prod.worker-skills",
-        "prod.router-seen",
+        "prod.batch-state",
     }
     assert TOPICS["prod.predictions"].configs["cleanup.policy"] == "delete"
 

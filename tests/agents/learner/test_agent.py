@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from agents.learner import agent as learner_agent
@@ -11,6 +12,9 @@ from agents.settings import StageSettings
 from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label, PredictionEvent
 from streams.app import create_app
+from streams.batches import Batch
+from streams.codec import encode, encode_key
+from streams.runtime import Record
 from streams.settings import Settings
 from tests import factories
 
@@ -34,7 +38,7 @@ def _accepted(event: PredictionEvent) -> Label:
 
 
 def test_by_default_the_learner_takes_nothing_from_the_router(tmp_path: Path) -> None:
-    learners, accepted = learner_agent.register(_loop(tmp_path, LearnerSettings()))
+    learners, accepted, _ = learner_agent.register(_loop(tmp_path, LearnerSettings()))
     assert (learners, accepted) == ({}, None)
 
 
@@ -42,7 +46,7 @@ def test_opted_in_it_learns_accepted_labels_unscored_in_the_tasks_own_kind(
     tmp_path: Path,
 ) -> None:
     loop = _loop(tmp_path, LearnerSettings(learn_model_labels=True, models={"tickets": "tree"}))
-    learners, accepted = learner_agent.register(loop)
+    learners, accepted, _ = learner_agent.register(loop)
     assert accepted is not None
     events = [simulated.event for simulated in simulate(StreamSettings(events=300, train_size=200))]
     for event in events:
@@ -61,3 +65,37 @@ def test_opted_in_it_learns_accepted_labels_unscored_in_the_tasks_own_kind(
     tickets = events[0].model_copy(update={"task": "tickets"})
     accepted(tickets, _accepted(tickets))
     assert type(learners["tickets"].model).__name__ == "HoeffdingAdaptiveTreeClassifier"
+
+
+def test_an_input_kept_in_one_batch_is_learned_with_its_label_once_the_labels_batch_is_committed(
+    tmp_path: Path,
+) -> None:
+    loop = _loop(tmp_path, LearnerSettings())
+    learners, _, keep_input = learner_agent.register(loop)
+    handle = loop._batch_service().handlers[loop.names.labels]
+    event = next(simulated.event for simulated in simulate(StreamSettings(events=1, train_size=200)))
+    routed = Batch(0, {}, state=None)
+    keep_input(routed, event)
+    assert [(namespace, key) for namespace, key, _ in routed.changes] == [
+        (learner_agent.PENDING, event.event_id)
+    ]
+    label = factories.human_label(
+        "low_confidence",
+        human_label="positive",
+        model_label="negative",
+        event_id=event.event_id,
+        task=event.task,
+    )
+    record = Record(encode_key(event.event_id), encode(label), loop.names.labels, 0, 7)
+    # The labels' batch sees the routed batch's state (committed before the label could exist).
+    labelled = Batch(0, {loop.names.labels: [record]}, state=None)
+    labelled.put(*routed.changes[0])
+    asyncio.run(handle(labelled, [record]))
+    assert labelled.changes[-1] == (learner_agent.PENDING, event.event_id, None)
+    assert event.task not in learners or learners[event.task].seen == 0  # nothing before the commit
+    for effect in labelled.effects:
+        result = effect()
+        if result is not None:
+            asyncio.run(result)
+    assert learners[event.task].seen == 1
+    assert loop.counters["learner.learned"] == 1
