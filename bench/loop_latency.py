@@ -22,6 +22,11 @@ Two more rows give the p95s of 1,500 predictions paced at 100/s (sent before
 the 1,000/s run, a rate one worker keeps up with): the path's own latency,
 without the queue that builds when the worker is slower than its input.
 
+[F8] The same 1,000/s run gives the whole loop's worker CPU per labelled event: the worker
+process's CPU seconds (``/proc``) from the first send to the last Label read, over the events
+labelled, printed with the share of each stage from py-spy samples of the worker taken during
+the run (:mod:`bench.cpu_shares`).
+
 Before the paced runs 200 predictions are published and their Labels awaited
 (the worker is up and owns its partitions). An event without a Label 60 s
 after the last send counts as infinitely late (it is in the percentiles). The
@@ -39,13 +44,15 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from agents.simulation.stream import StreamSettings, simulate
+from bench.cpu_shares import sample, split
 from bench.harness import Goal, Row
-from bench.workers import BenchLoop, bench_broker, bench_settings, run_name
+from bench.workers import BenchLoop, bench_broker, bench_settings, cpu_s, run_name
 from schemas import utc_now
 from streams.codec import encode
 from streams.sdk import PredictionPublisher
@@ -64,6 +71,12 @@ DRAIN_S = 60.0
 ACCEPT_THRESHOLD = 0.52
 GOAL_ACCEPTED_RATIO = 5.0
 GOAL_REVIEWED_P95_S = 1.0
+GOAL_ACCEPTED_P95_S = 0.05
+GOAL_CPU_PER_EVENT_US = 150.0
+#: py-spy samples the worker over this much of the paced run (at a rate that costs it nothing:
+#: the worker is not paused, py-spy reads its memory from outside).
+SAMPLE_S = 20.0
+SAMPLE_RATE = 100
 #: An instant crowd: every simulated worker answers right after 1 us (the settings need > 0) and stays.
 INSTANT_CROWD_ENV = {
     "LABELLOOP_POOLS__SIMULATED__WORKERS": "50",
@@ -131,16 +144,58 @@ def run() -> tuple[list[Row], list[Goal]]:
             loop.create()
             create_topics(probe)
             baseline = round_trip(probe)
-            loop.start_worker()
+            worker = loop.start_worker()
             warm_up(loop)
             low_rate = loop_latency(loop, LOW_RATE_EVENTS, prefix="low", rate_per_s=LOW_RATE_PER_S)
+            samples: Counter[str] = Counter()
+            spy = threading.Thread(target=lambda: samples.update(sample(worker.pid, SAMPLE_S, SAMPLE_RATE)))
+            cpu_before_s = cpu_s(worker.pid)
+            spy.start()
             figure = loop_latency(loop)
+            cpu = Cpu(cpu_s(worker.pid) - cpu_before_s, figure.sent - figure.missing)
+            spy.join()
             loop.check_alive("during the paced run")
         finally:
             loop.close()
             with contextlib.suppress(Exception):
                 delete_topics(probe)
-    return rows_and_goal(figure, baseline, low_rate)
+    rows, goals = rows_and_goal(figure, baseline, low_rate)
+    more_rows, more_goals = cpu_goal(cpu, samples)
+    return rows + more_rows, goals + more_goals
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """The worker's CPU seconds over the paced run, and the events labelled in it."""
+
+    seconds: float
+    events: int
+
+    @property
+    def per_event_us(self) -> float:
+        return self.seconds / self.events * 1e6 if self.events else math.inf
+
+
+def cpu_goal(cpu: Cpu, samples: Counter[str]) -> tuple[list[Row], list[Goal]]:
+    """[F8]: the whole loop's worker CPU per labelled event, with each stage's share."""
+    rows = [
+        Row(
+            "whole loop, worker CPU per labelled event",
+            cpu.per_event_us,
+            GOAL_CPU_PER_EVENT_US,
+            "us",
+            "the goal F8",
+        )
+    ]
+    shares = split(samples) if samples else "no py-spy samples"
+    goal = Goal(
+        "F8",
+        f"worker CPU {cpu.per_event_us:,.0f} us per labelled event ({cpu.seconds:.1f} CPU s over"
+        f" {cpu.events:,} events at {RATE_PER_S:,.0f}/s); {shares}",
+        f"<= {GOAL_CPU_PER_EVENT_US:g} us per labelled event",
+        cpu.per_event_us <= GOAL_CPU_PER_EVENT_US,
+    )
+    return rows, [goal]
 
 
 def rows_and_goal(
@@ -181,9 +236,13 @@ def rows_and_goal(
     goal = Goal(
         "F5",
         f"accepted p95 {accepted_p95 * 1e3:,.0f} ms = {ratio:.1f}x round trip p95 "
-        f"{round_trip_p95 * 1e3:.1f} ms, reviewed p95 {reviewed_p95 * 1e3:,.0f} ms ({counts})",
-        f"accepted p95 <= {GOAL_ACCEPTED_RATIO:g}x round trip p95, reviewed p95 <= {GOAL_REVIEWED_P95_S:g} s",
-        ratio <= GOAL_ACCEPTED_RATIO and reviewed_p95 <= GOAL_REVIEWED_P95_S and figure.missing == 0,
+        f"{round_trip_p95 * 1e3:.1f} ms, reviewed p95 {reviewed_p95 * 1e3:,.0f} ms ({counts});"
+        " the simulated crowd answers inside the worker process",
+        f"accepted p95 <= {GOAL_ACCEPTED_RATIO:g}x round trip p95 and <= {GOAL_ACCEPTED_P95_S * 1e3:g} ms,"
+        f" reviewed p95 <= {GOAL_REVIEWED_P95_S:g} s, 0 unlabelled, the crowd outside the worker process",
+        # The crowd is the worker's in-process simulated crowd: the goal asks for one outside it,
+        # so the line cannot hold whatever the latencies (reported as they are, never loosened).
+        False,
     )
     return rows, [goal]
 

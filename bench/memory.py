@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 
 from bench.harness import Goal, Row
-from bench.throughput import ROUTER_ENV, STARTUP_DEADLINE_S, prefill
-from bench.workers import BenchLoop, OutputOffsets, bench_broker, bench_settings, rss_bytes, run_name
+from bench.throughput import ACCEPT_ALL_ENV, STARTUP_DEADLINE_S, prefill
+from bench.workers import BenchLoop, RoutedOffsets, bench_broker, bench_settings, rss_bytes, run_name
 
 EVENTS = int(os.environ.get("LABELLOOP_BENCH_MEMORY_EVENTS", "300000"))
 POLL_EVERY_S = 1.0
@@ -66,7 +66,7 @@ def run() -> tuple[list[Row], list[Goal]]:
 def measure(events: int = EVENTS) -> Growth:
     """The RSS readings of one worker routing ``events`` pre-filled events."""
     with bench_broker() as broker:
-        loop = BenchLoop(bench_settings(broker.bootstrap, run_name("f6")), ROUTER_ENV)
+        loop = BenchLoop(bench_settings(broker.bootstrap, run_name("f6")), ACCEPT_ALL_ENV)
         try:
             loop.create()
             asyncio.run(prefill(loop.settings, events))
@@ -101,7 +101,7 @@ def rows_and_goal(growth: Growth) -> tuple[list[Row], list[Goal]]:
 def watch(loop: BenchLoop, events: int) -> Growth:
     """Start one worker; read its RSS and the routed count every second until ``events`` are routed."""
     growth = Growth(events)
-    offsets = OutputOffsets.routed(loop.settings)
+    offsets = RoutedOffsets(loop.settings)
     try:
         worker = loop.start_worker()
         started_s = time.monotonic()

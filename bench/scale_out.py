@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import Goal, Row
-from bench.throughput import ROUTER_ENV, prefill
+from bench.throughput import ACCEPT_ALL_ENV, prefill
 from bench.workers import (
     BenchLoop,
-    OutputOffsets,
+    RoutedOffsets,
+    batch_group,
     bench_broker,
     bench_settings,
     cpu_s,
@@ -86,7 +87,7 @@ def run() -> tuple[list[Row], list[Goal]]:
     with bench_broker() as broker:
         splits = []
         for workers in (1, 2):
-            loop = BenchLoop(bench_settings(broker.bootstrap, run_name(f"f7-{workers}w")), ROUTER_ENV)
+            loop = BenchLoop(bench_settings(broker.bootstrap, run_name(f"f7-{workers}w")), ACCEPT_ALL_ENV)
             try:
                 loop.create()
                 asyncio.run(prefill(loop.settings, RECORDS))
@@ -130,7 +131,7 @@ def measure(loop: BenchLoop, workers: int, broker_pid: int | None) -> Split:
     """Start ``workers`` workers, wait until their group is settled, then time a window."""
     from kafka.admin import KafkaAdminClient
 
-    offsets = OutputOffsets.routed(loop.settings)
+    offsets = RoutedOffsets(loop.settings)
     admin = KafkaAdminClient(client_id="labelloop-bench-f7", **loop.settings.kafka.kafka_python_options())
     try:
         for _ in range(workers):
@@ -153,7 +154,7 @@ def measure(loop: BenchLoop, workers: int, broker_pid: int | None) -> Split:
             if end[1] >= RECORDS:
                 ran_dry = True
                 break
-        rebalanced = _group(admin, loop.settings.app_id)[1] != fingerprint
+        rebalanced = _group(admin, batch_group(loop.settings))[1] != fingerprint
     finally:
         admin.close()
         offsets.close()
@@ -171,13 +172,13 @@ def measure(loop: BenchLoop, workers: int, broker_pid: int | None) -> Split:
     )
 
 
-def _settled(loop: BenchLoop, admin: Any, offsets: OutputOffsets, workers: int) -> str:
+def _settled(loop: BenchLoop, admin: Any, offsets: RoutedOffsets, workers: int) -> str:
     """Wait until the group is Stable with ``workers`` members and output flows; its state's fingerprint."""
     deadline_s = time.monotonic() + STABLE_DEADLINE_S
     while time.monotonic() < deadline_s:
         time.sleep(POLL_EVERY_S)
         loop.check_alive("before its group settled")
-        members, fingerprint = _group(admin, loop.settings.app_id)
+        members, fingerprint = _group(admin, batch_group(loop.settings))
         if members == workers and fingerprint.startswith("Stable") and offsets.total() > 0:
             return fingerprint
     raise RuntimeError(f"the group never settled with {workers} members:\n{loop.logs_tail()}")

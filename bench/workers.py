@@ -9,7 +9,8 @@ F7 ``bench/scale_out.py``) launches, watches and stops it through this module:
 - :class:`BenchLoop` is one isolated loop (topic prefix, app id, data dir)
   with the worker processes it started, each logging to its own file;
 - :class:`OutputOffsets` sums end offsets of output topics (what a worker
-  has produced, counted by the broker);
+  has produced, counted by the broker); :class:`RoutedOffsets` sums the
+  offsets of ``predictions`` the router has committed (what it has routed);
 - :func:`cpu_s`, :func:`rss_bytes` and :func:`listener_pid` read ``/proc``.
 """
 
@@ -179,18 +180,45 @@ class OutputOffsets:
         self._partitions = [TopicPartition(topic, partition) for topic in topics for partition in partitions]
         self._consumer: Any = KafkaConsumer(**settings.kafka.kafka_python_options())
 
-    @classmethod
-    def routed(cls, settings: Settings) -> OutputOffsets:
-        """The router's outputs: ``labels`` and ``label-requests`` (one record per routed event)."""
-        names = topic_names(settings)
-        return cls(settings, names.labels, names.label_requests)
-
     def total(self) -> int:
         """Records written to the topics so far."""
         return int(sum(self._consumer.end_offsets(self._partitions).values()))
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def batch_group(settings: Settings) -> str:
+    """The batch path's consumer group of the loop (``<app_id>-batches``)."""
+    return f"{settings.app_id}-batches"
+
+
+class RoutedOffsets:
+    """The sum of the offsets of ``predictions`` the router's group committed: how many events it routed.
+
+    Each batch's offsets are committed in the transaction that holds its outputs, so the count is
+    exactly what consumers can read (an end offset of ``labels`` would also count the
+    transactions' commit markers).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka.admin import KafkaAdminClient
+
+        self._group = batch_group(settings)
+        self._topic = topic_names(settings).predictions
+        self._admin: Any = KafkaAdminClient(
+            client_id="labelloop-bench-routed", **settings.kafka.kafka_python_options()
+        )
+
+    def total(self) -> int:
+        """Events routed and committed so far."""
+        offsets = self._admin.list_consumer_group_offsets(self._group)
+        return int(
+            sum(found.offset for tp, found in offsets.items() if tp.topic == self._topic and found.offset > 0)
+        )
+
+    def close(self) -> None:
+        self._admin.close()
 
 
 def cpu_s(pid: int) -> float:
