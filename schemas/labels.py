@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from schemas.base import ClassLabel, Id, Probability, Reason, Timestamp, WireModel
+from schemas.base import STRICT, ClassLabel, Id, Probability, Reason, SchemaVersion1, Timestamp, WireModel
 
 LabelSource = Literal["model", "crowd", "expert"]
 #: Why a human saw the event: low confidence (review), the control group, a recall audit, an escalation.
@@ -15,6 +15,8 @@ RouteReason = Literal["accepted", "low_confidence", "control", "audit", "escalat
 
 class RoutingTrace(WireModel):
     """Why the router routed an event as it did: enough to explain any routing after the fact."""
+
+    model_config = STRICT
 
     measure: Literal["max_probability", "margin", "entropy"]
     uncertainty: Probability
@@ -30,6 +32,8 @@ class RoutingTrace(WireModel):
 
 class LabelProvenance(WireModel):
     """Where a label came from: the production model, and the humans if any."""
+
+    model_config = STRICT
 
     model_name: Id
     model_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -49,6 +53,14 @@ class Label(WireModel):
     (``crowd``/``expert``); later revisions only from audits or corrections and
     name the revision they ``supersede``.
 
+    A rule this JSON Schema cannot express, which the loop refuses all the
+    same: an integer (``revision``, ``n_answers``, ...) is written without a
+    fraction or exponent (``1``, not ``1.0``: JSON Schema's ``integer`` admits
+    ``1.0``). As for every record: at most 900,000 bytes of UTF-8 JSON, with
+    at most 200 levels of arrays and objects inside its own object, without
+    lone surrogates or ``NaN``; the calendar behind the timestamps' pattern is
+    ``format: date-time``'s.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
@@ -63,8 +75,10 @@ class Label(WireModel):
     (True, False)
     """
 
+    model_config = STRICT
+
     SCHEMA_VERSION = 1
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion1 = 1
     event_id: Id
     task: Id = "default"
     label: ClassLabel

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
-from schemas.base import Id, Probability, Timestamp, WireModel
+from schemas.base import STRICT, Id, Probability, SchemaVersion1, Timestamp, WireModel
 
 
 class WorkerSkill(WireModel):
@@ -23,8 +23,10 @@ class WorkerSkill(WireModel):
     (True, True)
     """
 
+    model_config = STRICT
+
     SCHEMA_VERSION = 1
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion1 = 1
     worker_id: Id
     pool: str
     #: The estimate the aggregator weighs votes with.

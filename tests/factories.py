@@ -1,8 +1,13 @@
-"""Wire objects the tests build again and again, with defaults a test overrides by name."""
+"""Wire objects the tests build again and again, with defaults a test overrides by name.
+
+Also the fake :class:`streams.runtime.Sender` (a topic) that records what was produced to it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from schemas import (
     Label,
@@ -82,3 +87,20 @@ def label_request(event_id: str = "tx-1", *, route: RouteReason = "low_confidenc
         uncertainty=0.4,
         requested_at=WHEN,
     )
+
+
+@dataclass(frozen=True)
+class Sent:
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+@dataclass
+class FakeTopic:
+    """A Sender that remembers what was produced."""
+
+    sent: list[Sent] = field(default_factory=list)
+
+    async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        self.sent.append(Sent(key, value, headers))

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -37,6 +36,7 @@ from streams.runtime import (
     run_records,
 )
 from tests import factories
+from tests.factories import FakeTopic, Sent
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 RECORD = Record(
@@ -47,23 +47,6 @@ RECORD = Record(
     offset=41,
     headers=(("traceparent", b"00-abc-01"),),
 )
-
-
-@dataclass(frozen=True)
-class Sent:
-    key: bytes | None
-    value: bytes | None
-    headers: Any
-
-
-@dataclass
-class FakeTopic:
-    """A Sender that remembers what was produced."""
-
-    sent: list[Sent] = field(default_factory=list)
-
-    async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
-        self.sent.append(Sent(key, value, headers))
 
 
 @dataclass
