@@ -187,6 +187,11 @@ class Loop:
         readers.append(_BatchReader(stage, reads, owner, dlq_counter))
         self._batch_stages[name].append(stage)
 
+    @property
+    def batches(self) -> TransactionalBatches | None:
+        """The worker's batch path, if any stage put a topic on it."""
+        return self._batches
+
     def _batch_service(self) -> TransactionalBatches:
         if self._batches is None:
             meter = self.metrics

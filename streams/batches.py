@@ -396,12 +396,34 @@ class TransactionalBatches(Service):
             if not fetched:
                 continue
             by_partition: dict[int, dict[str, list[Record]]] = {}
+            # What to commit: the consumer's position, past the last record returned and past
+            # any transaction marker after it (committing last + 1 would leave the marker as lag).
+            upto: dict[int, dict[str, int]] = {}
             for tp, messages in fetched.items():
                 by_partition.setdefault(tp.partition, {})[tp.topic] = [Record.of(m) for m in messages]
+                position = await self._consumer.position(tp)
+                upto.setdefault(tp.partition, {})[tp.topic] = max(position, messages[-1].offset + 1)
             async with self._working:
                 if self._consumer is None:
                     break  # stopping: what was fetched is read again by the partitions' next owner
-                await asyncio.gather(*(self._one(p, records) for p, records in by_partition.items()))
+                await asyncio.gather(*(self._one(p, records, upto[p]) for p, records in by_partition.items()))
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition)s this worker's batch path owns now."""
+        if self._consumer is None:
+            return []
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    async def end_offsets(self, places: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The end offsets (read committed: the last stable offset) of ``places``."""
+        from aiokafka import TopicPartition
+
+        if self._consumer is None or not places:
+            return {}
+        ends = await self._consumer.end_offsets(
+            [TopicPartition(topic, partition) for topic, partition in places]
+        )
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     # -- rebalances ------------------------------------------------------------------------
 
@@ -482,7 +504,7 @@ class TransactionalBatches(Service):
 
     # -- one partition's batch ---------------------------------------------------------------
 
-    async def _one(self, partition: int, records: dict[str, list[Record]]) -> None:
+    async def _one(self, partition: int, records: dict[str, list[Record]], upto: Mapping[str, int]) -> None:
         from aiokafka import TopicPartition
         from aiokafka.errors import KafkaError, ProducerFenced
 
@@ -517,7 +539,7 @@ class TransactionalBatches(Service):
                     key=f"{partition}:{first}".encode(),
                     partition=partition,
                 )
-            offsets = {TopicPartition(t, partition): found[-1].offset + 1 for t, found in records.items()}
+            offsets = {TopicPartition(topic, partition): offset for topic, offset in upto.items()}
             await producer.send_offsets_to_transaction(offsets, self.group_id)
             await self._drill(batch, producer)
             await producer.commit_transaction()

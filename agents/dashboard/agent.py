@@ -56,18 +56,34 @@ async def measure_lag(loop: Loop) -> dict[tuple[str, int], int]:
         for tp in app.assignor.assigned_actives()
         if tp.topic.startswith(prefix)
     ]
-    if not owned:
+    batches = loop.batches
+    batched = batches.assignment() if batches is not None else []
+    if not owned and not batched:
         return {}
     admin = AIOKafkaAdminClient(bootstrap_servers=loop.settings.kafka.bootstrap_list, **_auth(loop))
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(loop.settings.app_id, partitions=owned)
+        committed = (
+            await admin.list_consumer_group_offsets(loop.settings.app_id, partitions=owned) if owned else {}
+        )
+        if batches is not None and batched:
+            # The batch path's own group (the router, the readers of labels).
+            committed.update(
+                await admin.list_consumer_group_offsets(
+                    batches.group_id, partitions=[TopicPartition(topic, p) for topic, p in batched]
+                )
+            )
     finally:
         await admin.close()
-    ends = await app.consumer.highwaters(*owned)
+    ends = {
+        place: int(end) for place, end in (await app.consumer.highwaters(*owned)).items() if end is not None
+    }
+    if batches is not None:
+        ends.update(
+            {TopicPartition(*place): end for place, end in (await batches.end_offsets(batched)).items()}
+        )
     return lag_by_partition(
-        {place: int(end) for place, end in ends.items() if end is not None},
-        {place: meta.offset for place, meta in committed.items() if meta.offset >= 0},
+        ends, {place: meta.offset for place, meta in committed.items() if meta.offset >= 0}
     )
 
 
