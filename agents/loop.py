@@ -20,7 +20,7 @@ from agents.settings import StageSettings
 from schemas import utc_now
 from streams.app import broker_credentials, table_store
 from streams.batches import Batch, BatchHandler, BatchSender, TransactionalBatches
-from streams.codec import H_STAGE, dlq_kind
+from streams.codec import H_ORIGIN, H_STAGE, dlq_kind
 from streams.ledger import LabelLedger, read_label_tail
 from streams.metrics import LoopMetrics
 from streams.runtime import Clock, DeadLetters, K, Output, Reader, Reads, Record, read_record, run_readers
@@ -157,12 +157,15 @@ class Loop:
         *,
         owner: bool = False,
         dlq_counter: str | None = None,
+        ignore_origins: frozenset[bytes] = frozenset(),
     ) -> None:
         """Like :meth:`read`, on the batch path: ``reads`` also gets the record's :class:`Batch`.
 
         Every stage reading the topic gets each record decoded once
         (:func:`~streams.runtime.read_record`); a stage's DLQ records and state changes are part
-        of the batch's transaction.
+        of the batch's transaction. ``ignore_origins``: records whose ``labelloop.origin`` header
+        is one of these are of no use to the stage; a record that no stage of the topic wants is
+        skipped undecoded (the router's own accepted Labels, most of ``labels``).
         """
         found = self._batch_readers.get(name)
         if found is None:
@@ -174,7 +177,10 @@ class Loop:
 
             async def handle(batch: Batch, records: Sequence[Record]) -> None:
                 bound = [reader.bind(batch, dlq, clock) for reader in readers]
+                unwanted = frozenset.intersection(*(reader.ignore_origins for reader in readers))
                 for record in records:
+                    if unwanted and _origin(record) in unwanted:
+                        continue
                     await read_record(record, model, bound, counters)
 
             self.batched(name, handle)
@@ -184,7 +190,7 @@ class Loop:
                 raise ValueError(f"topic {name} is read as {decoded_as.__name__}, not {model.__name__}")
         if owner and any(reader.owner for reader in readers):
             raise ValueError(f"topic {name} has an owner already")
-        readers.append(_BatchReader(stage, reads, owner, dlq_counter))
+        readers.append(_BatchReader(stage, reads, owner, dlq_counter, ignore_origins))
         self._batch_stages[name].append(stage)
 
     @property
@@ -261,6 +267,7 @@ class _BatchReader:
     reads: BatchReads[Any]
     owner: bool
     dlq_counter: str | None
+    ignore_origins: frozenset[bytes] = frozenset()
 
     def bind(self, batch: Batch, dlq: str, clock: Clock) -> Reader:
         """The :class:`~streams.runtime.Reader` of this stage for one batch (its DLQ in the batch)."""
@@ -271,6 +278,14 @@ class _BatchReader:
 
         dead_letters = DeadLetters(BatchSender(batch, dlq), stage=self.stage, clock=clock)
         return Reader(self.stage, bound, dead_letters, owner=self.owner, dlq_counter=self.dlq_counter)
+
+
+def _origin(record: Record) -> bytes | None:
+    """The record's ``labelloop.origin`` header, if any."""
+    for name, value in record.headers:
+        if name == H_ORIGIN:
+            return value
+    return None
 
 
 def _label_ledger(loop: Loop) -> LabelLedger:

@@ -89,7 +89,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         backends["expert"] = experts
         if pools.simulated_experts.experts:
             bots = SimulatedExperts(pools.simulated_experts, experts, truth)
-    learners, learn_accepted, keep_input = learner_agent.register(loop)
+    learners, learn_accepted = learner_agent.register(loop)
 
     def suggest(event: PredictionEvent) -> Suggestion | None:
         learner = learners.get(event.task)
@@ -101,7 +101,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         return Suggestion(label=guess[0], confidence=guess[1], model_name=f"online-{event.task}")
 
     monitors, response, watch = monitor_agent.register(loop)
-    router = router_agent.register(loop, suggest, watch, learn_accepted, keep_input)
+    router = router_agent.register(loop, suggest, watch, learn_accepted)
     dispatcher_agent.register(loop, backends)
     aggregator = aggregator_agent.register(loop, book)
     pools_agent.register(loop, backends, truth_table, bots)

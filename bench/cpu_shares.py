@@ -58,9 +58,14 @@ def stage_of(frames: list[str]) -> str:
     'metrics'
     >>> stage_of(["run (asyncio/base_events.py:1)", "select (selectors.py:2)"])
     'event loop'
+    >>> stage_of(["decide (agents/router/policy.py:165)", "__init__ (pydantic/main.py:280)"])
+    'router'
+    >>> stage_of(["_one (streams/batches.py:521)", "send (aiokafka/client.py:474)"])
+    'faust/Kafka client'
     """
     for frame in reversed(frames):
-        where = frame.rsplit("(", 1)[-1]
+        # py-spy names files relative to the worker's directory or to site-packages.
+        where = "/" + frame.rsplit("(", 1)[-1].lstrip("/")
         if any(package in where for package in METRICS_PACKAGES):
             return "metrics"
         if "/streams/metrics.py" in where:

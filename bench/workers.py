@@ -212,7 +212,7 @@ class RoutedOffsets:
 
     def total(self) -> int:
         """Events routed and committed so far."""
-        offsets = self._admin.list_consumer_group_offsets(self._group)
+        offsets = self._admin.list_group_offsets({self._group: None}).get(self._group, {})
         return int(
             sum(found.offset for tp, found in offsets.items() if tp.topic == self._topic and found.offset > 0)
         )

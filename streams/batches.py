@@ -189,12 +189,13 @@ class BatchSender:
     [Produced(topic='t', key=b'k', value=b'v', headers=None)]
     """
 
-    def __init__(self, batch: Batch, topic: str) -> None:
+    def __init__(self, batch: Batch, topic: str, headers: Sequence[tuple[str, bytes]] | None = None) -> None:
         self._batch = batch
         self.topic = topic
+        self._headers = headers
 
     async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
-        self._batch.send(self.topic, key, value, headers)
+        self._batch.send(self.topic, key, value, headers if headers is not None else self._headers)
 
 
 #: Decides one topic's records of a partition's batch, in memory (dead-letters a bad record itself).
@@ -528,9 +529,8 @@ class TransactionalBatches(Service):
         try:
             await producer.begin_transaction()
             for produced in batch.out:
-                await producer.send(
-                    produced.topic, produced.value, key=produced.key, headers=produced.headers
-                )
+                headers = list(produced.headers) if produced.headers else None
+                await producer.send(produced.topic, produced.value, key=produced.key, headers=headers)
             if batch.changes:
                 first = min(firsts.values())
                 await producer.send(

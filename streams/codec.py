@@ -38,6 +38,13 @@ MAX_DLQ_VALUE_BYTES = 950_000
 #: What the DLQ keeps of a larger value: its first bytes (enough to see what it was).
 DLQ_PREFIX_BYTES = 64 * 1024
 H_FAILED_AT = "labelloop.failed_at"
+#: Who made a record, where a reader may skip it undecoded (``labelloop.origin``).
+H_ORIGIN = "labelloop.origin"
+#: The origin of the router's own revision-1 Labels of accepted events.
+MODEL_LABEL_ORIGIN = b"router-accepted"
+MODEL_LABEL_HEADERS: tuple[tuple[str, bytes], ...] = ((H_ORIGIN, MODEL_LABEL_ORIGIN),)
+#: The origins a reader of human labels skips.
+MODEL_LABELS = frozenset({MODEL_LABEL_ORIGIN})
 MAX_REASON_CHARS = 2_000
 
 

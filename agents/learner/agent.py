@@ -1,10 +1,10 @@
 """The learner agent: human Labels (joined with their request's input) train the online model.
 
-The join is partition state of the batch path (``streams/batches.py``): the router hands the
-learner the input of each event it sends to humans while its batch is decided
-(:data:`~agents.router.agent.Requested`), kept until the event's first human label comes back
-on ``labels`` (the same partition, so the same worker), and learned once that label's batch
-is committed.
+The join is partition state of the batch path (``streams/batches.py``): ``label-requests`` and
+``labels`` are read there, co-partitioned (both keyed by event id by the loop's own producers,
+whatever partitioner the producer of ``predictions`` used), so an event's request and its
+label meet on one worker. A request's input is kept until the event's first human label
+comes, and learned once that label's batch is committed.
 
 Each task's learner is checkpointed to the worker's data dir (on a timer and on
 shutdown) and restored from there when the worker starts, so a restart loses no
@@ -28,24 +28,22 @@ from agents.learner.model import (
     importance_weight,
 )
 from agents.loop import Loop
-from schemas import Label, PredictionEvent
+from schemas import Label, LabelRequest, PredictionEvent
 from streams.batches import Batch
+from streams.codec import MODEL_LABELS
 from streams.runtime import Record
 
 log = logging.getLogger(__name__)
 #: Sees each event the router accepts, with the Label it published.
 Accepted = Callable[[PredictionEvent, Label], None]
-#: Keeps the input of an event sent to humans in the batch's state, until its label comes.
-KeepInput = Callable[[Batch, PredictionEvent], None]
 #: The batch-path state of inputs waiting for their labels (and labels that came first).
 PENDING = "learner-pending"
 
 
-def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None, KeepInput]:
-    """Add the learner to ``loop.app``; returns its models by task (for the summary), what the
+def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None]:
+    """Add the learner to ``loop.app``; returns its models by task (for the summary), and what the
     router hands each event it accepts when the learner learns the model's own labels too
-    (``learn_model_labels``; None when it does not, the default), and what the router hands each
-    event it sends to humans (:data:`KeepInput`)."""
+    (``learn_model_labels``; None when it does not, the default)."""
     names = loop.names
     settings = loop.stages.learner
     learners: dict[str, OnlineLearner] = {}
@@ -108,17 +106,18 @@ def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None, Kee
         learner_for(task).observe(x, label, weight)
         counters["learner.learned"] += 1
 
-    def keep_input(batch: Batch, event: PredictionEvent) -> None:
-        event_id = event.event_id
+    async def on_request(request: LabelRequest, record: Record, batch: Batch) -> None:
+        event_id = request.event_id
+        task = request.prediction.task
         waiting = batch.get(PENDING, event_id)
         if waiting is not None and "label" in (entry := json.loads(waiting)):
-            # The label came first (a request routed again after a restart): learn them now.
-            x = features_of(event.input, settings.kind_for(event.task))
+            # The label came first: learn them now.
+            x = features_of(request.prediction.input, settings.kind_for(task))
             batch.put(PENDING, event_id, None)
-            batch.after_commit(lambda: learn(event.task, x, entry["label"], entry["weight"]))
+            batch.after_commit(lambda: learn(task, x, entry["label"], entry["weight"]))
         elif waiting is None:
-            x = features_of(event.input, settings.kind_for(event.task))
-            batch.put(PENDING, event_id, json.dumps({"x": x, "task": event.task}))
+            x = features_of(request.prediction.input, settings.kind_for(task))
+            batch.put(PENDING, event_id, json.dumps({"x": x, "task": task}))
 
     async def on_label(label: Label, record: Record, batch: Batch) -> None:
         # Only an event's first human label is learned: a later revision (an expert verdict, a
@@ -136,7 +135,11 @@ def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None, Kee
             batch.put(PENDING, label.event_id, None)
             batch.after_commit(lambda: learn(entry["task"], entry["x"], label.label, weight))
 
-    loop.read_batched(names.labels, Label, "learner", on_label, dlq_counter="learner.dlq")
+    # Requests first: a request and its label fetched in one batch are joined in that order.
+    loop.read_batched(names.label_requests, LabelRequest, "learner", on_request)
+    loop.read_batched(
+        names.labels, Label, "learner", on_label, dlq_counter="learner.dlq", ignore_origins=MODEL_LABELS
+    )
 
     @loop.app.timer(settings.publish_every_s)  # type: ignore[untyped-decorator]
     async def publish_metrics() -> None:
@@ -162,4 +165,4 @@ def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None, Kee
         learner_for(task).learn(features_of(event.input, settings.kind_for(task)), label.label)
         counters["learner.learned_model_labels"] += 1
 
-    return learners, (learn_accepted if settings.learn_model_labels else None), keep_input
+    return learners, (learn_accepted if settings.learn_model_labels else None)

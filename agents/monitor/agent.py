@@ -26,7 +26,7 @@ from agents.router.policy import RouterSettings, load_policy
 from schemas import DriftAlert, Label, LabelRequest, PolicyStatus, PredictionEvent
 from streams.batches import Batch
 from streams.broadcast import follow
-from streams.codec import decode
+from streams.codec import MODEL_LABELS, decode
 from streams.runtime import Record
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,10 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
         )
         await publish(found)
 
-    async def on_request(request: LabelRequest, record: Record) -> None:
+    async def on_request(request: LabelRequest, record: Record, batch: Batch) -> None:
+        batch.after_commit(lambda: watch_request(request, record))
+
+    async def watch_request(request: LabelRequest, record: Record) -> None:
         found = monitor_for(request.prediction.task).observe_request(
             request, loop.clock(), partition=record.partition, offset=record.offset
         )
@@ -123,8 +126,17 @@ def register(loop: Loop) -> tuple[dict[str, TaskMonitor], ResponsePolicy, Watch]
         response.observe_policy(decode(PolicyStatus, record.value))
 
     # The monitor owns the labels topic's DLQ: a record there that is no Label goes to it.
-    loop.read_batched(names.labels, Label, "monitor", on_label, owner=True, dlq_counter="monitor.dlq")
-    loop.read(names.label_requests, LabelRequest, "monitor", on_request)
+    # The router's own accepted Labels feed no detector (their route has no error to watch).
+    loop.read_batched(
+        names.labels,
+        Label,
+        "monitor",
+        on_label,
+        owner=True,
+        dlq_counter="monitor.dlq",
+        ignore_origins=MODEL_LABELS,
+    )
+    loop.read_batched(names.label_requests, LabelRequest, "monitor", on_request)
 
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_policy() -> None:

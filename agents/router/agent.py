@@ -24,7 +24,7 @@ from agents.router.policy import Decision, Router, label_request, load_policy, m
 from schemas import Command, Label, PolicyCommand, PoolStatus, PredictionEvent, Suggestion
 from streams.batches import Batch, BatchSender
 from streams.broadcast import follow
-from streams.codec import decode, decode_json
+from streams.codec import MODEL_LABEL_HEADERS, MODEL_LABELS, decode, decode_json
 from streams.runtime import DeadLetters, Output, Record, decode_keyed, handle_record
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,6 @@ _COMMAND = TypeAdapter[Command](Command)
 Suggest = Callable[[PredictionEvent], Suggestion | None]
 #: Sees each prediction the router decides (with its record), once its batch is committed.
 Watch = Callable[[PredictionEvent, Record], Awaitable[None]]
-#: Sees each event the router sends to humans, while its batch is decided (state goes in the batch).
-Requested = Callable[[Batch, PredictionEvent], None]
 #: The batch-path state of the human labels the estimators counted (event id -> revision, label).
 ESTIMATED = "router-estimated"
 
@@ -81,7 +79,6 @@ def register(
     suggest: Suggest | None = None,
     watch: Watch | None = None,
     accepted: Callable[[PredictionEvent, Label], None] | None = None,
-    requested: Requested | None = None,
 ) -> Router:
     """Add the router to ``loop.app``; returns its live :class:`Router`.
 
@@ -93,9 +90,7 @@ def register(
     ``watch`` sees every prediction the router decides, once, in the predictions topic's order
     (the monitor's confidence and class mix: :func:`agents.monitor.agent.register`).
     ``accepted`` sees each event accepted, with the Label published for it (the learner, when
-    it learns the model's own labels). Both run once the batch is committed. ``requested`` sees
-    each event sent to humans while its batch is decided, to keep state in the batch (the
-    learner keeps the event's input until its human label comes back).
+    it learns the model's own labels). Both run once the batch is committed.
     """
     names = loop.names
     router = Router(load_policy(loop.stages.router), clock=time.monotonic)
@@ -110,7 +105,9 @@ def register(
 
     async def decide_batch(batch: Batch, records: Sequence[Record]) -> None:
         now = loop.clock()
-        labels = Output(BatchSender(batch, names.labels))
+        # Marked as the router's: the worker's readers of labels want human labels only and skip
+        # these undecoded (they were made here, from validated events).
+        labels = Output(BatchSender(batch, names.labels, headers=MODEL_LABEL_HEADERS))
         requests = Output(BatchSender(batch, names.label_requests))
         dead_letters = DeadLetters(BatchSender(batch, names.dlq), stage="router", clock=loop.clock)
         decided: list[tuple[PredictionEvent, Record, Decision, Label | None]] = []
@@ -134,8 +131,6 @@ def register(
                 if decision.action != "accept" or decision.audit is not None:
                     request = label_request(event, decision, now, measurement_tier=measurement_tier)
                     await requests.send(event.event_id, request)
-                    if requested is not None:
-                        requested(batch, event)
                 batch.mark(event.event_id)
             except BaseException:
                 batch.rollback(point)  # none of a failed record's outputs, only its DLQ record
@@ -218,7 +213,7 @@ def register(
             # Through the commands topic, like an operator's: every worker applies it the same way.
             await commands.send("policy", tuned)
 
-    loop.read_batched(names.labels, Label, "router", on_label)
+    loop.read_batched(names.labels, Label, "router", on_label, ignore_origins=MODEL_LABELS)
 
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_capacity_and_commands() -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 from agents.learner import agent as learner_agent
 from agents.learner.model import LearnerSettings
 from agents.loop import Loop
+from agents.monitor import agent as monitor_agent
 from agents.settings import StageSettings
 from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label, PredictionEvent
 from streams.app import create_app
 from streams.batches import Batch
-from streams.codec import encode, encode_key
+from streams.codec import MODEL_LABEL_HEADERS, encode, encode_key
 from streams.runtime import Record
 from streams.settings import Settings
 from tests import factories
@@ -38,7 +39,7 @@ def _accepted(event: PredictionEvent) -> Label:
 
 
 def test_by_default_the_learner_takes_nothing_from_the_router(tmp_path: Path) -> None:
-    learners, accepted, _ = learner_agent.register(_loop(tmp_path, LearnerSettings()))
+    learners, accepted = learner_agent.register(_loop(tmp_path, LearnerSettings()))
     assert (learners, accepted) == ({}, None)
 
 
@@ -46,7 +47,7 @@ def test_opted_in_it_learns_accepted_labels_unscored_in_the_tasks_own_kind(
     tmp_path: Path,
 ) -> None:
     loop = _loop(tmp_path, LearnerSettings(learn_model_labels=True, models={"tickets": "tree"}))
-    learners, accepted, _ = learner_agent.register(loop)
+    learners, accepted = learner_agent.register(loop)
     assert accepted is not None
     events = [simulated.event for simulated in simulate(StreamSettings(events=300, train_size=200))]
     for event in events:
@@ -67,15 +68,18 @@ def test_opted_in_it_learns_accepted_labels_unscored_in_the_tasks_own_kind(
     assert type(learners["tickets"].model).__name__ == "HoeffdingAdaptiveTreeClassifier"
 
 
-def test_an_input_kept_in_one_batch_is_learned_with_its_label_once_the_labels_batch_is_committed(
+def test_a_request_read_in_one_batch_is_learned_with_its_label_once_the_labels_batch_is_committed(
     tmp_path: Path,
 ) -> None:
     loop = _loop(tmp_path, LearnerSettings())
-    learners, _, keep_input = learner_agent.register(loop)
-    handle = loop._batch_service().handlers[loop.names.labels]
+    learners, _ = learner_agent.register(loop)
+    handlers = loop._batch_service().handlers
+    names = loop.names
     event = next(simulated.event for simulated in simulate(StreamSettings(events=1, train_size=200)))
-    routed = Batch(0, {}, state=None)
-    keep_input(routed, event)
+    request = factories.label_request(event.event_id).model_copy(update={"prediction": event})
+    asked = Record(encode_key(event.event_id), encode(request), names.label_requests, 0, 3)
+    routed = Batch(0, {names.label_requests: [asked]}, state=None)
+    asyncio.run(handlers[names.label_requests](routed, [asked]))
     assert [(namespace, key) for namespace, key, _ in routed.changes] == [
         (learner_agent.PENDING, event.event_id)
     ]
@@ -86,11 +90,11 @@ def test_an_input_kept_in_one_batch_is_learned_with_its_label_once_the_labels_ba
         event_id=event.event_id,
         task=event.task,
     )
-    record = Record(encode_key(event.event_id), encode(label), loop.names.labels, 0, 7)
-    # The labels' batch sees the routed batch's state (committed before the label could exist).
-    labelled = Batch(0, {loop.names.labels: [record]}, state=None)
+    record = Record(encode_key(event.event_id), encode(label), names.labels, 0, 7)
+    # The labels' batch sees the request's batch's state (committed before the label could exist).
+    labelled = Batch(0, {names.labels: [record]}, state=None)
     labelled.put(*routed.changes[0])
-    asyncio.run(handle(labelled, [record]))
+    asyncio.run(handlers[names.labels](labelled, [record]))
     assert labelled.changes[-1] == (learner_agent.PENDING, event.event_id, None)
     assert event.task not in learners or learners[event.task].seen == 0  # nothing before the commit
     for effect in labelled.effects:
@@ -99,3 +103,20 @@ def test_an_input_kept_in_one_batch_is_learned_with_its_label_once_the_labels_ba
             asyncio.run(result)
     assert learners[event.task].seen == 1
     assert loop.counters["learner.learned"] == 1
+
+
+def test_the_routers_own_labels_are_skipped_undecoded_by_the_readers_of_human_labels(tmp_path: Path) -> None:
+    loop = _loop(tmp_path, LearnerSettings())
+    learner_agent.register(loop)
+    monitor_agent.register(loop)  # the owner of the labels' DLQ
+    handle = loop._batch_service().handlers[loop.names.labels]
+    # Not even a Label: a reader that decoded it would dead-letter it.
+    marked = Record(b"tx-1", b"not json", loop.names.labels, 0, 1, headers=MODEL_LABEL_HEADERS)
+    batch = Batch(0, {loop.names.labels: [marked]}, state=None)
+    asyncio.run(handle(batch, [marked]))
+    assert batch.out == []
+    assert batch.changes == []
+    assert batch.effects == []
+    unmarked = Record(b"tx-1", b"not json", loop.names.labels, 0, 2)
+    asyncio.run(handle(batch, [unmarked]))
+    assert [produced.topic for produced in batch.out] == [loop.names.dlq]
