@@ -51,24 +51,14 @@ def _assignment(port: int) -> dict[str, list[int]] | None:
         return None
 
 
+def _batch_owned(loop: LoopUnderTest, index: int) -> set[int] | None:
+    """The partitions the worker's batch path (the router, the label readers) owns, by its last log line."""
+    found = re.findall(r"batches: partitions \[([\d, ]*)\] of", _log_of(loop, index))
+    return {int(number) for number in re.findall(r"\d+", found[-1])} if found else None
+
+
 def _log_of(loop: LoopUnderTest, index: int) -> str:
     return (loop.log_dir / f"worker-{index}.log").read_text(errors="replace")
-
-
-def _assignments_logged(log: str, topic: str) -> list[set[int]]:
-    """Every assignment of ``topic``'s partitions a worker logged, in order.
-
-    aiokafka logs each one as a table: ``Setting newly assigned partitions``,
-    then rows ``| <topic> | {0, 3} |``, then ``for group <app id>``.
-    """
-    found: list[set[int]] = []
-    for block in log.split("Setting newly assigned partitions")[1:]:
-        table = block.split("for group", 1)[0]
-        for line in table.splitlines():
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            if len(cells) == 2 and cells[0] == topic:
-                found.append({int(number) for number in re.findall(r"\d+", cells[1])})
-    return found
 
 
 def test_three_workers_share_partitions_and_survive_a_sigkill(
@@ -97,18 +87,24 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
             processes.append(loop.start_worker())
 
         def spread() -> bool:
-            owned = [(_assignment(port) or {}).get(names.predictions, []) for port in ports]
-            return all(owned) and sorted(p for part in owned for p in part) == list(range(partitions))
+            # faust's group (label-requests, crowd-answers, ...) and the batch path's (predictions,
+            # labels) each share the partitions among all three.
+            owned = [(_assignment(port) or {}).get(names.label_requests, []) for port in ports]
+            batched = [_batch_owned(loop, index) or set() for index in range(WORKERS)]
+            return all(
+                all(parts) and sorted(p for part in parts for p in part) == list(range(partitions))
+                for parts in (owned, batched)
+            )
 
         deadline = time.monotonic() + 90
         while not spread():
             exited = [index for index, process in enumerate(processes) if process.poll() is not None]
             assert not exited, f"workers {exited} exited at start\n" + loop.worker_logs()[-4_000:]
             assert time.monotonic() < deadline, (
-                "three workers never shared the partitions\n" + (loop.worker_logs[-4_000:])
+                "three workers never shared the partitions\n" + (loop.worker_logs()[-4_000:])
             )
             time.sleep(0.5)
-        before = [set((_assignment(port) or {}).get(names.predictions, [])) for port in ports]
+        before = [_batch_owned(loop, index) or set() for index in range(WORKERS)]
 
         with PredictionPublisher(loop.settings) as publisher:
             publish_with_truth(publisher, names.truth, stream[: EVENTS // 2])
@@ -133,8 +129,9 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
         )
         for _ in range(15):  # a late duplicate (a re-routed or re-aggregated event) would show now
             watcher.poll()
-        after = {
-            index: set((_assignment(ports[index]) or {}).get(names.predictions, [])) for index in survivors
+        after = {index: _batch_owned(loop, index) or set() for index in survivors}
+        faust_after = {
+            index: set((_assignment(ports[index]) or {}).get(names.label_requests, [])) for index in survivors
         }
     finally:
         watcher.close()
@@ -159,16 +156,15 @@ def test_three_workers_share_partitions_and_survive_a_sigkill(
     # The survivors took the dead worker's partitions over: between them they own them all now.
     assert before[victim], f"the victim owned no partition: {before}"
     assert sorted(p for index in survivors for p in after[index]) == list(range(partitions)), after
-    assert any(after[index] - before[index] for index in survivors), (before, after)
-    # ...and their logs say so: a later assignment holds a partition the victim had.
-    for index in survivors:
-        logged = _assignments_logged(_log_of(loop, index), names.predictions)
-        assert logged, (
-            f"worker {index} logged no assignment of {names.predictions}\n{_log_of(loop, index)[-3_000:]}"
-        )
-    taken = set().union(
-        *(_assignments_logged(_log_of(loop, index), names.predictions)[-1] for index in survivors)
+    assert sorted(p for index in survivors for p in faust_after[index]) == list(range(partitions)), (
+        faust_after
     )
-    assert before[victim] <= taken, (before, taken)
+    assert any(after[index] - before[index] for index in survivors), (before, after)
+    # ...and their logs say so: each survivor logged a later assignment, and together those hold
+    # every partition the victim had.
+    for index in survivors:
+        logged = re.findall(r"batches: partitions \[[\d, ]*\] of", _log_of(loop, index))
+        assert len(logged) >= 2, f"worker {index} logged no new assignment\n{_log_of(loop, index)[-3_000:]}"
+    assert before[victim] <= set().union(*after.values()), (before, after)
     assert 0 < labeled_at_kill < len(stream), "the kill was not in the middle of the stream"
     assert elapsed < BUDGET_S, f"took {elapsed:.0f}s"
