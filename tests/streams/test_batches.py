@@ -1,0 +1,84 @@
+"""The batch path's pure parts without Kafka: a batch's outputs, state and rollback; the partition state."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from streams.batches import (
+    MAX_OUTPUT_BYTES,
+    SEEN,
+    Batch,
+    BatchSender,
+    PartitionState,
+    changes_of,
+    changes_value,
+    seen_keys,
+)
+from streams.errors import ContractError
+from streams.runtime import DeadLetters, Output, Record, handle_record
+from tests import factories
+
+
+def test_a_record_that_fails_midway_leaves_only_its_dlq_record_in_the_batch() -> None:
+    batch = Batch(0, {}, state=None)
+    out = Output(BatchSender(batch, "labels"))
+    dead_letters = DeadLetters(BatchSender(batch, "dlq"), stage="router")
+    good = Record(b"e-1", b"{}", "predictions", 0, 10)
+    bad = Record(b"e-2", b"{}", "predictions", 0, 11)
+
+    async def route(record: Record) -> None:
+        point = batch.savepoint()
+        try:
+            await out.send(record.key_text or "", factories.human_label(event_id=record.key_text or ""))
+            batch.mark(record.key_text or "")
+            batch.after_commit(lambda: None)
+            if record.offset == 11:
+                raise RuntimeError("a bug after the first output")
+        except BaseException:
+            batch.rollback(point)
+            raise
+
+    assert asyncio.run(handle_record(good, route, dead_letters))
+    assert not asyncio.run(handle_record(bad, route, dead_letters))
+    assert [(produced.topic, produced.key) for produced in batch.out] == [("labels", b"e-1"), ("dlq", b"e-2")]
+    assert batch.changes == [(SEEN, "e-1", "")]
+    assert len(batch.effects) == 1
+    assert batch.seen("e-1")
+    assert not batch.seen("e-2")  # read again (a fixed worker), it is routed
+
+
+def test_an_output_the_producer_would_refuse_is_a_contract_error_of_its_record() -> None:
+    batch = Batch(0, {}, state=None)
+    with pytest.raises(ContractError, match="too_large") as refused:
+        batch.send("label-requests", b"e-1", b"x" * (MAX_OUTPUT_BYTES + 1))
+    assert refused.value.kind == "too_large"
+    assert batch.out == []
+
+
+def test_the_changes_of_a_batch_survive_the_changelog_and_rebuild_the_state(tmp_path: Path) -> None:
+    batch = Batch(0, {}, state=None)
+    batch.mark("e-1")
+    batch.put("pending", "e-2", '{"x": {"a": 1.0}}')
+    batch.put("pending", "e-2", None)
+    batch.put("pending", "e-3", "{}")
+    wire = changes_value(batch.changes)
+    assert changes_of(wire) == batch.changes
+    assert seen_keys(wire) == ["e-1"]
+    state = PartitionState(tmp_path / "p0")
+    try:
+        state.apply(changes_of(wire))
+        assert state.known(SEEN, ["e-1", "e-9"]) == frozenset({"e-1"})
+        assert state.get("pending", "e-2") is None
+        assert state.get("pending", "e-3") == "{}"
+        # A batch over that state sees it, with its own changes on top.
+        later = Batch(0, {}, state=state, known=state.known(SEEN, ["e-1"]))
+        assert later.seen("e-1")
+        later.put("pending", "e-3", None)
+        assert later.get("pending", "e-3") is None
+        assert state.get("pending", "e-3") == "{}"  # not until the batch is committed
+    finally:
+        state.close()
+    assert not (tmp_path / "p0").exists()
