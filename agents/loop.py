@@ -207,8 +207,9 @@ class Loop:
                 for topic, records in batch.records.items():
                     for stage in stages.get(topic, ()):
                         meter.consumed(stage, topic, len(records))
+                for topic, count in Counter(produced.topic for produced in batch.out).items():
+                    meter.produced(topic, count)
                 for produced in batch.out:
-                    meter.produced(produced.topic)
                     if produced.topic == self.names.dlq:
                         headers = dict(produced.headers or ())
                         stage = headers.get(H_STAGE, b"").decode("utf-8", "replace")

@@ -75,7 +75,7 @@ MAX_OUTPUT_BYTES = MAX_DLQ_VALUE_BYTES
 SEEN = "seen"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Produced:
     """One record a batch sends (key-partitioned by the producer, like every output of the loop)."""
 

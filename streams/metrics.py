@@ -272,11 +272,11 @@ class LoopMetrics:
 
     # -- the stages ----------------------------------------------------------------------
 
-    def decided(self, action: str, reason: str, *, audit: bool = False) -> None:
-        """One routing decision (``audit``: the accepted event is also audited)."""
-        self._child(self.decisions, action, reason).inc()
+    def decided(self, action: str, reason: str, *, audit: bool = False, count: int = 1) -> None:
+        """``count`` routing decisions alike (``audit``: the accepted events are also audited)."""
+        self._child(self.decisions, action, reason).inc(count)
         if audit:
-            self.audits.inc()
+            self.audits.inc(count)
 
     def observe_label(self, label: Label) -> None:
         """A trusted label was published: its source, and for a first revision its time to label."""

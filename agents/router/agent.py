@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,8 +146,13 @@ def register(
     async def after_commit(
         routed: int, decided: list[tuple[PredictionEvent, Record, Decision, Label | None]]
     ) -> None:
-        """What a committed batch tells the rest of the worker: counters, metrics, estimators, watchers."""
+        """What a committed batch tells the rest of the worker: counters, metrics, estimators, watchers.
+
+        Counted per batch (one increment per kind), not per event: a Prometheus child's ``inc``
+        takes a lock each time.
+        """
         counters["router.in"] += routed
+        kinds: Counter[tuple[str, str, bool]] = Counter()
         for event, record, decision, label in decided:
             if watch is not None:
                 await watch(event, record)
@@ -159,17 +165,21 @@ def register(
                 if found is None:
                     found = estimates[event.task] = Estimates(event.model_name)
                 found.recall.observe_accepted(event.predicted_label)
-                if decision.audit is not None:
-                    counters["router.audit"] += 1
-                counters["router.shed" if decision.shed else "router.accept"] += 1
-                meter.decided(
+                kinds[
                     "accept",
                     "shed_by_capacity" if decision.shed else decision.route,
-                    audit=decision.audit is not None,
-                )
+                    decision.audit is not None,
+                ] += 1
             else:
-                counters[f"router.{decision.route}"] += 1
-                meter.decided("review", decision.route)
+                kinds["review", decision.route, False] += 1
+        for (action, route, audited), count in kinds.items():
+            meter.decided(action, route, audit=audited, count=count)
+            if action == "review":
+                counters[f"router.{route}"] += count
+                continue
+            counters["router.shed" if route == "shed_by_capacity" else "router.accept"] += count
+            if audited:
+                counters["router.audit"] += count
 
     loop.batched(names.predictions, decide_batch, "router")
 
