@@ -14,6 +14,7 @@ from agents.monitor.detectors import MonitorSettings
 from agents.operator_api import OperatorApiSettings
 from agents.pools.autoscaler import AutoscalerSettings
 from agents.pools.experts import ExpertPoolSettings
+from agents.pools.remote import RemoteCrowdSettings
 from agents.pools.simulated import SimulatedCrowdSettings
 from agents.pools.toloka.client import TolokaSettings
 from agents.router.policy import RouterSettings
@@ -28,6 +29,9 @@ class PoolSettings(BaseModel):
     simulated: SimulatedCrowdSettings = SimulatedCrowdSettings()
     #: Toloka through toloka-kit; ``enabled=True`` makes it the crowd tier instead of the simulated crowd.
     toloka: TolokaSettings = TolokaSettings()
+    #: A crowd outside the worker that reads label-requests itself; ``enabled=True`` makes it the
+    #: crowd tier (agents/pools/remote.py).
+    remote: RemoteCrowdSettings = RemoteCrowdSettings()
     #: The expert tier's web page; ``enabled=False`` sends expert requests to the crowd.
     experts: ExpertPoolSettings = ExpertPoolSettings()
     experts_enabled: bool = True

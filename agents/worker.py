@@ -26,6 +26,7 @@ from agents.monitor.signals import TaskMonitor
 from agents.pools import agent as pools_agent
 from agents.pools.base import LabelingBackend
 from agents.pools.experts import ExpertPool
+from agents.pools.remote import RemoteCrowd
 from agents.pools.simulated import SimulatedCrowd, ban_rule
 from agents.pools.toloka.backend import TolokaBackend
 from agents.router import agent as router_agent
@@ -68,7 +69,10 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     # One book of worker skills: the aggregator weighs votes by it, the pools stop asking by it.
     book = SkillBook(stages.aggregator.skills)
     crowd: LabelingBackend
-    if pools.toloka.enabled:
+    if pools.remote.enabled:
+        # Its labelers read label-requests and answer on crowd-answers themselves.
+        crowd = RemoteCrowd(pools.remote)
+    elif pools.toloka.enabled:
         # Golden answers grade Tolokers; they go to crowd-answers like any answer (the aggregator
         # scores the worker and never lets them vote).
         golden = loop.output(loop.names.crowd_answers)

@@ -2,8 +2,11 @@
 
 On the bench broker (``bench/workers.py``), with the real worker
 (``python -m streams.cli worker``, every stage, one process) and an instant
-simulated crowd (answers after 1 us, every worker right and never leaving,
-so two answers agree and the task closes at the overlap minimum):
+crowd **outside the worker process**, as in production: the worker's crowd
+tier is the remote crowd (``agents/pools/remote.py``), and
+``python -m agents.simulation.remote_crowd`` in a process of its own reads
+``label-requests`` and answers each at once with two agreeing labelers, so the
+task closes at the overlap minimum:
 
 - **figure**: a paced producer (the SDK's ``PredictionPublisher``, one
   thread) sends 30,000 predictions at 1,000/s, each stamped with
@@ -77,27 +80,15 @@ GOAL_CPU_PER_EVENT_US = 150.0
 #: the worker is not paused, py-spy reads its memory from outside).
 SAMPLE_S = 20.0
 SAMPLE_RATE = 100
-#: An instant crowd: every simulated worker answers right after 1 us (the settings need > 0) and stays.
-INSTANT_CROWD_ENV = {
-    "LABELLOOP_POOLS__SIMULATED__WORKERS": "50",
-    "LABELLOOP_POOLS__SIMULATED__MEAN_SERVICE_S": "0.000001",
-    "LABELLOOP_POOLS__SIMULATED__SERVICE_SIGMA": "0",
-    "LABELLOOP_POOLS__SIMULATED__SPEED_SPREAD": "0",
-    "LABELLOOP_POOLS__SIMULATED__ABANDON_PROBABILITY": "0",
-    "LABELLOOP_POOLS__SIMULATED__SESSION_MEAN_S": "1000000000",
-    "LABELLOOP_POOLS__SIMULATED__WARMUP_S": "0",
-    "LABELLOOP_POOLS__SIMULATED__SPAMMER_SHARE": "0",
-    "LABELLOOP_POOLS__SIMULATED__CARELESS_SHARE": "0",
-    "LABELLOOP_POOLS__SIMULATED__MIN_ACCURACY": "1",
-    "LABELLOOP_POOLS__SIMULATED__MAX_ACCURACY": "1",
-    "LABELLOOP_POOLS__SIMULATED__CLASS_ACCURACY_SPREAD": "0",
-    "LABELLOOP_POOLS__SIMULATED__TRUTH_WAIT_S": "0",
-    # Escalations and expert audits (later revisions) get quick bots; only the first Label is timed.
-    "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": "2",
-    "LABELLOOP_POOLS__SIMULATED_EXPERTS__MEAN_SERVICE_S": "0.01",
-    "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
+#: The crowd outside the worker process: the worker's crowd tier is the remote crowd
+#: (agents/pools/remote.py), answered by ``agents.simulation.remote_crowd`` in a process of its own,
+#: which answers expert-tier requests too (the expert page is off).
+REMOTE_CROWD_ENV = {
+    "LABELLOOP_POOLS__REMOTE__ENABLED": "true",
+    "LABELLOOP_POOLS__EXPERTS_ENABLED": "false",
+    "LABELLOOP_POOLS__SIMULATED_EXPERTS__EXPERTS": "0",
 }
-LATENCY_ENV = INSTANT_CROWD_ENV | {
+LATENCY_ENV = REMOTE_CROWD_ENV | {
     "LABELLOOP_ROUTER__ACCEPT_THRESHOLD": str(ACCEPT_THRESHOLD),
     "LABELLOOP_ROUTER__CAPACITY__ENABLED": "false",
 }
@@ -145,6 +136,7 @@ def run() -> tuple[list[Row], list[Goal]]:
             create_topics(probe)
             baseline = round_trip(probe)
             worker = loop.start_worker()
+            loop.start_worker(("agents.simulation.remote_crowd",))
             warm_up(loop)
             low_rate = loop_latency(loop, LOW_RATE_EVENTS, prefix="low", rate_per_s=LOW_RATE_PER_S)
             samples: Counter[str] = Counter()
@@ -237,12 +229,13 @@ def rows_and_goal(
         "F5",
         f"accepted p95 {accepted_p95 * 1e3:,.0f} ms = {ratio:.1f}x round trip p95 "
         f"{round_trip_p95 * 1e3:.1f} ms, reviewed p95 {reviewed_p95 * 1e3:,.0f} ms ({counts});"
-        " the simulated crowd answers inside the worker process",
+        " the crowd answers instantly from a process of its own",
         f"accepted p95 <= {GOAL_ACCEPTED_RATIO:g}x round trip p95 and <= {GOAL_ACCEPTED_P95_S * 1e3:g} ms,"
         f" reviewed p95 <= {GOAL_REVIEWED_P95_S:g} s, 0 unlabelled, the crowd outside the worker process",
-        # The crowd is the worker's in-process simulated crowd: the goal asks for one outside it,
-        # so the line cannot hold whatever the latencies (reported as they are, never loosened).
-        False,
+        ratio <= GOAL_ACCEPTED_RATIO
+        and accepted_p95 <= GOAL_ACCEPTED_P95_S
+        and reviewed_p95 <= GOAL_REVIEWED_P95_S
+        and figure.missing == 0,
     )
     return rows, [goal]
 

@@ -85,3 +85,23 @@ def test_listener_pid_finds_the_process_listening_on_a_port() -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         assert listener_pid(listening.getsockname()[1]) == os.getpid()
+
+
+def test_f5_holds_only_under_50_ms_accepted_whatever_the_round_trip() -> None:
+    round_trip = loop_latency.Latencies({"round trip": [0.020] * 100}, sent=100, send_s=0.1)
+    within_5x = _latencies([0.03] * 90 + [0.08] * 10, [0.5] * 100)  # 80 ms <= 5 x 20 ms, > 50 ms
+    assert not loop_latency.rows_and_goal(within_5x, round_trip, within_5x)[1][0].holds
+
+
+def test_f8_divides_the_workers_cpu_by_the_labelled_events_and_prints_each_stages_share() -> None:
+    from collections import Counter
+
+    cheap = loop_latency.Cpu(seconds=4.2, events=30_000)
+    rows, (goal,) = loop_latency.cpu_goal(cheap, Counter({"router": 60, "faust/Kafka client": 40}))
+    assert goal.holds
+    assert round(rows[0].figure, 6) == 140.0
+    assert "router 60%" in goal.figure
+    assert "faust/Kafka client 40%" in goal.figure
+    dear = loop_latency.Cpu(seconds=4.8, events=30_000)
+    assert not loop_latency.cpu_goal(dear, Counter())[1][0].holds
+    assert not loop_latency.cpu_goal(loop_latency.Cpu(seconds=1.0, events=0), Counter())[1][0].holds
