@@ -128,8 +128,11 @@ def adwin_change(detector: drift.ADWIN, value: float) -> tuple[float, float] | N
     (0.0, True)
     """
     step = adwin_step(detector, value)
-    if step is None:
-        return None
+    return None if step is None else _change(detector, value, step)
+
+
+def _change(detector: drift.ADWIN, value: float, step: tuple[float, float]) -> tuple[float, float]:
+    """:func:`adwin_change`'s means, once :func:`adwin_step` saw a drift: ``step`` is its answer."""
     width_before, total = step
     # What ``estimation * width`` gave before the update (the division is not undone exactly).
     total_before = total / width_before * width_before if width_before else 0.0
@@ -265,9 +268,10 @@ class ModelErrorMonitor:
         # The change to report: over all labels, or the predicted class's when its error moved more
         # (on a tie, the overall one).
         moved: ErrorChange | None = None
-        change = adwin_change(self.detector, value)
-        if change is not None and observations >= self._min_observations:
-            moved = ErrorChange(*change, observations=observations)
+        # adwin_change, its means worked out only when ADWIN saw a drift (the step runs per label).
+        step = adwin_step(self.detector, value)
+        if step is not None and observations >= self._min_observations:
+            moved = ErrorChange(*_change(self.detector, value, step), observations=observations)
         if predicted is not None and self._per_class:
             detector = self.per_class.get(predicted)
             if detector is None and len(self.per_class) < self._max_classes:
@@ -275,11 +279,11 @@ class ModelErrorMonitor:
                 self.class_observations[predicted] = 0
             if detector is not None:
                 seen = self.class_observations[predicted] = self.class_observations[predicted] + 1
-                change = adwin_change(detector, value)
-                if change is not None and seen >= self._min_observations:
-                    by_class = ErrorChange(*change, predicted_class=predicted, observations=seen)
-                    if moved is None or abs(change[1] - change[0]) > abs(moved.after - moved.before):
-                        moved = by_class
+                step = adwin_step(detector, value)
+                if step is not None and seen >= self._min_observations:
+                    before, after = _change(detector, value, step)
+                    if moved is None or abs(after - before) > abs(moved.after - moved.before):
+                        moved = ErrorChange(before, after, predicted, seen)
         if moved is None:
             return None
         self.alerts += 1
