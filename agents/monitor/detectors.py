@@ -300,9 +300,12 @@ class ModelErrorMonitor:
         offset: int | None = None,
     ) -> DriftAlert | None:
         """Feed a Label; only first human labels of this monitor's route count."""
-        if not label.is_human or label.revision != 1 or label.route != self.route:
+        # Label.is_human and Label.model_was_right written out, each field read once: this runs for
+        # every label, and on a pydantic model a property costs about three field reads.
+        if label.source == "model" or label.revision != 1 or label.route != self.route:
             return None
-        change = self.observe_error(not label.model_was_right, label.provenance.model_label)
+        predicted = label.provenance.model_label
+        change = self.observe_error(predicted != label.label, predicted)
         if change is None:
             return None
         direction = "rose" if change.after > change.before else "fell"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime
 
 import pytest
 from river import drift
 
-from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings, adwin_change, adwin_step
+from agents.monitor.detectors import ErrorRoute, ModelErrorMonitor, MonitorSettings, adwin_change, adwin_step
 from schemas import DriftAlert, Label
 from schemas.labels import LabelSource, RouteReason
 from tests import factories
@@ -316,3 +317,22 @@ def test_the_monitor_reports_the_change_that_moved_most_overall_first_on_a_tie()
         reported += 1
     assert reported >= 3
     assert monitor.alerts == reported
+
+
+@pytest.mark.parametrize("route", ["control", "low_confidence"])
+def test_the_monitor_counts_and_scores_labels_as_the_label_says(route: ErrorRoute) -> None:
+    """The monitor reads a Label's fields itself: it counts exactly the first human labels of its
+    route (Label.is_human, revision 1), and their error is exactly not Label.model_was_right."""
+    sources: tuple[LabelSource, ...] = ("model", "crowd", "expert")
+    routes: tuple[RouteReason, ...] = ("accepted", "low_confidence", "control", "audit", "escalation")
+    for source, revision, label_route, model_label in itertools.product(
+        sources, (1, 2), routes, ("fraud", "ok")
+    ):
+        case = label(model_label, "fraud", source=source, revision=revision, route=label_route)
+        monitor = ModelErrorMonitor(MonitorSettings(), task="default", route=route)
+        monitor.observe(case, WHEN)
+        counted = case.is_human and case.revision == 1 and case.route == route
+        assert monitor.observations == int(counted)
+        if counted:
+            error = monitor.detector.total  # one observation: the window's total is the error
+            assert error == (0.0 if case.model_was_right else 1.0)
