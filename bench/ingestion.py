@@ -1,28 +1,28 @@
-"""[F3] Label ingestion against a bare River ``learn_one`` loop over the same labels.
+"""[F3] Label ingestion against River's own prequential loop over the same labels.
 
 The labels: the demo's simulated SEA stream, every event sent for review
 (route ``low_confidence``) and labelled by three simulated crowd workers
 (accuracy 0.75-0.95) by majority vote, written as the aggregator writes them.
 
 - **figure**: per label, what the learner and monitor agents do with it: the
-  Label decoded from its JSON bytes, the input's features
-  (:func:`features_of`, ``linear``), :meth:`OnlineLearner.observe` (predict,
-  score prequentially, learn, weighted by 1 / inclusion probability) and
-  :meth:`TaskMonitor.observe_label` (ADWIN on the production model's error per
-  route; confidence and class mix are watched on the predictions topic, not
-  per label);
-- **baseline**: ``build_model("linear").learn_one(x, y)`` over the same x, y.
+  Label decoded from its JSON bytes (:func:`streams.codec.decode`, validated
+  by pydantic), the input's features (:func:`features_of`, ``linear``),
+  :meth:`OnlineLearner.observe` (predict, score prequentially with its
+  accuracy, macro F1, log loss and step restart, learn, weighted by 1 /
+  inclusion probability) and :meth:`TaskMonitor.observe_label` (ADWIN on the
+  production model's error per route and per predicted class; confidence and
+  class mix are watched on the predictions topic, not per label);
+- **baseline**: River's own prequential loop on the pipeline
+  ``build_model("linear")`` builds: ``predict_proba_one(x)`` then
+  ``learn_one(x, y)``, with x and y decoded in advance (no bytes, no
+  validation, no metrics, no detectors).
 
-Each side is timed best-of-:data:`REPEATS` (interleaved), each run on a fresh
-model, so both learn the same sequence from scratch. The goal reads
-throughput(figure) / throughput(baseline). A row per part of the figure
-says where its time goes. One of them is River's own prequential test on the
-bare pipeline (``predict_proba_one`` + ``learn_one``, what the learner ran
-before its one-pass step, :mod:`agents.learner.linear`): the learner now
-beats it, so it no longer bounds the figure. The goal line prints the bound
-that remains beside the figure: the decode and the prequential learner alone
-(validation and predict-then-learn are what the issues ask for), before any
-detector.
+Each side is timed best-of-:data:`REPEATS`, interleaved with each other and
+with the figure's parts (same machine weather), each run on a fresh model, so
+both learn the same sequence from scratch. The goal reads throughput(figure) /
+throughput(baseline) >= :data:`GOAL_RATIO`. A row per part of the figure says
+where its time goes, against the baseline's time per label; when the goal
+fails its line says which parts spend the time.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ LABELS = 20_000
 REPEATS = 3
 GOAL_RATIO = 0.8
 CROWD_ACCURACIES = (0.75, 0.85, 0.95)
-#: River's prequential test (predict each label before learning it) on the bare pipeline, nothing else.
-PREQUENTIAL = "bare predict_proba_one + learn_one"
-#: The parts that bound the figure from above: a validated Label and the prequential learner.
-DECODE, LEARNER = "decode Label", "OnlineLearner.observe"
+#: The baseline: River's prequential test (predict each label before learning it) on the bare pipeline.
+BASELINE = "River's prequential loop"
+#: The parts of the figure, each timed alone.
+DECODE, LEARNER, MONITOR = "decode Label", "OnlineLearner.observe", "TaskMonitor.observe_label"
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,13 @@ def ingest(labelled: list[Labelled]) -> Callable[[], None]:
     return run
 
 
-def learn_only(labelled: list[Labelled]) -> Callable[[], None]:
-    """One pass of the baseline: the bare pipeline's ``learn_one`` over the same x, y."""
+def river_prequential(labelled: list[Labelled]) -> Callable[[], None]:
+    """One pass of the baseline: River's prequential loop (predict, then learn) over the same x, y."""
 
     def run() -> None:
         model = build_model("linear")
         for item in labelled:
+            model.predict_proba_one(item.x)
             model.learn_one(item.x, item.y)
 
     return run
@@ -161,23 +162,12 @@ def parts(labelled: list[Labelled]) -> dict[str, Callable[[], None]]:
         for item in labelled:
             learner.observe(item.x, item.y)
 
-    def bare_prequential() -> None:
-        model = build_model("linear")
-        for item in labelled:
-            model.predict_proba_one(item.x)
-            model.learn_one(item.x, item.y)
-
     def monitor_only() -> None:
         monitor = TaskMonitor(MonitorSettings(), task="default")
         for label in labels:
             monitor.observe_label(label, now)
 
-    return {
-        DECODE: decode_only,
-        LEARNER: predict_and_learn,
-        PREQUENTIAL: bare_prequential,
-        "TaskMonitor.observe_label": monitor_only,
-    }
+    return {DECODE: decode_only, LEARNER: predict_and_learn, MONITOR: monitor_only}
 
 
 def best_s(passes: dict[str, Callable[[], None]], repeats: int = REPEATS) -> dict[str, float]:
@@ -191,30 +181,50 @@ def best_s(passes: dict[str, Callable[[], None]], repeats: int = REPEATS) -> dic
     return best
 
 
-def run() -> tuple[list[Row], list[Goal]]:
-    """Time the figure, the baseline and the figure's parts over the same labels."""
-    labelled = crowd_labels()
+def run(count: int = LABELS, repeats: int = REPEATS) -> tuple[list[Row], list[Goal]]:
+    """Time the figure, the baseline and the figure's parts over the same ``count`` labels.
+
+    >>> rows, (goal,) = run(count=200, repeats=1)
+    >>> [row.name for row in rows][:2]
+    ['label ingestion (labels/s)', '  of which decode Label per label']
+    >>> goal.line().startswith("goal F3: label ingestion "), goal.goal
+    (True, ">= 0.8x River's prequential loop")
+    """
+    labelled = crowd_labels(count)
     count = len(labelled)
     part_passes = parts(labelled)
-    timed = best_s({"figure": ingest(labelled), "baseline": learn_only(labelled), **part_passes})
+    timed = best_s(
+        {"figure": ingest(labelled), "baseline": river_prequential(labelled), **part_passes}, repeats
+    )
     figure_per_s, baseline_per_s = count / timed["figure"], count / timed["baseline"]
-    learn_us = timed["baseline"] / count * 1e6
+    per_label = {name: seconds / count * 1e6 for name, seconds in timed.items()}
+    baseline_us = per_label["baseline"]
     rows = [
-        Row("label ingestion (labels/s)", figure_per_s, baseline_per_s, "/s", "bare learn_one loop"),
+        Row("label ingestion (labels/s)", figure_per_s, baseline_per_s, "/s", BASELINE),
         *(
-            Row(f"  of which {name} per label", timed[name] / count * 1e6, learn_us, "us", "learn_one")
+            Row(f"  of which {name} per label", per_label[name], baseline_us, "us", "prequential step")
             for name in part_passes
         ),
     ]
     ratio = figure_per_s / baseline_per_s
-    ceiling = timed["baseline"] / (timed[DECODE] + timed[LEARNER])
-    river_prequential = timed["baseline"] / timed[PREQUENTIAL]
-    goal = Goal(
-        "F3",
-        f"label ingestion {figure_per_s:,.0f} labels/s = {ratio:.2f}x a bare learn_one loop "
-        f"{baseline_per_s:,.0f}/s (decode + prequential learner alone, before any detector: "
-        f"{ceiling:.2f}x; River's predict_proba_one + learn_one alone: {river_prequential:.2f}x)",
-        f">= {GOAL_RATIO}x",
-        ratio >= GOAL_RATIO,
+    holds = ratio >= GOAL_RATIO
+    figure = (
+        f"label ingestion {figure_per_s:,.0f} labels/s = {ratio:.2f}x River's prequential loop "
+        f"{baseline_per_s:,.0f}/s ({per_label['figure']:.1f} vs {baseline_us:.1f} us per label)"
     )
+    if not holds:
+        # Why: the budget per label the goal leaves, and what each part of the figure spends of it.
+        budget = baseline_us / GOAL_RATIO
+        spent = ", ".join(f"{name} {per_label[name]:.1f}" for name in part_passes)
+        figure += (
+            f"; {per_label['figure'] - budget:.1f} us per label over the goal's {budget:.1f}: "
+            f"the parts alone: {spent} us"
+        )
+    goal = Goal("F3", figure, f">= {GOAL_RATIO}x River's prequential loop", holds)
     return rows, [goal]
+
+
+if __name__ == "__main__":
+    from bench.harness import report
+
+    print(report(*run()))

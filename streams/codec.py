@@ -61,7 +61,10 @@ def decode(model: type[M], raw: bytes | None, *, max_bytes: int = MAX_RECORD_BYT
     try:
         # The bytes themselves: pydantic-core refuses any invalid UTF-8 in them (as invalid JSON),
         # and a valid record is not copied into a str first. A refused one is told apart below.
-        return model.model_validate_json(present)
+        # The model's validator directly: ``model_validate_json`` is that call behind a Python
+        # frame and five keyword arguments left at None (~0.6 us of a Label's ~7 us decode).
+        decoded: M = model.__pydantic_validator__.validate_json(present)
+        return decoded
     except ValidationError as error:
         text = _utf8(present)
         raise _contract_error(model.__name__, model.SCHEMA_VERSION, text, error) from None

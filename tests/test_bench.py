@@ -28,6 +28,7 @@ from bench.harness import Goal, Row, report
         "bench.scale_out",
         "bench.loop_latency",
         "bench.memory",
+        "bench.ingestion",
     ],
 )
 def test_every_benchmark_module_imports_and_has_a_run(module: str) -> None:

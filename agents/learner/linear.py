@@ -34,6 +34,8 @@ from typing import Any
 
 from river import base, compose, linear_model, multiclass, optim, preprocessing, utils
 
+from agents.learner.schedule import DecayingStep
+
 
 class LinearStep:
     """Predict-then-learn for ``StandardScaler | OneVsRestClassifier(LogisticRegression)``.
@@ -100,15 +102,15 @@ class LinearStep:
         # Per feature: scaled with the statistics before this example (the prediction's x), then
         # StandardScaler.learn_one (Welford) and its transform_one with the new ones (the gradient's).
         scaled: list[tuple[Any, float, float]] = []
+        keep = scaled.append
         for i, xi in x.items():
             mean, variance = means[i], variances[i]
-            before = (xi - mean) / variance**0.5 if variance else 0.0
-            count = counts[i] + 1
-            counts[i] = count
-            new_mean = mean + (xi - mean) / count
-            variance = variance + ((xi - mean) * (xi - new_mean) - variance) / count
-            means[i], variances[i] = new_mean, variance
-            scaled.append((i, before, (xi - new_mean) / variance**0.5 if variance else 0.0))
+            delta = xi - mean
+            before = delta / variance**0.5 if variance else 0.0
+            counts[i] = count = counts[i] + 1
+            means[i] = new_mean = mean + delta / count
+            variances[i] = variance = variance + (delta * (xi - new_mean) - variance) / count
+            keep((i, before, (xi - new_mean) / variance**0.5 if variance else 0.0))
 
         # Per class: its model's weights do not move between the prediction and its gradient, so
         # one pass takes both dot products (each summed in feature order, as River does). A class
@@ -116,20 +118,28 @@ class LinearStep:
         # the prediction; it comes last, as in the one-vs-rest dict.
         ovr = self.ovr
         classifiers = ovr.classifiers
-        predicted = len(classifiers)
+        unpredicted = len(classifiers)
         if y not in classifiers:
             classifiers[y] = ovr.classifier.clone()
         positive: list[tuple[Any, float]] = []
         total = 0.0
         for label, model in classifiers.items():
             weights = model._weights
-            dot_before = dot_after = 0.0
-            for i, before, after in scaled:
-                wi = weights.get(i, 0.0)
-                dot_before += wi * before
-                dot_after += wi * after
+            while True:
+                dot_before = dot_after = 0.0
+                try:
+                    for i, before, after in scaled:
+                        wi = weights[i]  # a subscript: half the cost of VectorDict.get(i, 0.0)
+                        dot_before += wi * before
+                        dot_after += wi * after
+                    break
+                except KeyError:
+                    # A feature this class has no weight for yet weighs 0 (River's Zeros initializer);
+                    # the SGD step below writes every feature of x, so it would be there after anyway.
+                    _zero_missing(weights, scaled)
             intercept = model.intercept
-            if len(positive) < predicted:
+            if unpredicted:
+                unpredicted -= 1
                 z = dot_before + intercept  # river.utils.math.sigmoid, inline (it runs per class)
                 p = 0.0 if z < -30 else 1.0 if z > 30 else 1 / (1 + exp(-z))
                 positive.append((label, p))
@@ -156,10 +166,22 @@ class LinearStep:
                 gradient = float(-clip)
             optimizer = model.optimizer
             iteration = optimizer.n_iterations
-            model.intercept = intercept - model.intercept_lr.get(iteration) * gradient
-            rate = optimizer.lr.get(iteration)
+            # The steps' schedulers at this iteration: DecayingStep.get inline (build_model's),
+            # any other through its get.
+            step = model.intercept_lr
+            if type(step) is DecayingStep:
+                half_at = step.half_at
+                model.intercept = intercept - step.learning_rate * half_at / (half_at + iteration) * gradient
+            else:
+                model.intercept = intercept - step.get(iteration) * gradient
+            step = optimizer.lr
+            if type(step) is DecayingStep:
+                half_at = step.half_at
+                rate = step.learning_rate * half_at / (half_at + iteration)
+            else:
+                rate = step.get(iteration)
             for i, _, after in scaled:
-                weights[i] = weights.get(i, 0.0) - rate * (after * gradient)
+                weights[i] = weights[i] - rate * (after * gradient)
             optimizer.n_iterations = iteration + 1
         if not positive:
             return None
@@ -184,6 +206,14 @@ class LinearStep:
             return None
         label = max(probabilities, key=lambda name: probabilities[name])
         return label, float(probabilities[label]), float(probabilities.get(y, 0.0))
+
+
+def _zero_missing(weights: utils.VectorDict, scaled: list[tuple[Any, float, float]]) -> None:
+    """A weight of 0 for each feature of ``scaled`` that ``weights`` lacks, in the features' order
+    (the order the SGD step would add them in)."""
+    for i, _, _ in scaled:
+        if i not in weights:
+            weights[i] = 0.0
 
 
 def _plain_logistic(model: Any) -> bool:

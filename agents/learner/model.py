@@ -233,14 +233,20 @@ class OnlineLearner:
         guessed: str | None
         if linear is not None and linear.pipeline is self.model:
             fused = linear.observe(x, y, weight)
-            guessed, p_true = (None, 0.0) if fused is None else (fused[0], fused[2])
+            if fused is None:
+                guessed, p_true = None, 0.0
+            else:
+                guessed, _, p_true = fused
         else:
             probabilities = self.model.predict_proba_one(x)
             guessed = str(max(probabilities, key=lambda name: probabilities[name])) if probabilities else None
             p_true = float(probabilities.get(y, 0.0)) if probabilities else 0.0
             self.learn(x, y, weight)
         right = guessed == y
-        loss = -math.log(min(max(p_true, LOG_LOSS_EPS), 1.0))
+        # -log(min(max(p_true, LOG_LOSS_EPS), 1.0)), the clip written out (the same comparisons as
+        # max's and min's, without their two calls per label).
+        clipped = LOG_LOSS_EPS if p_true < LOG_LOSS_EPS else p_true
+        loss = -math.log(1.0 if clipped > 1.0 else clipped)
         self.seen += 1
         self.correct += right
         self._recent.append(right)

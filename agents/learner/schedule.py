@@ -17,6 +17,8 @@ from typing import Any
 
 from river import drift, optim
 
+from agents.monitor.detectors import adwin_step
+
 #: ADWIN's confidence on the learner's error stream: chosen by bench.learner_tuning on seeds L2 never uses.
 RESTART_DELTA = 0.01
 
@@ -102,9 +104,12 @@ class StepRestart:
 
     def update(self, right: bool, model: Any) -> bool:
         """Record one prequential outcome; restart ``model``'s schedule (and say so) if the error rose."""
-        before = self.detector.estimation
-        self.detector.update(0.0 if right else 1.0)
-        if not self.detector.drift_detected or self.detector.estimation <= before:
+        step = adwin_step(self.detector, 0.0 if right else 1.0)
+        if step is None:
+            return False
+        width, total = step
+        # The error fell, or stayed: ADWIN.estimation before the update against after it.
+        if self.detector.estimation <= (total / width if width else 0.0):
             return False
         for optimizer in optimizers(model):
             optimizer.n_iterations = 0

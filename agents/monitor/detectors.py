@@ -65,6 +65,56 @@ class MonitorSettings(BaseModel):
     response: ResponseSettings = ResponseSettings()
 
 
+def _reads_adwin_privately() -> bool:
+    """Whether this River's ADWIN has the parts :func:`adwin_change` reads and writes itself.
+
+    ``ADWIN.update`` is three lines over a compiled window (``_helper``): start a fresh window
+    when the last update detected a drift (``_reset``), then update the window and keep its
+    verdict (``_drift_detected``). A River that renamed them is read through the public API.
+    """
+    detector = drift.ADWIN()
+    window = getattr(detector, "_helper", None)
+    if window is None:
+        return False
+    return (
+        isinstance(getattr(detector, "_drift_detected", None), bool)
+        and callable(getattr(detector, "_reset", None))
+        and all(callable(getattr(window, name, None)) for name in ("get_width", "get_total", "update"))
+        and isinstance(window.get_width(), float)
+        and isinstance(window.get_total(), float)
+    )
+
+
+_ADWIN_PRIVATE = _reads_adwin_privately()
+
+
+def adwin_step(detector: drift.ADWIN, value: float) -> tuple[float, float] | None:
+    """``detector.update(value)``; the window's width and total before it when it detected a drift.
+
+    None when it did not (nearly always). On River's own ADWIN this reads and updates its
+    compiled window directly, as ``ADWIN.update`` and its properties do: this runs for every
+    label, two or three times, and each property is a Python call around a call into River's
+    Rust (tests compare the detector's state with River's after every update).
+
+    >>> detector = drift.ADWIN()
+    >>> steps = [adwin_step(detector, 0.0 if i < 500 else 1.0) for i in range(600)]
+    >>> first = next(i for i, step in enumerate(steps) if step is not None)
+    >>> 500 < first < 600, steps[first] == (float(first), float(first - 500))
+    (True, True)
+    """
+    if not _ADWIN_PRIVATE or type(detector) is not drift.ADWIN:
+        width, total = float(detector.width), float(detector.total)
+        detector.update(value)
+        return (width, total) if detector.drift_detected else None
+    window = detector._helper
+    width, total = window.get_width(), window.get_total()
+    if detector._drift_detected:
+        detector._reset()  # a drift detected on the last update: ADWIN starts a fresh window
+        window = detector._helper
+    detected = detector._drift_detected = window.update(value)
+    return (width, total) if detected else None
+
+
 def adwin_change(detector: drift.ADWIN, value: float) -> tuple[float, float] | None:
     """Update ADWIN with ``value``; (before, after) means when it drops part of its window.
 
@@ -77,13 +127,15 @@ def adwin_change(detector: drift.ADWIN, value: float) -> tuple[float, float] | N
     >>> before, after > 0.0
     (0.0, True)
     """
-    # What ``estimation * width`` gives, with two reads of the detector instead of four (this runs
-    # for every label, and each read crosses into River's compiled ADWIN).
-    width_before = float(detector.width)
-    total_before = float(detector.total) / width_before * width_before if width_before else 0.0
-    detector.update(value)
-    if not detector.drift_detected:
-        return None
+    step = adwin_step(detector, value)
+    return None if step is None else _change(detector, value, step)
+
+
+def _change(detector: drift.ADWIN, value: float, step: tuple[float, float]) -> tuple[float, float]:
+    """:func:`adwin_change`'s means, once :func:`adwin_step` saw a drift: ``step`` is its answer."""
+    width_before, total = step
+    # What ``estimation * width`` gave before the update (the division is not undone exactly).
+    total_before = total / width_before * width_before if width_before else 0.0
     kept_width = float(detector.width)
     after = float(detector.estimation)
     dropped_width = width_before + 1.0 - kept_width
@@ -212,11 +264,14 @@ class ModelErrorMonitor:
     def observe_error(self, error: bool, predicted: str | None = None) -> ErrorChange | None:
         """Feed one 0/1 error (and the class the model predicted); the change, when drift is detected."""
         value = 1.0 if error else 0.0
-        self.observations += 1
-        changes: list[ErrorChange] = []
-        change = adwin_change(self.detector, value)
-        if change is not None and self.observations >= self._min_observations:
-            changes.append(ErrorChange(*change, observations=self.observations))
+        observations = self.observations = self.observations + 1
+        # The change to report: over all labels, or the predicted class's when its error moved more
+        # (on a tie, the overall one).
+        moved: ErrorChange | None = None
+        # adwin_change, its means worked out only when ADWIN saw a drift (the step runs per label).
+        step = adwin_step(self.detector, value)
+        if step is not None and observations >= self._min_observations:
+            moved = ErrorChange(*_change(self.detector, value, step), observations=observations)
         if predicted is not None and self._per_class:
             detector = self.per_class.get(predicted)
             if detector is None and len(self.per_class) < self._max_classes:
@@ -224,13 +279,14 @@ class ModelErrorMonitor:
                 self.class_observations[predicted] = 0
             if detector is not None:
                 seen = self.class_observations[predicted] = self.class_observations[predicted] + 1
-                change = adwin_change(detector, value)
-                if change is not None and seen >= self._min_observations:
-                    changes.append(ErrorChange(*change, predicted_class=predicted, observations=seen))
-        if not changes:
+                step = adwin_step(detector, value)
+                if step is not None and seen >= self._min_observations:
+                    before, after = _change(detector, value, step)
+                    if moved is None or abs(after - before) > abs(moved.after - moved.before):
+                        moved = ErrorChange(before, after, predicted, seen)
+        if moved is None:
             return None
         self.alerts += 1
-        moved = max(changes, key=lambda change: abs(change.after - change.before))
         return ErrorChange(
             min(max(moved.before, 0.0), 1.0), moved.after, moved.predicted_class, moved.observations
         )
@@ -244,9 +300,12 @@ class ModelErrorMonitor:
         offset: int | None = None,
     ) -> DriftAlert | None:
         """Feed a Label; only first human labels of this monitor's route count."""
-        if not label.is_human or label.revision != 1 or label.route != self.route:
+        # Label.is_human and Label.model_was_right written out, each field read once: this runs for
+        # every label, and on a pydantic model a property costs about three field reads.
+        if label.source == "model" or label.revision != 1 or label.route != self.route:
             return None
-        change = self.observe_error(not label.model_was_right, label.provenance.model_label)
+        predicted = label.provenance.model_label
+        change = self.observe_error(predicted != label.label, predicted)
         if change is None:
             return None
         direction = "rose" if change.after > change.before else "fell"

@@ -145,6 +145,25 @@ def test_macro_f1_weighs_every_class_alike_and_log_loss_is_the_mean_surprise_bef
     assert learner.rolling_macro_f1 > 0.9
 
 
+@pytest.mark.parametrize("kind", ["linear", "tree"])
+def test_each_label_s_log_loss_is_the_clipped_surprise_bit_for_bit(kind: ModelKind) -> None:
+    """Every label's loss is -log(min(max(p, LOG_LOSS_EPS), 1)), exactly: a class never seen
+    (p = 0) costs -log(LOG_LOSS_EPS), a sure right guess 0, on the one-pass step and River's path."""
+    learner = OnlineLearner(build_model(kind), window=1000)
+    rng = random.Random(5)
+    expected = []
+    for index in range(300):
+        model_input, y = separable(rng)
+        if index in (0, 150):
+            y = f"new-{index}"  # a class the model has not seen yet
+        x = features_of(model_input, "linear")
+        before = learner.model.predict_proba_one(x).get(y, 0.0)
+        expected.append(-math.log(min(max(before, LOG_LOSS_EPS), 1.0)))
+        learner.observe(x, y)
+    assert [loss for _, _, loss in learner._outcomes] == expected
+    assert expected[0] == expected[150] == -math.log(LOG_LOSS_EPS)
+
+
 @pytest.mark.parametrize(("kind", "minimum_accuracy"), [("linear", 0.9), ("tree", 0.85), ("text", 0.9)])
 def test_every_model_kind_learns_from_its_features(kind: ModelKind, minimum_accuracy: float) -> None:
     rng = random.Random(9)

@@ -6,10 +6,10 @@ import pickle
 import random
 
 import pytest
-from river import linear_model, optim
+from river import drift, linear_model, optim
 
 from agents.learner.model import OnlineLearner, build_model
-from agents.learner.schedule import DecayingStep, StepRestart, decays, optimizers
+from agents.learner.schedule import RESTART_DELTA, DecayingStep, StepRestart, decays, optimizers
 
 
 def test_the_step_halves_after_half_at_steps_and_keeps_falling_like_one_over_t() -> None:
@@ -83,3 +83,24 @@ def test_the_restart_survives_a_checkpoint_round_trip() -> None:
     # A checkpoint written before the restart existed restores with the model's default.
     older = {key: value for key, value in learner.state().items() if key != "restart"}
     assert isinstance(OnlineLearner.from_state(older).restart, StepRestart)
+
+
+def test_the_restart_fires_where_adwins_public_estimate_says_the_error_rose() -> None:
+    """The restart reads ADWIN's window through ``adwin_step``: it fires on the updates where River's
+    public ``estimation`` rose across a detected drift, and nowhere else."""
+    rng = random.Random(4)
+    rates = [0.05, 0.3, 0.02, 0.4, 0.1, 0.5]
+    stream = [rng.random() > rates[i // 1_500] for i in range(1_500 * len(rates))]
+    model, restart = settled(), StepRestart()
+    reference = drift.ADWIN(delta=RESTART_DELTA)
+    expected, fired = [], []
+    for index, right in enumerate(stream):
+        before = reference.estimation
+        reference.update(0.0 if right else 1.0)
+        if reference.drift_detected and reference.estimation > before:
+            expected.append(index)
+        if restart.update(right, model):
+            fired.append(index)
+    assert fired == expected
+    assert len(fired) >= 2
+    assert restart.restarts == len(fired)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime
 
 import pytest
 from river import drift
 
-from agents.monitor.detectors import ModelErrorMonitor, MonitorSettings, adwin_change
+from agents.monitor.detectors import ErrorRoute, ModelErrorMonitor, MonitorSettings, adwin_change, adwin_step
 from schemas import DriftAlert, Label
 from schemas.labels import LabelSource, RouteReason
 from tests import factories
@@ -236,3 +237,102 @@ def test_the_change_reports_the_same_means_as_adwins_estimate_before_the_update(
         dropped = width_before + 1.0 - kept
         assert change == ((total_before + value - after * kept) / dropped, after)
     assert changes >= 4
+
+
+def adwin_state(detector: drift.ADWIN) -> tuple[object, ...]:
+    """What River's ADWIN shows of its window after an update."""
+    return (
+        detector.drift_detected,
+        detector.width,
+        detector.total,
+        detector.variance,
+        detector.estimation,
+        detector.n_detections,
+    )
+
+
+@pytest.mark.parametrize("clock", [1, 32])
+def test_adwin_step_updates_the_window_exactly_as_adwin_update(clock: int) -> None:
+    """``adwin_step`` reads and updates River's window itself: the detector ends as River's own does,
+    after every update, across drifts (and the fresh window ADWIN starts after each one)."""
+    rng = random.Random(7)
+    stream = [float(rng.random() < (0.1 if i % 2_000 < 1_000 else 0.5)) for i in range(10_000)]
+    detector, reference = drift.ADWIN(delta=0.002, clock=clock), drift.ADWIN(delta=0.002, clock=clock)
+    detections = 0
+    for value in stream:
+        width, total = float(reference.width), float(reference.total)
+        reference.update(value)
+        step = adwin_step(detector, value)
+        assert step == ((width, total) if reference.drift_detected else None)
+        assert adwin_state(detector) == adwin_state(reference)
+        detections += step is not None
+    assert detections >= 4
+
+
+def test_adwin_step_goes_through_the_public_api_of_another_detector() -> None:
+    class Counting(drift.ADWIN):  # type: ignore[misc]
+        updates = 0
+
+        def update(self, x: float) -> None:
+            self.updates += 1
+            super().update(x)
+
+    detector, reference = Counting(), drift.ADWIN()
+    for i in range(1_500):
+        value = 0.0 if i < 1_000 else 1.0
+        reference.update(value)
+        assert (adwin_step(detector, value) is not None) == reference.drift_detected
+    assert detector.updates == 1_500
+    assert adwin_state(detector) == adwin_state(reference)
+
+
+def test_the_monitor_reports_the_change_that_moved_most_overall_first_on_a_tie() -> None:
+    """Against the rule written out on two plain ADWINs: over all labels and for the one predicted
+    class, the change whose error moved most (the overall one on a tie), its before clipped to [0, 1]."""
+    settings = MonitorSettings(min_observations=50)
+    monitor = ModelErrorMonitor(settings, task="t")
+    overall = drift.ADWIN(delta=settings.error_delta, clock=settings.error_clock)
+    per_class = drift.ADWIN(delta=settings.error_delta, clock=settings.error_clock)
+    rng = random.Random(9)
+    reported = 0
+    for index in range(12_000):
+        rate = (0.05, 0.3, 0.1, 0.5)[index // 3_000]
+        error = rng.random() < rate
+        change = monitor.observe_error(error, "only")
+        value = 1.0 if error else 0.0
+        candidates = []
+        moved = adwin_change(overall, value)
+        if moved is not None and index + 1 >= settings.min_observations:
+            candidates.append((moved, None))
+        moved = adwin_change(per_class, value)
+        if moved is not None and index + 1 >= settings.min_observations:
+            candidates.append((moved, "only"))
+        if not candidates:
+            assert change is None
+            continue
+        (before, after), predicted = max(candidates, key=lambda found: abs(found[0][1] - found[0][0]))
+        assert change is not None
+        expected = (min(max(before, 0.0), 1.0), after, predicted)
+        assert (change.before, change.after, change.predicted_class) == expected
+        reported += 1
+    assert reported >= 3
+    assert monitor.alerts == reported
+
+
+@pytest.mark.parametrize("route", ["control", "low_confidence"])
+def test_the_monitor_counts_and_scores_labels_as_the_label_says(route: ErrorRoute) -> None:
+    """The monitor reads a Label's fields itself: it counts exactly the first human labels of its
+    route (Label.is_human, revision 1), and their error is exactly not Label.model_was_right."""
+    sources: tuple[LabelSource, ...] = ("model", "crowd", "expert")
+    routes: tuple[RouteReason, ...] = ("accepted", "low_confidence", "control", "audit", "escalation")
+    for source, revision, label_route, model_label in itertools.product(
+        sources, (1, 2), routes, ("fraud", "ok")
+    ):
+        case = label(model_label, "fraud", source=source, revision=revision, route=label_route)
+        monitor = ModelErrorMonitor(MonitorSettings(), task="default", route=route)
+        monitor.observe(case, WHEN)
+        counted = case.is_human and case.revision == 1 and case.route == route
+        assert monitor.observations == int(counted)
+        if counted:
+            error = monitor.detector.total  # one observation: the window's total is the error
+            assert error == (0.0 if case.model_was_right else 1.0)
