@@ -264,6 +264,37 @@ def changes_value(changes: Sequence[Change]) -> bytes:
     return json.dumps(changes, separators=(",", ":")).encode()
 
 
+def changes_values(changes: Sequence[Change], max_bytes: int = MAX_OUTPUT_BYTES) -> list[bytes]:
+    """The changelog records of a batch's changes: as few as fit, each under ``max_bytes``, in order.
+
+    A batch's state changes grow with its records (and an input kept for the learner may be a long
+    text): one record for them all could pass the producer's request limit, and a batch whose
+    transaction can never commit would be read again for ever.
+
+    >>> values = changes_values([("seen", f"e-{i}", "") for i in range(100)], max_bytes=500)
+    >>> len(values) > 1, all(len(v) <= 500 for v in values)
+    (True, True)
+    >>> [c for v in values for c in changes_of(v)] == [("seen", f"e-{i}", "") for i in range(100)]
+    True
+    """
+    values: list[bytes] = []
+    chunk: list[Change] = []
+    size = 2
+    for change in changes:
+        namespace, key, new = change
+        # Ids and namespaces need no escaping (no whitespace, no control characters): only a value
+        # (an input, a counted label) is measured as JSON. Most changes are ``seen`` marks.
+        cost = len(namespace) + len(key) + 10 + (len(json.dumps(new).encode()) if new else 4)
+        if chunk and size + cost > max_bytes:
+            values.append(changes_value(chunk))
+            chunk, size = [], 2
+        chunk.append(change)
+        size += cost
+    if chunk:
+        values.append(changes_value(chunk))
+    return values
+
+
 def changes_of(value: bytes | None) -> list[Change]:
     """The changes of a changelog record (:func:`changes_value`)."""
     return [(str(namespace), str(key), value) for namespace, key, value in json.loads(value or b"[]")]
@@ -531,14 +562,10 @@ class TransactionalBatches(Service):
             for produced in batch.out:
                 headers = list(produced.headers) if produced.headers else None
                 await producer.send(produced.topic, produced.value, key=produced.key, headers=headers)
-            if batch.changes:
-                first = min(firsts.values())
-                await producer.send(
-                    self._state_topic,
-                    changes_value(batch.changes),
-                    key=f"{partition}:{first}".encode(),
-                    partition=partition,
-                )
+            first = min(firsts.values())
+            for part_no, value in enumerate(changes_values(batch.changes)):
+                key = f"{partition}:{first}:{part_no}".encode()
+                await producer.send(self._state_topic, value, key=key, partition=partition)
             offsets = {TopicPartition(topic, partition): offset for topic, offset in upto.items()}
             await producer.send_offsets_to_transaction(offsets, self.group_id)
             await self._drill(batch, producer)
