@@ -261,7 +261,7 @@ def changes_value(changes: Sequence[Change]) -> bytes:
     >>> changes_of(changes_value([("seen", "e-1", ""), ("pending", "e-2", None)]))
     [('seen', 'e-1', ''), ('pending', 'e-2', None)]
     """
-    return json.dumps(changes, separators=(",", ":")).encode()
+    return json.dumps(changes, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def changes_values(changes: Sequence[Change], max_bytes: int = MAX_OUTPUT_BYTES) -> list[bytes]:
@@ -282,9 +282,11 @@ def changes_values(changes: Sequence[Change], max_bytes: int = MAX_OUTPUT_BYTES)
     size = 2
     for change in changes:
         namespace, key, new = change
-        # Ids and namespaces need no escaping (no whitespace, no control characters): only a value
-        # (an input, a counted label) is measured as JSON. Most changes are ``seen`` marks.
-        cost = len(namespace) + len(key) + 10 + (len(json.dumps(new).encode()) if new else 4)
+        # An id has no whitespace or control characters: at most its quotes and backslashes are
+        # escaped, so twice its UTF-8 bytes bound it. Only a value (an input, a counted label) is
+        # measured as JSON. Most changes are ``seen`` marks, with no value.
+        value_cost = len(json.dumps(new, ensure_ascii=False).encode()) if new else 4
+        cost = len(namespace) + 2 * len(key.encode()) + 10 + value_cost
         if chunk and size + cost > max_bytes:
             values.append(changes_value(chunk))
             chunk, size = [], 2
