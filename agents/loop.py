@@ -12,7 +12,7 @@ import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
@@ -125,12 +125,7 @@ class Loop:
             short = name.removeprefix(self.settings.topics.prefix)
             self.app.agent(self.topic(name), name=f"read-{short}")(read_topic)
         else:
-            decoded_as, readers = found
-            if decoded_as is not model:
-                # One agent decodes each record once, as the first stage's model.
-                raise ValueError(f"topic {name} is read as {decoded_as.__name__}, not {model.__name__}")
-        if owner and any(reader.owner for reader in readers):
-            raise ValueError(f"topic {name} has an owner already")
+            readers = _joined(name, found, model, owner)
         readers.append(Reader(stage, reads, self.dead_letters(stage), owner=owner, dlq_counter=dlq_counter))
 
     def batched(self, name: str, handle: BatchHandler, *stages: str) -> None:
@@ -185,11 +180,7 @@ class Loop:
 
             self.batched(name, handle)
         else:
-            decoded_as, readers = found
-            if decoded_as is not model:
-                raise ValueError(f"topic {name} is read as {decoded_as.__name__}, not {model.__name__}")
-        if owner and any(reader.owner for reader in readers):
-            raise ValueError(f"topic {name} has an owner already")
+            readers = _joined(name, found, model, owner)
         readers.append(_BatchReader(stage, reads, owner, dlq_counter, ignore_origins))
         self._batch_stages[name].append(stage)
 
@@ -279,6 +270,20 @@ class _BatchReader:
 
         dead_letters = DeadLetters(BatchSender(batch, dlq), stage=self.stage, clock=clock)
         return Reader(self.stage, bound, dead_letters, owner=self.owner, dlq_counter=self.dlq_counter)
+
+
+R = TypeVar("R", Reader, "_BatchReader")
+
+
+def _joined(name: str, found: tuple[type[Any], list[R]], model: type[Any], owner: bool) -> list[R]:
+    """The readers of a topic a further stage joins: decoded as one model, with one DLQ owner."""
+    decoded_as, readers = found
+    if decoded_as is not model:
+        # One reader decodes each record once, as the first stage's model.
+        raise ValueError(f"topic {name} is read as {decoded_as.__name__}, not {model.__name__}")
+    if owner and any(reader.owner for reader in readers):
+        raise ValueError(f"topic {name} has an owner already")
+    return readers
 
 
 def _origin(record: Record) -> bytes | None:
