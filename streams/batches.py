@@ -476,8 +476,11 @@ class TransactionalBatches(Service):
                     self._partitions[partition] = self._revoked.pop(partition)
             for partition in list(self._revoked):
                 await self._drop(partition)
-            for partition in sorted(partitions - set(self._partitions)):
-                self._partitions[partition] = await self._take(partition)
+            # Each new partition's producer (its fencing) and state, side by side: a takeover
+            # waits for the slowest, not for their sum.
+            new = sorted(partitions - set(self._partitions))
+            for partition, taken in zip(new, await asyncio.gather(*map(self._take, new)), strict=True):
+                self._partitions[partition] = taken
             log.info("%s: partitions %s of %s", self.stage, sorted(self._partitions), sorted(self.handlers))
 
     async def _take(self, partition: int) -> _Partition:
