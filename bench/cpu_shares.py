@@ -19,7 +19,6 @@ idle ones) and each sample is given to one stage by its stack:
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -117,9 +116,7 @@ def sample(pid: int, seconds: float, rate: int = 250) -> Counter[str]:
             str(out),
         ]
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                command, check=False, capture_output=True, timeout=seconds + 60, env=dict(os.environ)
-            )
+            subprocess.run(command, check=False, capture_output=True, timeout=seconds + 60)
         if not out.exists():
             return Counter()
         return shares_of(out.read_text(errors="replace"))
