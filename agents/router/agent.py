@@ -112,12 +112,14 @@ def register(
         requests = Output(BatchSender(batch, names.label_requests))
         dead_letters = DeadLetters(BatchSender(batch, names.dlq), stage="router", clock=loop.clock)
         decided: list[tuple[PredictionEvent, Record, Decision, Label | None]] = []
+        # Counted once the batch is committed, like everything the batch tells the worker: a batch
+        # aborted and read again must not count its duplicates and dead letters twice.
+        dropped = Counter[str]()
 
         async def route(record: Record) -> None:
             event = decode_keyed(PredictionEvent, record)
             if batch.seen(event.event_id):
-                counters["router.duplicates"] += 1
-                meter.duplicates.inc()
+                dropped["duplicates"] += 1
                 return
             point = batch.savepoint()
             try:
@@ -140,11 +142,13 @@ def register(
 
         for record in records:
             if not await handle_record(record, route, dead_letters):
-                counters["router.dlq"] += 1
-        batch.after_commit(lambda: after_commit(len(records), decided))
+                dropped["dlq"] += 1
+        batch.after_commit(lambda: after_commit(len(records), decided, dropped))
 
     async def after_commit(
-        routed: int, decided: list[tuple[PredictionEvent, Record, Decision, Label | None]]
+        routed: int,
+        decided: list[tuple[PredictionEvent, Record, Decision, Label | None]],
+        dropped: Counter[str],
     ) -> None:
         """What a committed batch tells the rest of the worker: counters, metrics, estimators, watchers.
 
@@ -152,6 +156,10 @@ def register(
         takes a lock each time.
         """
         counters["router.in"] += routed
+        for kind, count in dropped.items():
+            counters[f"router.{kind}"] += count
+        if dropped["duplicates"]:
+            meter.duplicates.inc(dropped["duplicates"])
         kinds: Counter[tuple[str, str, bool]] = Counter()
         for event, record, decision, label in decided:
             if watch is not None:
