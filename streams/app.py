@@ -76,7 +76,8 @@ def table_store(settings: Settings, table: str, *, per_event: bool) -> tuple[str
     """
     if per_event and settings.event_store == "rocksdb":
         # A copy each: faust's RocksDB store pops keys off the options it is given.
-        # faust's RocksDB store, closed without a garbage collection per table (streams/stores.py).
+        # faust's RocksDB store, closed without a garbage collection per table
+        # (streams/patches/faust_rocksdb_store.py).
         return f"labelloop-rocksdb:{table}", dict(ROCKSDB_OPTIONS)
     return "memory://", None
 
@@ -129,7 +130,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # 5 ms of linger lets aiokafka fill batches: at 0 faust's per-record sends wake the
         # sender for almost every record (bench: +14 % router throughput at 10 ms).
         "producer_linger": 0.005,
-        # faust's topic without three event-loop rounds per record sent (streams/transport.py).
+        # faust's topic without three event-loop rounds per record sent (streams/patches/faust_topic.py).
         "Topic": "streams.transport:Topic",
         "topic_partitions": settings.topics.partitions,
         "topic_replication_factor": settings.topics.replication_factor,

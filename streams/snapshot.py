@@ -47,6 +47,7 @@ from typing import Any
 from schemas import Label
 from streams.codec import decode, encode_key
 from streams.errors import ContractError, LabelloopError
+from streams.patches.aiokafka_metadata import partitions_of
 from streams.settings import Settings
 from streams.topics import topic_names
 
@@ -342,8 +343,7 @@ async def _read_topic(settings: Settings, topic: str, timeout_s: float) -> Topic
     await asyncio.wait_for(consumer.start(), 30)
     try:
         # Fresh cluster metadata (the consumer's cache knows only subscribed topics).
-        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), 30)
-        numbers = cluster.partitions_for_topic(topic)
+        numbers = await partitions_of(consumer, topic)
         if not numbers:
             raise SnapshotError(f"topic {topic} does not exist (or has no partitions)")
         assigned = [TopicPartition(topic, number) for number in sorted(numbers)]
@@ -514,8 +514,7 @@ def watch(
             client_id="labelloop-snapshot-watch",
         )
         await asyncio.wait_for(consumer.start(), 30)
-        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), 30)
-        assigned = [TopicPartition(name, n) for n in sorted(cluster.partitions_for_topic(name) or ())]
+        assigned = [TopicPartition(name, n) for n in sorted(await partitions_of(consumer, name))]
         if not assigned:
             await consumer.stop()
             raise SnapshotError(f"topic {name} does not exist (or has no partitions)")

@@ -1,28 +1,11 @@
-"""faust's RocksDB store, closed without a full garbage collection per table.
+"""The ``labelloop-rocksdb`` faust store (the ``faust.stores`` entry point names this module).
 
-faust-streaming 0.15.3's ``Store.stop`` does not close its databases (the ``close`` calls are
-commented out) and runs ``gc.collect()`` instead, to drop them and release their locks: one full
-collection per RocksDB table at every shutdown. On a worker that has handled a few hundred
-thousand events that took seconds per table (a profile of a stopping worker under
-``bench.loop_latency``: ~10 s, 38 % of a 25 s window), and a graceful stop, a restart and a
-rebalance's hand-over all wait for it. Here each database is closed (rocksdict's ``Rdict.close``
-flushes and releases it), and nothing else.
-
-Registered as the ``labelloop-rocksdb`` store through the ``faust.stores`` entry point
-(:func:`streams.app.table_store` names it).
+The patch itself, and what it relies on, is :mod:`streams.patches.faust_rocksdb_store`;
+:func:`streams.app.table_store` names the store.
 """
 
 from __future__ import annotations
 
-from faust.stores.rocksdb import Store
+from streams.patches.faust_rocksdb_store import RocksStore
 
-
-class RocksStore(Store):
-    """faust's RocksDB store whose stop closes each database instead of collecting garbage."""
-
-    async def stop(self) -> None:
-        self.logger.info("Closing rocksdb on stop")
-        dbs = list(self._dbs.values())
-        self._dbs.clear()
-        for db in dbs:
-            db.close()
+__all__ = ["RocksStore"]

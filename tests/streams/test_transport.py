@@ -295,9 +295,9 @@ def test_a_stopping_worker_waits_for_an_unacknowledged_record_only_so_long(
     """faust would wait for ever; this waits SHUTDOWN_WAIT_S, then commits only what is done."""
     import time
 
-    from streams import transport
+    from streams.patches import faust_shutdown
 
-    monkeypatch.setattr(transport, "SHUTDOWN_WAIT_S", 0.3)
+    monkeypatch.setattr(faust_shutdown, "SHUTDOWN_WAIT_S", 0.3)
     consumer = _consumer(tmp_path)
     tp = TP("t.predictions", 0)
     consumer._committed_offset[tp] = 60
