@@ -9,8 +9,10 @@ the partition count of their source topic (faust refuses a mismatch).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -311,12 +313,73 @@ def create_topics(settings: Settings, *, timeout_s: float = 30.0) -> TopicReport
                         f"{created.get('error_message') or ''}".strip()
                     )
         _verify(admin, wanted)
+        if missing:
+            _wait_for_leaders(admin, [topic.name for topic in missing], timeout_s)
         return TopicReport(
             created=[topic.name for topic in missing],
             existing=[topic.name for topic in wanted if topic.name in existing],
         )
     finally:
         admin.close()
+
+
+def _leaderless(described: list[dict[str, Any]]) -> list[str]:
+    """The ``topic[partition]`` of every partition that has no leader yet in a describe_topics answer.
+
+    >>> _leaderless([{"name": "t", "error_code": 0, "partitions": [
+    ...     {"partition_index": 0, "error_code": 0, "leader_id": 1},
+    ...     {"partition_index": 1, "error_code": 5, "leader_id": -1}]}])
+    ['t[1]']
+    >>> _leaderless([{"name": "u", "error_code": 3, "partitions": []}])
+    ['u']
+    """
+    waiting: list[str] = []
+    for topic in described:
+        if topic.get("error_code", 0) != 0 or not topic.get("partitions"):
+            waiting.append(topic["name"])
+            continue
+        waiting += [
+            f"{topic['name']}[{partition['partition_index']}]"
+            for partition in topic["partitions"]
+            if partition.get("error_code", 0) != 0 or partition.get("leader_id", -1) < 0
+        ]
+    return waiting
+
+
+def _wait_for_leaders(admin: object, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of the fresh topics ``names`` answers as its leader.
+
+    A producer that writes to a partition whose leader is not serving yet is told
+    ``NotLeaderForPartitionError`` and retries, and kafka-python logs a WARNING per retry: on a
+    first run the console filled with them. The metadata names a leader before that broker
+    serves the partition, so the wait is a request only the leader answers (ListOffsets, which
+    kafka-python retries quietly on NotLeader). Past ``timeout_s`` the producers' own retries
+    take over (nothing is lost), so this only logs which partitions were still waiting.
+    """
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics(names)  # type: ignore[attr-defined]
+        waiting = _leaderless(described)
+        if not waiting:
+            specs = {
+                TopicPartition(topic["name"], partition["partition_index"]): OffsetSpec.LATEST
+                for topic in described
+                for partition in topic["partitions"]
+            }
+            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                admin.list_partition_offsets(specs, timeout_ms=remaining_ms)  # type: ignore[attr-defined]
+                return
+            except KafkaError as error:
+                waiting = [repr(error)]
+        if time.monotonic() > deadline:
+            log.info("partitions not served by a leader after %.0f s: %s", timeout_s, waiting[:5])
+            return
+        time.sleep(0.05)
 
 
 def _verify(admin: object, wanted: list[Topic]) -> None:

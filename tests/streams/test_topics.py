@@ -75,3 +75,30 @@ def test_the_default_prefix() -> None:
 def test_an_unknown_topic_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="nope"):
         TopicNames("prod.")["nope"]
+
+
+def test_a_producer_right_after_creating_the_topics_is_never_told_not_leader(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """create_topics returns once each fresh partition is served: no NotLeader WARNING per retry."""
+    import logging
+    import uuid
+
+    from streams.sdk import PredictionPublisher
+    from streams.settings import KafkaSettings
+    from streams.topics import create_topics, delete_topics
+    from tests.factories import prediction
+
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=TopicSettings(prefix=f"leaders.{uuid.uuid4().hex[:8]}."),
+    )
+    create_topics(settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kafka"), PredictionPublisher(settings) as publisher:
+            for number in range(60):
+                publisher.publish(prediction(event_id=f"e-{number}"))
+            publisher.flush()
+    finally:
+        delete_topics(settings)
+    assert not [record for record in caplog.records if "NotLeader" in record.getMessage()]
