@@ -21,7 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas import Command, PoolAction, PoolCommand, PoolStatus
 from streams.codec import decode, decode_json, encode, encode_key
-from streams.errors import BrokerError, ConfigError, ContractError
+from streams.errors import BrokerError, ConfigError, ContractError, NotStartedError
+from streams.errors import OperatorCommandError as OperatorCommandError  # its home before the error tree
 from streams.runtime import Record
 from streams.settings import Settings
 from streams.topics import catalogue, topic_names
@@ -41,13 +42,6 @@ _COMMAND = TypeAdapter[Command](Command)
 SlaState = Literal["ok", "at risk", "breach", "stalled", "paused", "no SLA", "growing"]
 #: Sends one command to ``commands`` (a faust Output in a worker, :class:`KafkaCommandSender` outside).
 CommandSender = Callable[[PoolCommand], Awaitable[None]]
-
-
-class OperatorCommandError(ContractError):
-    """An operator command that cannot be sent: the message says which field and why."""
-
-    def __init__(self, message: str, **where: object) -> None:
-        super().__init__(message, kind="bad_command", **where)
 
 
 def build_command(
@@ -77,7 +71,7 @@ def build_command(
     >>> build_command("simulated", "set", operator="ada", reason="x", now=when, min_workers=9, max_workers=3)
     Traceback (most recent call last):
     ...
-    streams.operator.OperatorCommandError: min_workers (9) is above max_workers (3)
+    streams.errors.OperatorCommandError: min_workers (9) is above max_workers (3)
     """
     limits: dict[str, int | float | None] = {
         "min_workers": min_workers,
@@ -390,7 +384,7 @@ class KafkaCommandSender:
     async def __call__(self, command: PoolCommand) -> None:
         """Send and wait for the broker's acknowledgement."""
         if self._producer is None:
-            raise RuntimeError("use KafkaCommandSender in an `async with` block")
+            raise NotStartedError("use KafkaCommandSender in an `async with` block")
         await self._producer.send_and_wait(self.topic, key=encode_key(command.pool), value=encode(command))
 
 

@@ -20,15 +20,12 @@ from typing import Any, Self
 
 from schemas import Label, PredictionEvent
 from streams.codec import decode, encode, encode_key
-from streams.errors import ContractError, LabelloopError
+from streams.errors import ContractError
+from streams.errors import DeliveryError as DeliveryError  # the SDK raises it: importable from here too
 from streams.settings import Settings
 from streams.topics import topic_names
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryError(LabelloopError):
-    """Kafka did not acknowledge one or more published records."""
 
 
 class _Closing:

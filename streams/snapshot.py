@@ -46,7 +46,8 @@ from typing import Any
 
 from schemas import Label
 from streams.codec import decode, encode_key
-from streams.errors import ContractError, LabelloopError
+from streams.errors import ContractError
+from streams.errors import SnapshotError as SnapshotError  # importable from here, as it always was
 from streams.patches.aiokafka_metadata import partitions_of
 from streams.settings import Settings
 from streams.topics import topic_names
@@ -70,10 +71,6 @@ WRITER_OPTIONS: dict[str, Any] = {
     "write_page_checksum": False,
     "store_schema": True,
 }
-
-
-class SnapshotError(LabelloopError):
-    """A snapshot could not be read, written or replayed."""
 
 
 # --- the pure core ------------------------------------------------------------------------------

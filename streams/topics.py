@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.errors import ConfigError
+from streams.errors import ConfigError, UnknownTopicError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class TopicNames:
 
     def __getitem__(self, suffix: str) -> str:
         if suffix not in _SUFFIXES:
-            raise KeyError(f"no topic {suffix!r} in the catalogue")
+            raise UnknownTopicError(f"no topic {suffix!r} in the catalogue")
         return f"{self.prefix}{suffix}"
 
     @property

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from streams.errors import ConfigError
+from streams.errors import ConfigError, NotStartedError
 
 
 class WebListener:
@@ -54,5 +54,5 @@ class WebListener:
     def port(self) -> int:
         """The port bound by :meth:`start`."""
         if self._port is None:
-            raise RuntimeError(f"{self.what} is not listening")
+            raise NotStartedError(f"{self.what} is not listening")
         return self._port

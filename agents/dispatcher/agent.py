@@ -21,6 +21,7 @@ from agents.dispatcher.handoffs import Handoffs, OpenTask, TaskDone
 from agents.loop import Loop
 from agents.pools.base import LabelingBackend
 from schemas import CrowdAnswer, LabelRequest, Tier
+from streams.errors import NoPoolError
 from streams.runtime import Record, decode_keyed, decode_or_skip, handle_record, run_records
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def pick_backend(request: LabelRequest, backends: Mapping[Tier, LabelingBackend]
     """The pool for the request's tier, falling back to the crowd when there are no experts."""
     backend = backends.get(request.tier) or backends.get("crowd")
     if backend is None:
-        raise LookupError(f"no labeling pool for tier {request.tier!r}")
+        raise NoPoolError(f"no labeling pool for tier {request.tier!r}")
     return backend
 
 

@@ -37,16 +37,13 @@ from typing import Any
 import river
 
 from agents.learner.model import OnlineLearner
+from streams.errors import CheckpointError as CheckpointError  # importable from here, as it always was
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 _VERSION_FILE = re.compile(r"^v(\d{6,})\.(pkl|json)$")
 _SAFE_TASK = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used (missing, torn, corrupt, or from another River)."""
 
 
 @dataclass(frozen=True)

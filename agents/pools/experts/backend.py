@@ -15,7 +15,7 @@ from agents.pools.experts.expert_queue import ExpertQueue
 from agents.pools.experts.server import ExpertServer, ShownTask, TaskCounters
 from agents.pools.experts.settings import ExpertPoolSettings
 from schemas import CrowdAnswer, LabelRequest, PoolStatus, Tier, utc_now
-from streams.errors import BackendError
+from streams.errors import BackendError, NotStartedError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class ExpertPool:
     def port(self) -> int:
         """The TCP port the page listens on (after :meth:`start`)."""
         if self._server is None:
-            raise RuntimeError("the expert page is not running: await start() first")
+            raise NotStartedError("the expert page is not running: await start() first")
         return self._server.port
 
     def resize(self, workers: int) -> None:

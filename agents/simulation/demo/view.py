@@ -46,6 +46,7 @@ def read_into(settings: Settings, view: LoopView, stop: threading.Event) -> None
         names.dlq,
         names.worker_skills,
         group_id=None,
+        enable_auto_commit=False,  # no group, nothing to commit (kafka-python WARNs otherwise)
         auto_offset_reset="earliest",
         client_id="labelloop-demo-view",
         **settings.kafka.kafka_python_reader_options(),
