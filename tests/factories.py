@@ -6,75 +6,12 @@ Also the fake :class:`streams.runtime.Sender` (a topic) that records what was pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from schemas import (
-    Label,
-    LabelProvenance,
-    LabelRequest,
-    LabelSource,
-    PredictionEvent,
-    PredictionInput,
-    RouteReason,
-    RoutingTrace,
-)
+from schemas import LabelRequest, RouteReason
+from schemas.examples import WHEN, human_label, prediction
 
-WHEN = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def human_label(
-    route: RouteReason = "low_confidence",
-    *,
-    human_label: str = "fraud",
-    model_label: str = "ok",
-    source: LabelSource = "crowd",
-    revision: int = 1,
-    inclusion_probability: float = 1.0,
-    routing: RoutingTrace | None = None,
-    task: str = "default",
-    event_id: str = "tx-1",
-    decided_at: datetime = WHEN,
-    created_at: datetime = WHEN,
-    model_confidence: float = 0.6,
-) -> Label:
-    """A Label for event ``event_id`` (revision > 1 supersedes the one before)."""
-    return Label(
-        event_id=event_id,
-        task=task,
-        label=human_label,
-        source=source,
-        revision=revision,
-        supersedes=revision - 1 if revision > 1 else None,
-        confidence=1.0,
-        route=route,
-        inclusion_probability=inclusion_probability,
-        routing=routing,
-        decided_at=decided_at,
-        prediction_created_at=created_at,
-        provenance=LabelProvenance(
-            model_name="fraud-model",
-            model_version="3",
-            model_label=model_label,
-            model_confidence=model_confidence,
-        ),
-    )
-
-
-def prediction(
-    event_id: str = "tx-1", *, predicted_label: str = "ok", confidence: float = 0.6
-) -> PredictionEvent:
-    """A two-class prediction of event ``event_id`` (``confidence`` on ``predicted_label``)."""
-    other = "fraud" if predicted_label != "fraud" else "ok"
-    return PredictionEvent(
-        event_id=event_id,
-        model_name="fraud-model",
-        model_version="3",
-        created_at=WHEN,
-        input=PredictionInput(text="refund please"),
-        predicted_label=predicted_label,
-        scores={predicted_label: confidence, other: round(1.0 - confidence, 9)},
-    )
+__all__ = ["WHEN", "FakeTopic", "Sent", "human_label", "label_request", "prediction"]
 
 
 def label_request(event_id: str = "tx-1", *, route: RouteReason = "low_confidence") -> LabelRequest:

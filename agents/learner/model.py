@@ -127,8 +127,8 @@ def first_human_label(label: Label) -> bool:
     accepted label). Later revisions correct an earlier human label; the learner
     has let go of that event's input by then.
 
-    >>> from tests import factories
-    >>> [first_human_label(factories.human_label(route, revision=revision))
+    >>> from schemas import examples
+    >>> [first_human_label(examples.human_label(route, revision=revision))
     ...  for route, revision in [("low_confidence", 1), ("audit", 2), ("low_confidence", 2), ("audit", 3)]]
     [True, True, False, False]
     """
@@ -143,8 +143,8 @@ def importance_weight(label: Label, max_weight: float) -> float:
     ones humans see most (truncated at ``max_weight``; the default, 1, weighs every
     label alike: see :class:`LearnerSettings`).
 
-    >>> from tests import factories
-    >>> [importance_weight(factories.human_label(route, inclusion_probability=p), 10.0)
+    >>> from schemas import examples
+    >>> [importance_weight(examples.human_label(route, inclusion_probability=p), 10.0)
     ...  for route, p in [("low_confidence", 1.0), ("control", 0.2), ("audit", 0.002)]]
     [1.0, 5.0, 10.0]
     """

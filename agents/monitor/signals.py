@@ -16,13 +16,13 @@ class TaskMonitor:
 
     Examples
     --------
-    >>> from tests import factories
+    >>> from schemas import examples
     >>> monitor = TaskMonitor(MonitorSettings(), task="default")
     >>> [d.name for d in monitor.error]
     ['adwin-model-error-control-default', 'adwin-model-error-reviewed-default']
-    >>> monitor.observe_label(factories.human_label("control"), factories.WHEN)
+    >>> monitor.observe_label(examples.human_label("control"), examples.WHEN)
     []
-    >>> monitor.observe_prediction(factories.prediction(), factories.WHEN)
+    >>> monitor.observe_prediction(examples.prediction(), examples.WHEN)
     []
     >>> monitor.error[0].observations, monitor.confidence.seen, monitor.class_mix.observations
     (1, 1, 1)
