@@ -16,7 +16,6 @@ from streams.broker import (
     BrokerError,
     BrokerSettings,
     LocalBroker,
-    _parse_bootstrap,
     is_reachable,
     java_major_version,
     log4j2_properties,
@@ -25,6 +24,7 @@ from streams.broker import (
     server_properties,
     wait_until_reachable,
 )
+from streams.broker.probes import parse_bootstrap
 
 JAVA_17 = 'openjdk version "17.0.15" 2025-04-15'
 
@@ -170,7 +170,7 @@ def test_java_major_version(output: str, major: int | None) -> None:
     ],
 )
 def test_bootstrap_strings_are_parsed(bootstrap: str, endpoints: list[tuple[str, int]]) -> None:
-    assert _parse_bootstrap(bootstrap) == endpoints
+    assert parse_bootstrap(bootstrap) == endpoints
 
 
 # --- artifacts (fake java and mvn) ------------------------------------------------------
