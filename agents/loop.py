@@ -12,11 +12,10 @@ import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import faust
 
-from agents.settings import StageSettings
 from schemas import utc_now
 from streams.app import broker_credentials, table_store
 from streams.batches import Batch, BatchHandler, BatchSender, TransactionalBatches
@@ -27,6 +26,9 @@ from streams.runtime import Clock, DeadLetters, K, Output, Reader, Reads, Record
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
 from streams.transport import RawSchema
+
+if TYPE_CHECKING:  # a field's type only: reading settings never imports the stages' agents
+    from agents.settings import StageSettings
 
 
 @dataclass

@@ -15,9 +15,9 @@ from agents.operator_api import OperatorApiSettings
 from agents.pools.autoscaler import AutoscalerSettings
 from agents.pools.experts import ExpertPoolSettings
 from agents.pools.remote import RemoteCrowdSettings
-from agents.pools.simulated import SimulatedCrowdSettings
 from agents.pools.toloka.client import TolokaSettings
 from agents.router.policy import RouterSettings
+from agents.simulation.crowd_workers import SimulatedCrowdSettings
 from agents.simulation.experts import SimulatedExpertSettings
 
 

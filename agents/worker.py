@@ -27,12 +27,12 @@ from agents.pools import agent as pools_agent
 from agents.pools.base import LabelingBackend
 from agents.pools.experts import ExpertPool
 from agents.pools.remote import RemoteCrowd
-from agents.pools.simulated import SimulatedCrowd, ban_rule
 from agents.pools.toloka.backend import TolokaBackend
 from agents.router import agent as router_agent
 from agents.router.policy import Router
 from agents.settings import StageSettings
 from agents.simulation.experts import SimulatedExperts
+from agents.simulation.simulated_crowd import SimulatedCrowd, ban_rule
 from schemas import CrowdAnswer, PredictionEvent, Suggestion, Tier
 from streams.app import claim_local_state, create_app
 from streams.settings import Settings
@@ -86,6 +86,8 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         # Flagged or too-fast workers get no more tasks (like Toloka's QC bans); newcomers take their seats.
         crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of, is_banned=ban_rule(book))
     backends: dict[Tier, LabelingBackend] = {"crowd": crowd}
+    # The simulated crowd's newcomers warm up before they work: its autoscaler counts that.
+    warmup_s = {crowd.name: pools.simulated.warmup_s} if isinstance(crowd, SimulatedCrowd) else {}
     bots: SimulatedExperts | None = None
     experts: ExpertPool | None = None
     if pools.experts_enabled:
@@ -108,7 +110,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     router = router_agent.register(loop, suggest, watch, learn_accepted)
     dispatcher_agent.register(loop, backends)
     aggregator = aggregator_agent.register(loop, book)
-    pools_agent.register(loop, backends, truth_table, bots)
+    pools_agent.register(loop, backends, truth_table, bots, warmup_s)
     api = operator_api.register(loop, stages.operator)
     dashboard = None
     if api is not None:

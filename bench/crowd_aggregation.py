@@ -11,7 +11,7 @@ Two goals of the issue "Aggregation that knows who to trust":
   fewer answers.
 
 **Bans (C3 only).** The simulated pool, as a crowd platform does, bans the
-workers its quality rule flags (:func:`agents.pools.simulated.ban_rule` on the
+workers its quality rule flags (:func:`agents.simulation.crowd_workers.ban_rule` on the
 aggregator's SkillBook: flagged as spammers, or answering too fast): a banned
 worker takes no new task and a newcomer drawn from the same crowd profile (a
 spammer with the spammers' share) takes its seat after ``WARMUP_S``. Both C3
@@ -30,7 +30,7 @@ per-class accuracy and crowd-wide confusable class pairs). Tasks have three
 classes with a skewed prior.
 
 **Who answers** follows the product's simulated pool
-(:mod:`agents.pools.simulated`), because that is the crowd the labels come
+(:mod:`agents.simulation.simulated_crowd`), because that is the crowd the labels come
 from: the tasks wait in one queue (a backlog, in stream order), and a worker
 who is free takes the oldest task that still needs an answer and that it has
 not had; an answer takes the worker's ``service_time_s`` (log-normal around its
@@ -80,9 +80,9 @@ from agents.aggregator.majority import majority
 from agents.aggregator.overlap import DynamicOverlap, OverlapSettings
 from agents.aggregator.skills import SkillBook
 from agents.aggregator.weighted import WeightedSettings, WeightedTaskState, WeightedVoteAggregator
-from agents.pools.simulated import ban_rule
 from agents.simulation.crowd import CrowdProfile, WorkerProfile, workers
 from agents.simulation.crowd import worker as worker_profile
+from agents.simulation.simulated_crowd import ban_rule
 from bench.harness import Goal, Row
 from schemas import CrowdAnswer, LabelRequest, PredictionEvent, PredictionInput
 
@@ -164,7 +164,7 @@ class Crowd:
 def pulled(
     crowd: Crowd, rule: DynamicOverlap, is_banned: Callable[[str], bool] | None = None
 ) -> Iterator[Answer]:
-    """The answers of the pull-based crowd of :mod:`agents.pools.simulated`, in the order they come.
+    """The answers of the pull-based crowd of :mod:`agents.simulation.simulated_crowd`, as they come.
 
     Every task waits in one queue from the start (a backlog, oldest first). A
     free worker takes the oldest task that needs more workers (its rule's
@@ -403,7 +403,7 @@ def weighted_run(answers: Sequence[Answer], tasks: int, *, use_golden: bool = Tr
 def dynamic_run(crowd: Crowd, settings: OverlapSettings, *, bans: bool = True) -> Run:
     """The pull crowd under the rule, with the skills the aggregator learns as the answers come in.
 
-    With ``bans``, the pool bans workers by its rule (:func:`agents.pools.simulated.ban_rule`) on the
+    With ``bans``, the pool bans workers by its rule (:func:`agents.simulation.crowd_workers.ban_rule`) on the
     aggregator's SkillBook: flagged as spammers, or too fast.
     """
     labeled = Labeled(len(crowd.truths))

@@ -38,9 +38,9 @@ from agents.aggregator.majority import MajorityVoteAggregator, TaskState
 from agents.learner.model import OnlineLearner, build_model, features_of
 from agents.monitor.detectors import MonitorSettings
 from agents.monitor.signals import TaskMonitor
-from agents.pools.simulated import SimulatedWorker
 from agents.router.capacity import CapacitySettings
 from agents.router.policy import Router, RouterSettings, label_request
+from agents.simulation.crowd_workers import SimulatedWorker
 from agents.simulation.stream import StreamSettings, simulate
 from bench.harness import Goal, Row
 from schemas import CrowdAnswer, Label, PredictionInput

@@ -13,7 +13,7 @@ finishes the answer in hand (the newest go first, as in the simulated crowd).
 
 Every ``STATUS_EVERY_S`` the pool reports a PoolStatus as the simulated crowd
 does: arrivals per minute over a 60 s window
-(:class:`~agents.pools.rates.WindowRate`), capacity of the productive
+(:class:`~agents.rates.WindowRate`), capacity of the productive
 workers, headcount, backlog (tasks still needing a worker). The arms:
 
 - **autoscaled**: :class:`~agents.pools.autoscaler.Autoscaler` decides on
@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agents.pools.autoscaler import Autoscaler, AutoscalerSettings, workers_for_sla
-from agents.pools.rates import WindowRate
-from agents.pools.simulated import SimulatedCrowdSettings
+from agents.rates import WindowRate
 from agents.simulation import crowd
 from agents.simulation.crowd import CrowdProfile, WorkerProfile
+from agents.simulation.crowd_workers import SimulatedCrowdSettings
 from bench.harness import Goal, Row
 from schemas import PoolStatus
 

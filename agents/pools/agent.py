@@ -11,9 +11,7 @@ from pydantic import TypeAdapter
 
 from agents.loop import Loop
 from agents.pools.autoscaler import Autoscaler, AutoscalerSettings
-from agents.pools.base import LabelingBackend
-from agents.pools.simulated import SimulatedCrowd
-from agents.simulation.experts import SimulatedExperts
+from agents.pools.base import Companion, LabelingBackend
 from schemas import Command, PoolCommand, Tier
 from streams.broadcast import follow
 from streams.codec import decode_json
@@ -90,18 +88,24 @@ def register(
     loop: Loop,
     backends: Mapping[Tier, LabelingBackend],
     truth_table: Any,
-    bots: SimulatedExperts | None = None,
+    bots: Companion | None = None,
+    warmup_s: Mapping[str, float] | None = None,
 ) -> None:
-    """Add pool lifecycle, status reports, commands and the truth feed to ``loop.app``."""
+    """Add pool lifecycle, status reports, commands and the truth feed to ``loop.app``.
+
+    ``warmup_s``: the pools whose newcomers warm up before they work (name to seconds), so their
+    autoscaler counts the warm-up; ``bots`` start after the pools and stop before them.
+    """
     names = loop.names
     status = loop.output(names.pool_status)
     commands_out = loop.output(names.commands)
     pools = loop.stages.pools
-    # One autoscaler per pool; the simulated crowd's newcomers warm up before they work.
+    # One autoscaler per pool; a pool whose newcomers warm up before they work says so.
+    warmups = warmup_s or {}
     scalers = {
         backend.name: Autoscaler(
-            pools.autoscaler.model_copy(update={"warmup_s": pools.simulated.warmup_s})
-            if isinstance(backend, SimulatedCrowd)
+            pools.autoscaler.model_copy(update={"warmup_s": warmups[backend.name]})
+            if backend.name in warmups
             else pools.autoscaler
         )
         for backend in backends.values()

@@ -45,3 +45,17 @@ class LabelingBackend(Protocol):
 
     def resume(self) -> None:
         """Hand out tasks again."""
+
+
+class Companion(Protocol):
+    """Something that runs beside the pools while they serve (the simulated experts on the expert page).
+
+    Started after the pools, stopped before them; the pools' stage knows nothing else of it, so a
+    production worker imports no simulation.
+    """
+
+    def start(self) -> None:
+        """Begin (the pools are serving)."""
+
+    async def stop(self) -> None:
+        """End (before the pools stop)."""

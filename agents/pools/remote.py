@@ -19,7 +19,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.pools.base import AnswerSink
-from agents.pools.rates import WindowRate
+from agents.rates import WindowRate
 from schemas import LabelRequest, PoolStatus, Tier
 
 

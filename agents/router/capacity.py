@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.pools.rates import WindowRate
+from agents.rates import WindowRate
 from schemas import PoolStatus
 
 

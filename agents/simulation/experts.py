@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.pools.experts import AnswerRefusedError, ExpertPool
-from agents.pools.simulated import TruthSource
+from agents.simulation.crowd_workers import TruthSource
 from streams.errors import BackendError
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agents.pools.rates import WindowRate
+from agents.rates import WindowRate
 from schemas import LabelRequest
 from streams.errors import LabelloopError
 

@@ -68,7 +68,6 @@ from toloka.client.task import CreateTasksParameters, TaskOverlapPatch
 
 from agents.aggregator.overlap import AccuracyOf, DynamicOverlap, OverlapSettings
 from agents.pools.base import AnswerSink
-from agents.pools.rates import WindowRate
 from agents.pools.toloka.audience import Audience
 from agents.pools.toloka.client import (
     RetryPolicy,
@@ -87,6 +86,7 @@ from agents.pools.toloka.staffing import (
     pick_pool,
     reward_exhausted,
 )
+from agents.rates import WindowRate
 from schemas import CrowdAnswer, LabelRequest, PoolStatus, Tier, utc_now
 from streams.errors import BackendError, RejectedBackendError
 

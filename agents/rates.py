@@ -1,4 +1,4 @@
-"""Sliding-window rates (arrivals per minute, answers per minute) for pool status."""
+"""Sliding-window rates (arrivals, answers per minute): pool status and the router's capacity gate."""
 
 from __future__ import annotations
 

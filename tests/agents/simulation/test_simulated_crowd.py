@@ -13,9 +13,9 @@ import pytest
 from agents.aggregator.overlap import DynamicOverlap, OverlapSettings
 from agents.aggregator.skills import SkillBook
 from agents.pools.base import LabelingBackend
-from agents.pools.rates import WindowRate
-from agents.pools.simulated import SimulatedCrowd, SimulatedCrowdSettings, ban_rule
+from agents.rates import WindowRate
 from agents.simulation.crowd import WorkerProfile
+from agents.simulation.simulated_crowd import SimulatedCrowd, SimulatedCrowdSettings, ban_rule
 from schemas import CrowdAnswer, LabelRequest, PoolStatus, PredictionEvent, PredictionInput
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -571,7 +571,7 @@ def test_a_banned_worker_gets_no_new_task_and_a_newcomer_takes_its_seat(
             headcounts.append(crowd.workers)
         return headcounts
 
-    with caplog.at_level("INFO", logger="agents.pools.simulated"):
+    with caplog.at_level("INFO", logger="agents.simulation"):
         headcounts = with_crowd(crowd, scenario)
     # Its answer in hand counted; it got nothing after it was flagged.
     assert [answer.worker_id for answer in sink.received].count("w0") == 1
