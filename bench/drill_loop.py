@@ -101,7 +101,7 @@ class Loop:
     def start_worker(self) -> subprocess.Popen[bytes]:
         with (self.home / f"worker-{len(self.workers)}.log").open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

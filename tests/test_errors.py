@@ -14,7 +14,7 @@ from streams.errors import LabelloopError
 
 REPO = Path(__file__).resolve().parents[1]
 #: The shipped packages (bench/ is a tool that reports failures as it likes; tests/ raise at will).
-PACKAGES = ("schemas", "streams", "agents")
+PACKAGES = ("schemas", "streams", "agents", "labelloop")
 #: Raised bare, these say nothing a caller can catch by meaning: each has a class in the tree.
 BARE = {"Exception", "RuntimeError", "LookupError", "KeyError", "BaseException"}
 

@@ -49,7 +49,7 @@ class LoopUnderTest:
             slot += 1
         self.data_dirs.append(data_dir)
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
             env={**self.env, "LABELLOOP_DATA_DIR": str(data_dir)},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
+from labelloop.cli import app
 from schemas import PoolCommand, PoolStatus
-from streams.cli import app
 from streams.codec import decode
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names

@@ -84,7 +84,7 @@ def test_every_client_reaches_the_broker_over_each_secure_listener(
         "LABELLOOP_TOPICS__PARTITIONS": "2",
     }
     consumed = subprocess.run(  # the CLI's kafka-python consumer
-        [sys.executable, "-m", "streams.cli", "consume", "predictions", "--idle-s", "3"],
+        [sys.executable, "-m", "labelloop", "consume", "predictions", "--idle-s", "3"],
         env=env,
         capture_output=True,
         text=True,
@@ -188,7 +188,7 @@ def test_a_worker_runs_the_loop_over_sasl_ssl_and_no_secret_reaches_a_log(
         }
         with log_path.open("wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

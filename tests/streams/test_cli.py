@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from labelloop.cli import _local_broker, app
 from streams.broker import BrokerSettings, LocalBroker
-from streams.cli import _local_broker, app
 
 RUNNER = CliRunner()
 

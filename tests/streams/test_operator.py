@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from labelloop.cli import app
 from schemas import PolicyCommand, PoolCommand, PoolStatus
-from streams.cli import app
 from streams.errors import ContractError
 from streams.operator import COLUMNS, OperatorCommandError, PoolBoard, build_command, cost_per_hour
 from streams.runtime import Record

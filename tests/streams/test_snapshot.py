@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from labelloop.cli import app
 from schemas import Label
-from streams.cli import app
 from streams.snapshot import (
     DATA_FILE,
     MANIFEST_FILE,

@@ -52,7 +52,7 @@ def start_worker(
     """Start the worker process, its output into ``log_path``."""
     log_file = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+        [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
         env=worker_environment(settings, demo, web_port),
         stdout=log_file,
         stderr=subprocess.STDOUT,
