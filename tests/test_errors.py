@@ -24,7 +24,8 @@ def _modules() -> list[str]:
     for package in PACKAGES:
         names.append(package)
         module = importlib.import_module(package)
-        names += [info.name for info in pkgutil.walk_packages(module.__path__, prefix=f"{package}.")]
+        walked = pkgutil.walk_packages(module.__path__, prefix=f"{package}.")
+        names += [info.name for info in walked if not info.name.endswith(".__main__")]  # runs the CLI
     return sorted(names)
 
 
