@@ -2,11 +2,16 @@
 
 Usage (needs a broker)::
 
-    from streams.sdk import LabelReader, PredictionPublisher
+    from streams.sdk import LabelReader, PredictionPublisher, Settings
     with PredictionPublisher(Settings()) as publisher:
-        publisher.publish(event)          # a schemas.PredictionEvent
+        publisher.publish(event)          # a PredictionEvent
     for label in LabelReader(Settings(), group_id="billing"):
         print(label.event_id, label.label, label.revision)
+
+Everything a producer or a consumer needs is importable from here (``__all__``, pinned by
+``tests/streams/test_sdk_surface.py``): the clients, the records they take and give, the
+settings that point them at a Kafka, the error a failed publish raises, and the rule that says
+which revision of a label is the truth.
 """
 
 from __future__ import annotations
@@ -18,12 +23,27 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from schemas import Label, PredictionEvent
+from schemas import Label, PredictionEvent, PredictionInput
 from streams.codec import decode, encode, encode_key
-from streams.errors import ContractError
-from streams.errors import DeliveryError as DeliveryError  # the SDK raises it: importable from here too
-from streams.settings import Settings
+from streams.errors import ContractError, DeliveryError
+from streams.revisions import latest_labels
+from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import topic_names
+
+__all__ = [
+    "DeliveryError",
+    "KafkaSettings",
+    "Label",
+    "LabelReader",
+    "PredictionEvent",
+    "PredictionInput",
+    "PredictionPublisher",
+    "RawRecord",
+    "Settings",
+    "TopicSettings",
+    "latest_labels",
+    "read_records",
+]
 
 log = logging.getLogger(__name__)
 
@@ -208,24 +228,3 @@ class LabelReader(_Closing):
     def close(self) -> None:
         """Close the consumer (committing the position when there is a group)."""
         self._consumer.close()
-
-
-def latest_labels(labels: Sequence[Label]) -> dict[str, Label]:
-    """The trusted label per event: its highest revision (what compaction keeps).
-
-    >>> from datetime import datetime, UTC
-    >>> from schemas import LabelProvenance
-    >>> when = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> p = LabelProvenance(model_name="m", model_version="1", model_label="a", model_confidence=0.9)
-    >>> def rev(n, label):
-    ...     return Label(event_id="e", label=label, source="model", revision=n, confidence=0.9,
-    ...                  route="accepted", decided_at=when, prediction_created_at=when, provenance=p)
-    >>> latest_labels([rev(2, "b"), rev(1, "a")])["e"].label
-    'b'
-    """
-    latest: dict[str, Label] = {}
-    for label in labels:
-        current = latest.get(label.event_id)
-        if current is None or label.revision >= current.revision:
-            latest[label.event_id] = label
-    return latest

@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas import Label
 from streams.errors import SnapshotError
+from streams.revisions import latest_labels
 
 DATA_FILE = "labels.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -38,27 +39,15 @@ WRITER_OPTIONS: dict[str, Any] = {
 }
 
 
-def _preference(label: Label) -> tuple[int, datetime, bytes]:
-    """Which of two records of one event is the truth: the higher revision, then the later decision.
-
-    The wire bytes break the last tie, so the winner never depends on reading order.
-    """
-    return (label.revision, label.decided_at, label.to_json_bytes())
-
-
 def latest_revisions(labels: Iterable[Label]) -> list[Label]:
-    """The trusted label per event (its latest revision), sorted by event_id.
+    """The trusted label per event (:func:`streams.revisions.supersedes`), sorted by event_id.
 
     >>> from schemas.examples import human_label
     >>> [(x.event_id, x.revision) for x in latest_revisions(
     ...     [human_label(event_id="b"), human_label(event_id="a", revision=2), human_label(event_id="a")])]
     [('a', 2), ('b', 1)]
     """
-    latest: dict[str, Label] = {}
-    for label in labels:
-        current = latest.get(label.event_id)
-        if current is None or _preference(label) > _preference(current):
-            latest[label.event_id] = label
+    latest = latest_labels(labels)
     return [latest[event_id] for event_id in sorted(latest)]
 
 

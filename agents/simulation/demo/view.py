@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import DriftAlert, Label, ModelMetrics, PolicyStatus, PoolStatus, WorkerSkill
+from streams.revisions import supersedes
 from streams.settings import Settings
 from streams.topics import TopicNames, topic_names
 
@@ -69,7 +70,7 @@ def observe(view: LoopView, names: TopicNames, record: Any) -> None:
         if label.revision == 1:
             view.first_revisions[label.event_id] = label
         current = view.labels.get(label.event_id)
-        if current is None or label.revision >= current.revision:
+        if current is None or supersedes(label, current):
             view.labels[label.event_id] = label
     elif record.topic == names.pool_status:
         status = PoolStatus.from_json_bytes(record.value)
