@@ -1,8 +1,9 @@
-"""The ``labelloop`` command: broker, topics, worker, produce, consume, demo, pools.
+"""The ``labelloop`` command: worker, produce, consume, demo, export and replay; broker, topics, pools.
 
 Every command reads the same ``LABELLOOP_*`` settings as the workers, so
 pointing the CLI at your own Kafka is one environment variable:
-``LABELLOOP_KAFKA__BOOTSTRAP_SERVERS=broker1:9092,broker2:9092``.
+``LABELLOOP_KAFKA__BOOTSTRAP_SERVERS=broker1:9092,broker2:9092``. The ``broker`` and ``topics``
+commands are :mod:`labelloop.broker_commands`, the ``pools`` commands :mod:`labelloop.pools_commands`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from labelloop.broker_commands import broker_app, topics_app
+from labelloop.pools_commands import pools_app
 from streams.errors import LabelloopError
 
 app = typer.Typer(
@@ -25,118 +26,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-broker_app = typer.Typer(
-    help="The local Apache Kafka broker (single-node KRaft, from Maven Central).",
-    no_args_is_help=True,
-)
-topics_app = typer.Typer(help="The topic catalogue.", no_args_is_help=True)
-pools_app = typer.Typer(
-    help="Operator controls: see the pools, scale, pause, resume, set limits, release to the autoscaler.",
-    no_args_is_help=True,
-)
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(pools_app, name="pools")
 console = Console(stderr=True)
-
-PortOption = Annotated[int | None, typer.Option(help="Broker port (default: LABELLOOP_BROKER_PORT or 9092).")]
-
-
-def _settings() -> object:
-    from streams.settings import Settings
-
-    return Settings()
-
-
-def _local_broker(port: int | None) -> object:
-    """The local broker on ``port``; another port than the configured one gets its own data folder.
-
-    So ``labelloop broker stop --port 19092`` can never stop the broker of another port.
-    """
-    from streams.broker import BrokerSettings, LocalBroker
-
-    configured = BrokerSettings()
-    if port is None or port == configured.port:
-        return LocalBroker(configured)
-    return LocalBroker(
-        BrokerSettings(port=port, controller_port=port + 1, home=configured.home.with_name(f"kafka-{port}"))
-    )
-
-
-@broker_app.command("start")
-def broker_start(port: PortOption = None) -> None:
-    """Fetch Kafka (first time), format storage and start the broker; idempotent."""
-    from streams.broker import LocalBroker
-
-    broker = _local_broker(port)
-    assert isinstance(broker, LocalBroker)
-    started = time.monotonic()
-    bootstrap = broker.start()
-    console.print(f"[green]Kafka is up[/] at {bootstrap} ({time.monotonic() - started:.1f}s)")
-    typer.echo(bootstrap)
-
-
-@broker_app.command("stop")
-def broker_stop(port: PortOption = None) -> None:
-    """Stop the local broker (if this project started it)."""
-    from streams.broker import LocalBroker
-
-    broker = _local_broker(port)
-    assert isinstance(broker, LocalBroker)
-    console.print("stopped" if broker.stop() else "no local broker was running")
-
-
-@broker_app.command("status")
-def broker_status(port: PortOption = None) -> None:
-    """Say whether the local broker runs and answers."""
-    from streams.broker import LocalBroker
-
-    broker = _local_broker(port)
-    assert isinstance(broker, LocalBroker)
-    status = broker.status()
-    console.print(
-        f"bootstrap {status.bootstrap}: pid {status.pid or '-'}, "
-        f"{'reachable' if status.reachable else 'not reachable'}"
-    )
-    raise typer.Exit(0 if status.reachable else 1)
-
-
-@topics_app.command("create")
-def topics_create() -> None:
-    """Create every topic of the catalogue that is missing and verify the others."""
-    from streams.settings import Settings
-    from streams.topics import create_topics
-
-    report = create_topics(Settings())
-    console.print(f"created {len(report.created)}, verified {len(report.existing)} existing")
-    for name in report.created:
-        typer.echo(f"created {name}")
-
-
-@topics_app.command("list")
-def topics_list() -> None:
-    """Show the catalogue under the current settings."""
-    from streams.settings import Settings
-    from streams.topics import catalogue
-
-    table = Table("topic", "partitions", "cleanup", "what")
-    for topic in catalogue(Settings()):
-        table.add_row(topic.name, str(topic.partitions), topic.configs["cleanup.policy"], topic.doc)
-    Console().print(table)
-
-
-@topics_app.command("delete")
-def topics_delete(
-    yes: Annotated[bool, typer.Option("--yes", help="Really delete.")] = False,
-) -> None:
-    """Delete every catalogue topic under the current prefix (data is lost)."""
-    from streams.settings import Settings
-    from streams.topics import delete_topics
-
-    if not yes:
-        raise typer.BadParameter("deleting topics loses their data: pass --yes")
-    for name in delete_topics(Settings()):
-        typer.echo(f"deleted {name}")
 
 
 @app.command()
@@ -303,146 +196,6 @@ def replay(
         + (" (created)" if report.created_topic else "")
     )
     typer.echo(f"{report.topic} {report.published}")
-
-
-PoolName = Annotated[str, typer.Argument(help="The pool's name (as in `labelloop pools status`).")]
-ReasonOption = Annotated[str, typer.Option(help="Why: recorded with the command on the commands topic.")]
-OperatorOption = Annotated[
-    str | None, typer.Option(help="Who issues it (issued_by=operator:<name>; default: your login).")
-]
-
-
-def _operator_command(pool: str, action: str, reason: str, operator: str | None, **fields: Any) -> None:
-    """Build, send and confirm one operator command; a bad one is refused before anything is sent."""
-    import asyncio
-    import getpass
-
-    from schemas import utc_now
-    from streams.operator import KafkaCommandSender, OperatorCommandError, build_command
-    from streams.settings import Settings
-
-    try:
-        command = build_command(
-            pool, action, operator=operator or getpass.getuser(), reason=reason, now=utc_now(), **fields
-        )
-    except OperatorCommandError as error:
-        console.print(f"[red]refused:[/] {error.message}")
-        raise typer.Exit(2) from None
-
-    async def send() -> None:
-        async with KafkaCommandSender(Settings()) as sender:
-            await sender(command)
-
-    asyncio.run(send())
-    typer.echo(command.to_json_bytes().decode())
-    console.print(
-        f"sent: pool {pool} is back with the autoscaler"
-        if action == "release"
-        else f"sent {action} for pool {pool}; overrides the autoscaler until `pools release {pool}`"
-    )
-
-
-@pools_app.command("status")
-def pools_status(
-    once: Annotated[
-        bool, typer.Option("--once", help="Print the table once and exit (for scripts).")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="With --once: one JSON line per pool.")] = False,
-    refresh_s: Annotated[float, typer.Option(help="Seconds between two refreshes.", min=0.2)] = 2.0,
-) -> None:
-    """The pools live: backlog, arrivals, capacity, workers, SLA state, cost per hour, who is in control."""
-    import asyncio
-
-    from rich.live import Live
-
-    from schemas import utc_now
-    from streams.operator import COLUMNS, read_board
-    from streams.settings import Settings
-
-    settings = Settings()
-
-    def table() -> Table:
-        board = asyncio.run(read_board(settings))
-        now = utc_now()
-        if as_json:
-            for document in board.as_json(now):
-                typer.echo(json.dumps(document, default=str))
-        shown = Table(*COLUMNS, title=f"pools at {now:%H:%M:%S} UTC")
-        for row in board.rows(now):
-            shown.add_row(*row.cells())
-        return shown
-
-    if once:
-        built = table()
-        if not as_json:
-            out = Console() if sys.stdout.isatty() else Console(width=220)
-            out.print(built if built.row_count else "no pool has reported on pool-status yet")
-        return
-    with Live(table(), console=Console(), auto_refresh=False) as live:
-        try:
-            while True:
-                time.sleep(refresh_s)
-                live.update(table(), refresh=True)
-        except KeyboardInterrupt:
-            pass
-
-
-@pools_app.command("scale")
-def pools_scale(
-    pool: PoolName,
-    workers: Annotated[int, typer.Argument(help="How many workers the pool should have.")],
-    reason: ReasonOption = "scaled by an operator",
-    operator: OperatorOption = None,
-) -> None:
-    """Set a pool's number of workers (overrides the autoscaler until released)."""
-    _operator_command(pool, "scale", reason, operator, workers=workers)
-
-
-@pools_app.command("pause")
-def pools_pause(
-    pool: PoolName, reason: ReasonOption = "paused by an operator", operator: OperatorOption = None
-) -> None:
-    """Stop handing tasks to a pool (tasks already out finish)."""
-    _operator_command(pool, "pause", reason, operator)
-
-
-@pools_app.command("resume")
-def pools_resume(
-    pool: PoolName, reason: ReasonOption = "resumed by an operator", operator: OperatorOption = None
-) -> None:
-    """Hand tasks to a paused pool again."""
-    _operator_command(pool, "resume", reason, operator)
-
-
-@pools_app.command("set")
-def pools_set(
-    pool: PoolName,
-    min_workers: Annotated[int | None, typer.Option("--min", help="Fewest workers.")] = None,
-    max_workers: Annotated[int | None, typer.Option("--max", help="Most workers.")] = None,
-    sla_p95_s: Annotated[float | None, typer.Option("--sla", help="Time-to-label SLA, p95 seconds.")] = None,
-    budget_per_hour: Annotated[float | None, typer.Option("--budget", help="Most spend per hour.")] = None,
-    reason: ReasonOption = "limits set by an operator",
-    operator: OperatorOption = None,
-) -> None:
-    """Change a pool's bounds, SLA or budget (only the options given change)."""
-    _operator_command(
-        pool,
-        "set",
-        reason,
-        operator,
-        min_workers=min_workers,
-        max_workers=max_workers,
-        sla_p95_s=sla_p95_s,
-        budget_per_hour=budget_per_hour,
-    )
-
-
-@pools_app.command("release")
-def pools_release(
-    pool: PoolName, reason: ReasonOption = "released to the autoscaler", operator: OperatorOption = None
-) -> None:
-    """Give a pool back to the autoscaler."""
-    _operator_command(pool, "release", reason, operator)
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from labelloop.cli import _local_broker, app
+from labelloop.broker_commands import _local_broker
+from labelloop.cli import app
 from streams.broker import BrokerSettings, LocalBroker
 
 RUNNER = CliRunner()
