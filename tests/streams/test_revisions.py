@@ -29,7 +29,9 @@ def test_the_consumer_and_the_snapshot_agree_on_every_event_in_any_reading_order
     for seed in range(20):
         shuffled = _records()
         random.Random(seed).shuffle(shuffled)
-        consumer = {event_id: label.to_json_bytes() for event_id, label in sdk_latest_labels(shuffled).items()}
+        consumer = {
+            event_id: label.to_json_bytes() for event_id, label in sdk_latest_labels(shuffled).items()
+        }
         snapshot = {label.event_id: label.to_json_bytes() for label in latest_revisions(shuffled)}
         assert consumer == snapshot == expected
     assert latest_labels(_records())["a"].label == "fraud"  # the later decision of revision 2
