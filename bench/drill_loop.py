@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from streams.codec import H_ORIGINAL_SHA256, headers_dict
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, delete_topics, topic_names
+from streams.worker_process import start_worker, stop_worker
 
 log = logging.getLogger("labelloop.drill")
 
@@ -99,25 +99,12 @@ class Loop:
         create_topics(self.settings)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        with (self.home / f"worker-{len(self.workers)}.log").open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = start_worker(self.env, self.home / f"worker-{len(self.workers)}.log")
         self.workers.append(process)
         return process
 
     def kill_worker(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_worker(process, sig)
 
     def stop(self, *, delete: bool = True) -> None:
         for process in self.workers:

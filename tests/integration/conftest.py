@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from agents.simulation.stream import SimulatedEvent
 from streams.sdk import PredictionPublisher, RawRecord
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.topics import create_topics, delete_topics
+from streams.worker_process import start_worker, stop_worker
 
 
 @dataclass
@@ -42,19 +42,13 @@ class LoopUnderTest:
         then the first one no live worker holds. A restarted worker finds what its predecessor
         left (event tables, model checkpoints); two live workers never share one (RocksDB locks it).
         """
-        log = (self.log_dir / f"worker-{len(self.workers)}.log").open("wb")
+        log_path = self.log_dir / f"worker-{len(self.workers)}.log"
         held = {self.data_dirs[index] for index, worker in enumerate(self.workers) if worker.poll() is None}
         slot = 0
         while (data_dir := self.data_dir(slot)) in held:
             slot += 1
         self.data_dirs.append(data_dir)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
-            env={**self.env, "LABELLOOP_DATA_DIR": str(data_dir)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = start_worker({**self.env, "LABELLOOP_DATA_DIR": str(data_dir)}, log_path)
         self.workers.append(process)
         return process
 
@@ -64,14 +58,7 @@ class LoopUnderTest:
 
     def stop_worker(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
         """Stop a worker (gracefully by default) and return its exit code."""
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return process.returncode
+        return stop_worker(process, sig)
 
     def logged_port(self, pattern: str, worker: int = 0, timeout_s: float = 90.0) -> int:
         """The port a worker logged (``pattern`` has one group: the port), waiting for the line."""

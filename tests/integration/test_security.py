@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from streams.operator import KafkaCommandSender, read_board
 from streams.sdk import PredictionPublisher, read_records
 from streams.settings import SecurityProtocol, Settings, TopicSettings
 from streams.topics import create_topics, topic_names
+from streams.worker_process import start_worker, stop_worker
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import TopicWatcher, publish_with_truth
 from tests.integration.secure_broker import SecureBroker, start_secure_broker
@@ -186,14 +186,7 @@ def test_a_worker_runs_the_loop_over_sasl_ssl_and_no_secret_reaches_a_log(
             "LABELLOOP_POOLS__SIMULATED_EXPERTS__POLL_S": "0.05",
             "LABELLOOP_SESSION_TIMEOUT_S": "10",
         }
-        with log_path.open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        worker = start_worker(env, log_path)
         watcher = TopicWatcher(settings, names.labels)
         try:
             with PredictionPublisher(settings) as publisher:
@@ -207,12 +200,7 @@ def test_a_worker_runs_the_loop_over_sasl_ssl_and_no_secret_reaches_a_log(
             )
         finally:
             watcher.close()
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop_worker(worker)
         assert toloka_token in standin.tokens_seen, "the Toloka pool did not call the stand-in"
     assert refusals == [401, 401, 200]
     labels = [json.loads(r.value or b"{}") for r in watcher.records[names.labels]]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from agents.simulation.demo.settings import DemoSettings
+from streams import worker_process
 from streams.settings import Settings
 
 
@@ -49,23 +48,10 @@ def worker_environment(settings: Settings, demo: DemoSettings, web_port: int) ->
 def start_worker(
     settings: Settings, demo: DemoSettings, log_path: Path, web_port: int
 ) -> subprocess.Popen[bytes]:
-    """Start the worker process, its output into ``log_path``."""
-    log_file = log_path.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "labelloop", "worker", "--loglevel", "info"],
-        env=worker_environment(settings, demo, web_port),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    """Start the worker process (``streams.worker_process``), its output into ``log_path``."""
+    return worker_process.start_worker(worker_environment(settings, demo, web_port), log_path)
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM (a graceful stop), then SIGKILL after 30 s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    worker_process.stop_worker(process, timeout_s=30)
