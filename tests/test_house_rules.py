@@ -16,7 +16,6 @@ OVER_BUDGET = {
     "streams/batches.py",  # being rewritten by the hot-path change
     "agents/router/estimators.py",  # the router's, under the hot-path change
     "agents/aggregator/skills.py",
-    "agents/aggregator/weighted.py",
     "bench/crowd_aggregation.py",
     "bench/online_recovery.py",
 }

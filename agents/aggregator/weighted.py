@@ -45,44 +45,22 @@ multiple noisy labelers. Data Mining and Knowledge Discovery 28, 402–441.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agents.aggregator.dawid_skene import DawidSkeneRefit
 from agents.aggregator.majority import TaskContext, TaskState, Vote
 from agents.aggregator.overlap import posterior as one_coin_posterior
+from agents.aggregator.settings import WeightedSettings as WeightedSettings  # importable from here too
 from agents.aggregator.skills import SkillBook
+from agents.aggregator.voters import VoterIndex as VoterIndex  # importable from here too
 from agents.router.sampling import uniform_for
 from schemas import CrowdAnswer, Label, LabelProvenance, LabelRequest, WorkerSkill
 from schemas.labels import LabelSource
-
-
-class WeightedSettings(BaseModel):
-    """The skill-weighted aggregator (``LABELLOOP_AGGREGATOR__WEIGHTED__*``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    #: Answers to wait for when neither the answers nor the request say.
-    default_overlap: int = Field(default=3, ge=1, le=50)
-    #: A crowd label less probable than this goes to the experts.
-    escalate_below: float = Field(default=0.8, ge=0.0, le=1.0)
-    #: Added to the request's priority for an escalation: above every crowd priority (those are <= 1).
-    escalation_priority_boost: float = Field(default=1.0, ge=0.0)
-    #: Share of confident crowd labels experts audit.
-    audit_share: float = Field(default=0.05, ge=0.0, le=1.0)
-    #: Key of the audit draw; change it to draw a new, independent audit sample.
-    audit_salt: str = Field(default="crowd-audit", min_length=1)
-    #: Accuracy assumed for an expert (the confidence of one expert's verdict).
-    expert_accuracy: float = Field(default=0.97, gt=0.5, lt=1.0)
-    #: Only aggregates at least this sure teach the voters' agreement.
-    agreement_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
-    #: Recent events remembered per worker, to revisit when the worker is flagged.
-    events_per_worker: int = Field(default=500, ge=1)
 
 
 class WeightedTaskState(TaskState):
@@ -137,47 +115,6 @@ class Outcome:
             self.flagged + other.flagged,
             self.revisit + other.revisit,
         )
-
-
-class VoterIndex:
-    """The recent events each worker voted on (at most ``events_per_worker`` each), oldest first.
-
-    >>> index = VoterIndex(events_per_worker=2)
-    >>> for event in ["e1", "e2", "e3"]:
-    ...     index.add("w1", event)
-    >>> index.events_of("w1"), index.events_of("w2")
-    (['e2', 'e3'], [])
-    >>> VoterIndex.from_json(index.to_json(), 2).events_of("w1")
-    ['e2', 'e3']
-    """
-
-    def __init__(self, events_per_worker: int = 500) -> None:
-        self.events_per_worker = events_per_worker
-        self._events: dict[str, deque[str]] = {}
-
-    def add(self, worker_id: str, event_id: str) -> None:
-        events = self._events.get(worker_id)
-        if events is None:
-            events = self._events[worker_id] = deque(maxlen=self.events_per_worker)
-        events.append(event_id)
-
-    def events_of(self, worker_id: str) -> list[str]:
-        return list(self._events.get(worker_id, ()))
-
-    def to_json(self) -> str:
-        return _IndexSnapshot(events={w: list(e) for w, e in self._events.items()}).model_dump_json()
-
-    @classmethod
-    def from_json(cls, text: str | None, events_per_worker: int = 500) -> VoterIndex:
-        index = cls(events_per_worker)
-        if text:
-            for worker, events in _IndexSnapshot.model_validate_json(text).events.items():
-                index._events[worker] = deque(events, maxlen=events_per_worker)
-        return index
-
-
-class _IndexSnapshot(BaseModel):
-    events: dict[str, list[str]]
 
 
 class WeightedVoteAggregator:
