@@ -6,8 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.aggregator.dawid_skene import DawidSkeneSettings
-from agents.aggregator.settings import WeightedSettings
-from agents.aggregator.skills import SkillSettings
+from agents.aggregator.settings import SkillSettings, WeightedSettings
 from agents.dashboard.agent import DashboardSettings
 from agents.learner.model import LearnerSettings
 from agents.monitor.detectors import MonitorSettings

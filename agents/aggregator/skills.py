@@ -42,106 +42,22 @@ crowdsourced labeling tasks. JMLR 13, 491–518.
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from agents.aggregator.settings import SkillSettings as SkillSettings  # importable from here too
+from agents.aggregator.worker_record import WorkerRecord as WorkerRecord  # importable from here too
+from agents.aggregator.worker_record import mean_total_variation, share
 from schemas import WorkerSkill
 
 #: Confusion entries are kept away from 0 so one vote never rules a class out for good.
 _FLOOR = 0.005
 #: Timed answers between two recomputations of the crowd's typical answer time.
 _TYPICAL_EVERY = 50
-
-
-class SkillSettings(BaseModel):
-    """How evidence becomes skill (``LABELLOOP_AGGREGATOR__SKILLS__*``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    #: Accuracy of a worker nobody knows anything about yet.
-    prior_accuracy: float = Field(default=0.7, gt=0.0, lt=1.0)
-    #: Weight of that prior, in answers.
-    prior_strength: float = Field(default=4.0, gt=0.0)
-    #: Weight of one agreement (or disagreement) with a confident aggregate, in graded answers.
-    agreement_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: Weight of one answer behind a Dawid–Skene estimate, in graded answers.
-    dawid_skene_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: At most this many answers of a Dawid–Skene estimate count (a refit is not the truth).
-    dawid_skene_cap: int = Field(default=200, ge=1)
-    #: Weight of the prior rows of a worker's confusion matrix, in answers per true class.
-    confusion_strength: float = Field(default=4.0, gt=0.0)
-    #: Graded answers (golden + audits) before the accuracy rule may flag a worker.
-    min_graded: int = Field(default=10, ge=1)
-    #: Flag when the upper credible bound of graded accuracy is below chance + this margin.
-    spam_margin: float = Field(default=0.15, ge=0.0, le=1.0)
-    #: Width of that credible bound, in posterior standard deviations.
-    spam_z: float = Field(default=1.64, gt=0.0)
-    #: Flag when the rows of the confusion matrix differ by less than this (mean total variation).
-    spam_informativeness: float = Field(default=0.2, ge=0.0, le=1.0)
-    #: Graded answers per true class before that class's row counts for the informativeness.
-    min_graded_per_class: int = Field(default=5, ge=1)
-    #: Answers in the window before a Dawid–Skene confusion may flag a worker.
-    min_dawid_skene_answers: int = Field(default=30, ge=1)
-    #: A worker whose typical answer time (geometric mean) is below this share of the crowd's
-    #: (the median over workers) answers too fast to have read the task (Toloka's "fast responses"
-    #: rule): a suspect, whose prior accuracy is ``suspect_prior_accuracy`` until evidence comes.
-    #: 0 turns the rule off.
-    fast_share: float = Field(default=0.35, ge=0.0, lt=1.0)
-    #: Timed answers of a worker, and timed workers in the crowd, before the speed rule applies.
-    fast_min_answers: int = Field(default=3, ge=1)
-    fast_min_workers: int = Field(default=5, ge=1)
-    #: The prior accuracy of a suspect (near chance for three classes; graded evidence and refits
-    #: outweigh it as for anyone).
-    suspect_prior_accuracy: float = Field(default=0.4, gt=0.0, lt=1.0)
-
-
-class WorkerRecord(BaseModel):
-    """The evidence about one worker: counts (mergeable by addition) and the latest refit."""
-
-    pool: str = ""
-    answers: int = 0
-    golden_right: int = 0
-    golden_total: int = 0
-    audit_right: int = 0
-    audit_total: int = 0
-    agreed: int = 0
-    agreement_total: int = 0
-    #: Graded answers (golden and audits): true class -> answered class -> count.
-    graded: dict[str, dict[str, int]] = {}
-    dawid_skene_accuracy: float | None = None
-    dawid_skene_answers: int = 0
-    #: The latest refit's confusion: true class -> answered class -> probability.
-    dawid_skene_confusion: dict[str, dict[str, float]] | None = None
-    flagged: bool = False
-    updated_at: datetime | None = None
-    #: Answers with a time spent, and the sum of their log-times (the worker's typical speed).
-    timed: int = 0
-    log_time_sum: float = 0.0
-
-    @property
-    def graded_right(self) -> int:
-        return self.golden_right + self.audit_right
-
-    @property
-    def graded_total(self) -> int:
-        return self.golden_total + self.audit_total
-
-
-def _share(right: int, total: int) -> float | None:
-    return right / total if total else None
-
-
-def _mean_total_variation(rows: Sequence[Mapping[str, float]], classes: Sequence[str]) -> float:
-    """Mean total-variation distance between pairs of rows: 0 when the answer ignores the truth."""
-    pairs = list(itertools.combinations(rows, 2))
-    if not pairs:
-        return 1.0
-    return sum(0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in classes) for a, b in pairs) / len(pairs)
 
 
 class SkillBook:
@@ -435,7 +351,7 @@ class SkillBook:
             n = sum(counts.values())
             if n >= self.settings.min_graded_per_class:
                 rows.append({k: (counts.get(k, 0) + 1) / (n + len(classes)) for k in classes})
-        return _mean_total_variation(rows, classes) if len(rows) >= 2 else None
+        return mean_total_variation(rows, classes) if len(rows) >= 2 else None
 
     def _spammer(self, record: WorkerRecord) -> bool:
         settings = self.settings
@@ -452,7 +368,7 @@ class SkillBook:
         fitted = record.dawid_skene_confusion
         if fitted is not None and record.dawid_skene_answers >= settings.min_dawid_skene_answers:
             classes = sorted(self.classes | set(fitted))
-            if _mean_total_variation(list(fitted.values()), classes) < settings.spam_informativeness:
+            if mean_total_variation(list(fitted.values()), classes) < settings.spam_informativeness:
                 return True
         return False
 
@@ -467,11 +383,11 @@ class SkillBook:
             pool=record.pool,
             accuracy=self.settings.prior_accuracy if known is None else self.estimated_accuracy(known),
             n_golden=record.golden_total,
-            golden_accuracy=_share(record.golden_right, record.golden_total),
+            golden_accuracy=share(record.golden_right, record.golden_total),
             n_audited=record.audit_total,
-            audited_accuracy=_share(record.audit_right, record.audit_total),
+            audited_accuracy=share(record.audit_right, record.audit_total),
             n_answers=record.answers,
-            agreement=_share(record.agreed, record.agreement_total),
+            agreement=share(record.agreed, record.agreement_total),
             dawid_skene_accuracy=record.dawid_skene_accuracy,
             flagged_spammer=record.flagged,
             updated_at=record.updated_at,
