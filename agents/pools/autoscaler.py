@@ -40,15 +40,7 @@ routing (it reads ``capacity_per_min`` on PoolStatus) sheds the rest.
 
 References
 ----------
-Gross, D., Shortle, J. F., Thompson, J. M. & Harris, C. M. (2008).
-*Fundamentals of Queueing Theory*, 4th ed., Wiley (M/M/c: P(wait) and the
-waiting-time distribution).
-
-Koole, G. (2013). *Call Center Optimization*, MG books (Erlang C, the
-service level ``1 − C·e^{−(cμ−λ)t}``, staffing by the smallest c).
-
-Allen, A. O. (1990). *Probability, Statistics, and Queueing Theory*, 2nd ed.
-(the Allen–Cunneen approximation for G/G/c).
+The queueing model's: :mod:`agents.pools.queueing` (Gross & Harris; Koole; Allen).
 """
 
 from __future__ import annotations
