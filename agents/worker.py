@@ -31,8 +31,10 @@ from agents.pools.toloka.backend import TolokaBackend
 from agents.router import agent as router_agent
 from agents.router.policy import Router
 from agents.settings import StageSettings
+from agents.simulation import truth as simulation_truth
 from agents.simulation.experts import SimulatedExperts
 from agents.simulation.simulated_crowd import SimulatedCrowd, ban_rule
+from agents.simulation.truth import TableTruth
 from schemas import CrowdAnswer, PredictionEvent, Suggestion, Tier
 from streams.app import claim_local_state, create_app
 from streams.settings import Settings
@@ -63,9 +65,16 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     app = create_app(settings, **app_overrides)
     local_state = claim_local_state(app)
     loop = Loop(app=app, settings=settings, stages=stages)
-    truth_table = loop.table("sim-truth")
-    truth = pools_agent.TableTruth(truth_table)
     pools = stages.pools
+    truths: list[TableTruth] = []
+
+    def truth() -> TableTruth:
+        """The simulation's truth, registered the first time a simulated labeler asks for it: a
+        worker without simulated labelers (Toloka and the expert page only) never reads it."""
+        if not truths:
+            truths.append(simulation_truth.register(loop))
+        return truths[0]
+
     # One book of worker skills: the aggregator weighs votes by it, the pools stop asking by it.
     book = SkillBook(stages.aggregator.skills)
     crowd: LabelingBackend
@@ -84,7 +93,9 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         crowd = TolokaBackend(pools.toloka, accuracy_of=book.accuracy_of, golden_sink=report_golden)
     else:
         # Flagged or too-fast workers get no more tasks (like Toloka's QC bans); newcomers take their seats.
-        crowd = SimulatedCrowd(pools.simulated, truth, accuracy_of=book.accuracy_of, is_banned=ban_rule(book))
+        crowd = SimulatedCrowd(
+            pools.simulated, truth(), accuracy_of=book.accuracy_of, is_banned=ban_rule(book)
+        )
     backends: dict[Tier, LabelingBackend] = {"crowd": crowd}
     # The simulated crowd's newcomers warm up before they work: its autoscaler counts that.
     warmup_s = {crowd.name: pools.simulated.warmup_s} if isinstance(crowd, SimulatedCrowd) else {}
@@ -94,7 +105,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         experts = ExpertPool(pools.experts)
         backends["expert"] = experts
         if pools.simulated_experts.experts:
-            bots = SimulatedExperts(pools.simulated_experts, experts, truth)
+            bots = SimulatedExperts(pools.simulated_experts, experts, truth())
     learners, learn_accepted = learner_agent.register(loop)
 
     def suggest(event: PredictionEvent) -> Suggestion | None:
@@ -110,7 +121,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     router = router_agent.register(loop, suggest, watch, learn_accepted)
     dispatcher_agent.register(loop, backends)
     aggregator = aggregator_agent.register(loop, book)
-    pools_agent.register(loop, backends, truth_table, bots, warmup_s)
+    pools_agent.register(loop, backends, bots, warmup_s)
     api = operator_api.register(loop, stages.operator)
     dashboard = None
     if api is not None:

@@ -1,4 +1,4 @@
-"""The pools agent: starts the pools, reports PoolStatus, applies pool commands, feeds the simulated truth."""
+"""The pools agent: starts the pools, reports PoolStatus, applies pool commands."""
 
 from __future__ import annotations
 
@@ -20,20 +20,6 @@ from streams.runtime import Record, run_records
 
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
-#: A truth record's value: one JSON string (the true class), size-checked before parsing like every record.
-_TRUTH = TypeAdapter[str](str)
-
-
-class TableTruth:
-    """The simulation's truth side-channel, read from the ``sim-truth`` table."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-
-    def true_label(self, event_id: str) -> str | None:
-        """The true label of ``event_id`` if the simulation published it."""
-        value = self._table.get(event_id)
-        return None if value is None else str(value)
 
 
 def apply_command(command: PoolCommand, backends: Mapping[Tier, LabelingBackend]) -> bool:
@@ -87,11 +73,10 @@ def steer(command: PoolCommand, scalers: Mapping[str, Autoscaler]) -> None:
 def register(
     loop: Loop,
     backends: Mapping[Tier, LabelingBackend],
-    truth_table: Any,
     bots: Companion | None = None,
     warmup_s: Mapping[str, float] | None = None,
 ) -> None:
-    """Add pool lifecycle, status reports, commands and the truth feed to ``loop.app``.
+    """Add pool lifecycle, status reports and commands to ``loop.app``.
 
     ``warmup_s``: the pools whose newcomers warm up before they work (name to seconds), so their
     autoscaler counts the warm-up; ``bots`` start after the pools and stop before them.
@@ -168,12 +153,6 @@ def register(
             steer(command, scalers)
             apply_command(command, backends)
 
-    async def on_truth(record: Record) -> None:
-        if record.key is None or record.value is None:
-            raise ContractError("bad_truth: a truth record needs a key and a value", kind="bad_truth")
-        label = decode_json(_TRUTH, record.value, "Truth")
-        truth_table[record.key.decode("utf-8")] = label
-
     @loop.app.agent(loop.topic(names.commands), name="pool-commands")
     async def commands(stream: Any) -> None:
         async for _ in run_records(stream, check_command, dead_letters):
@@ -182,8 +161,3 @@ def register(
     @loop.app.task  # type: ignore[untyped-decorator]
     async def follow_commands() -> None:
         await follow(loop.settings, [names.commands], on_command)
-
-    @loop.app.agent(loop.topic(names.truth), name="simulation-truth")
-    async def truth(stream: Any) -> None:
-        async for _ in run_records(stream, on_truth, dead_letters):
-            pass
