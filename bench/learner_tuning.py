@@ -36,7 +36,8 @@ from river import linear_model, multiclass, optim, preprocessing
 
 from agents.learner.model import LINEAR_LEARNING_RATE, OnlineLearner
 from agents.learner.schedule import DecayingStep, StepRestart
-from bench.online_recovery import WINDOW, _labels, one_run
+from bench.online_recovery import _labels, one_run
+from bench.recovery_stream import WINDOW
 
 TUNING_SEEDS = tuple(range(101, 111))
 #: (half_at, delta): the constant step first, then decaying ones restarted at ADWIN's default or sooner.
