@@ -17,7 +17,7 @@ from typing import Any
 
 from river import drift, optim
 
-from agents.monitor.detectors import adwin_step
+from streams.patches.river_adwin import adwin_step
 
 #: ADWIN's confidence on the learner's error stream: chosen by bench.learner_tuning on seeds L2 never uses.
 RESTART_DELTA = 0.01

@@ -11,6 +11,7 @@ from river import drift
 
 from agents.monitor.response import ResponseSettings
 from schemas import DriftAlert, DriftSignal, Label
+from streams.patches.river_adwin import adwin_step as adwin_step  # importable from here, as it always was
 
 #: Human routes whose labels measure the production model's error: the control group (a uniform
 #: sample of would-be-accepted events: unbiased) and reviews (low confidence: biased, but many).
@@ -63,56 +64,6 @@ class MonitorSettings(BaseModel):
     tick_every_s: float = Field(default=1.0, gt=0.0)
     #: How the loop reacts to an alert (raise the control share, tighten auto-accept, notify).
     response: ResponseSettings = ResponseSettings()
-
-
-def _reads_adwin_privately() -> bool:
-    """Whether this River's ADWIN has the parts :func:`adwin_change` reads and writes itself.
-
-    ``ADWIN.update`` is three lines over a compiled window (``_helper``): start a fresh window
-    when the last update detected a drift (``_reset``), then update the window and keep its
-    verdict (``_drift_detected``). A River that renamed them is read through the public API.
-    """
-    detector = drift.ADWIN()
-    window = getattr(detector, "_helper", None)
-    if window is None:
-        return False
-    return (
-        isinstance(getattr(detector, "_drift_detected", None), bool)
-        and callable(getattr(detector, "_reset", None))
-        and all(callable(getattr(window, name, None)) for name in ("get_width", "get_total", "update"))
-        and isinstance(window.get_width(), float)
-        and isinstance(window.get_total(), float)
-    )
-
-
-_ADWIN_PRIVATE = _reads_adwin_privately()
-
-
-def adwin_step(detector: drift.ADWIN, value: float) -> tuple[float, float] | None:
-    """``detector.update(value)``; the window's width and total before it when it detected a drift.
-
-    None when it did not (nearly always). On River's own ADWIN this reads and updates its
-    compiled window directly, as ``ADWIN.update`` and its properties do: this runs for every
-    label, two or three times, and each property is a Python call around a call into River's
-    Rust (tests compare the detector's state with River's after every update).
-
-    >>> detector = drift.ADWIN()
-    >>> steps = [adwin_step(detector, 0.0 if i < 500 else 1.0) for i in range(600)]
-    >>> first = next(i for i, step in enumerate(steps) if step is not None)
-    >>> 500 < first < 600, steps[first] == (float(first), float(first - 500))
-    (True, True)
-    """
-    if not _ADWIN_PRIVATE or type(detector) is not drift.ADWIN:
-        width, total = float(detector.width), float(detector.total)
-        detector.update(value)
-        return (width, total) if detector.drift_detected else None
-    window = detector._helper
-    width, total = window.get_width(), window.get_total()
-    if detector._drift_detected:
-        detector._reset()  # a drift detected on the last update: ADWIN starts a fresh window
-        window = detector._helper
-    detected = detector._drift_detected = window.update(value)
-    return (width, total) if detected else None
 
 
 def adwin_change(detector: drift.ADWIN, value: float) -> tuple[float, float] | None:

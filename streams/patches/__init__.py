@@ -22,6 +22,7 @@ module                          patch
 ``faust_rocksdb_store``         each RocksDB closed at stop, no ``gc.collect()`` per table
 ``aiokafka_metadata``           fresh cluster metadata from a consumer's client
 ``river_linear``                the linear pipeline's privates :mod:`agents.learner.linear` reads
+``river_adwin``                 ADWIN's compiled window, read and updated directly
 ==============================  ==========================================================
 
 Importing this package imports none of them (nor faust, aiokafka or River).

@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.patches.pins import Pin
 
-UPSTREAM = "none filed: River 0.26 has no public fused predict-and-learn (river has no issue for it)"
+UPSTREAM = "none filed: River 0.26 has no public fused predict-and-learn step"
 RELIES_ON = (
     Pin("river.linear_model:LogisticRegression", "_weights", assigned_in="__init__"),
     Pin("river.compose:Pipeline", "_LEARN_UNSUPERVISED_DURING_PREDICT"),
