@@ -37,6 +37,7 @@ from agents.simulation.simulated_crowd import SimulatedCrowd, ban_rule
 from agents.simulation.truth import TableTruth
 from schemas import CrowdAnswer, PredictionEvent, Suggestion, Tier
 from streams.app import claim_local_state, create_app
+from streams.patches.faust_state_dump import consumer_state
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -184,56 +185,3 @@ def _expert_page(experts: ExpertPool | None) -> str | None:
         return None
     host = experts.settings.host
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}/"
-
-
-def consumer_state(app: faust.App) -> list[str]:
-    """One line per assigned partition: faust's active/paused/buffered view, aiokafka's position."""
-    consumer: Any = app.consumer
-    lines = [
-        f"flow_active={consumer.flow_active} rebalancing={app.rebalancing} in_recovery={app.in_recovery}"
-    ]
-    active = consumer._active_partitions or set()
-    try:
-        kafka = consumer._thread._ensure_consumer()
-        states = kafka._subscription.subscription.assignment
-    except Exception as error:  # a diagnostic: never fail the dump
-        return [*lines, f"no aiokafka state: {error!r}"]
-    for tp in sorted(consumer.assignment()):
-        state = states.state_value(tp) if states is not None else None
-        position = getattr(state, "_position", None) if state is not None else None
-        paused = getattr(state, "paused", None) if state is not None else None
-        lines.append(
-            f"{tp.topic}[{tp.partition}] active={tp in active} paused={tp in consumer._paused_partitions}"
-            f" buffered={tp in consumer._buffered_partitions} kafka_paused={paused} position={position}"
-            f" highwater={consumer.highwater(tp)} committed={consumer._committed_offset.get(tp)}"
-            f" read={consumer._read_offset.get(tp)}"
-        )
-    conductor: Any = app.topics
-    for tp in sorted(consumer.assignment()):
-        channels = conductor._tp_index.get(tp) or ()
-        queued = [channel.queue.qsize() for channel in channels]
-        if not channels or any(queued):
-            lines.append(f"{tp.topic}[{tp.partition}] to {len(channels)} channels, queued {queued}")
-    floor = getattr(consumer, "commit_floor", None)
-    if floor is not None:
-        lines.append(f"commits held below dropped deliveries: {floor.held() or 'none'}")
-    for tp in sorted(consumer.assignment()):
-        acked = sorted(consumer._acked.get(tp, []))
-        committed = consumer._committed_offset.get(tp)
-        if acked and committed is not None and acked[0] > committed:
-            gaps = sorted((gap.begin, gap.end) for gap in consumer._gap.get(tp, []))
-            lines.append(
-                f"commit of {tp.topic}[{tp.partition}] waits at {committed}: acked from {acked[:5]}"
-                f" ({len(acked)} in all), gaps {gaps[:5]}"
-            )
-    lowest: dict[Any, Any] = {}
-    for message in list(consumer._unacked_messages):
-        if not message.acked and (message.tp not in lowest or message.offset < lowest[message.tp].offset):
-            lowest[message.tp] = message
-    for tp, message in sorted(lowest.items()):
-        lines.append(
-            f"oldest record a stream still handles: {tp.topic}[{tp.partition}] offset={message.offset}"
-            f" refcount={message.refcount} generation={message.generation_id}"
-            f" (now {app.consumer_generation_id})"
-        )
-    return lines

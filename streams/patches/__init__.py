@@ -23,6 +23,7 @@ module                          patch
 ``aiokafka_metadata``           fresh cluster metadata from a consumer's client
 ``river_linear``                the linear pipeline's privates :mod:`agents.learner.linear` reads
 ``river_adwin``                 ADWIN's compiled window, read and updated directly
+``faust_state_dump``            not a patch: the SIGUSR1 dump of faust's and aiokafka's state
 ==============================  ==========================================================
 
 Importing this package imports none of them (nor faust, aiokafka or River).
