@@ -19,8 +19,8 @@ with the loop's CPU per record at that rate.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import subprocess
 import sys
 import threading

@@ -64,6 +64,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -521,7 +522,11 @@ class TransactionalBatches(Service):
             consumer = self._consumer
             try:
                 messages = await self._call(
-                    self._fetch, consumer, batch.max_records, batch.poll_timeout_ms / 1000
+                    self._fetch,
+                    consumer,
+                    batch.max_records,
+                    batch.poll_timeout_ms / 1000,
+                    batch.gather_ms / 1000,
                 )
             except (KafkaException, RuntimeError) as error:  # RuntimeError: closed meanwhile
                 if self._consumer is None:
@@ -537,8 +542,9 @@ class TransactionalBatches(Service):
                 await self._poll(messages)
 
     @staticmethod
-    def _fetch(consumer: Any, most: int, timeout_s: float) -> list[Any]:
-        """In the Kafka thread: what is buffered, up to ``most``, waiting ``timeout_s`` at most for the first.
+    def _fetch(consumer: Any, most: int, timeout_s: float, gather_s: float = 0.0) -> list[Any]:
+        """In the Kafka thread: up to ``most`` records, the first awaited ``timeout_s`` at most, then
+        what arrives within ``gather_s`` of it (:attr:`~streams.settings.BatchSettings.gather_ms`).
 
         ``consume(most, timeout)`` alone returns only once it has ``most`` records or the timeout
         passed: at a low rate every batch would wait the whole timeout.
@@ -546,7 +552,15 @@ class TransactionalBatches(Service):
         first = consumer.poll(timeout_s)
         if first is None:
             return []
-        return [first, *consumer.consume(most - 1, 0)] if most > 1 else [first]
+        messages = [first]
+        until_s = time.monotonic() + gather_s
+        while len(messages) < most:
+            wait_s = max(0.0, until_s - time.monotonic())
+            more = consumer.consume(most - len(messages), wait_s)
+            messages += more
+            if wait_s == 0.0 or not more:
+                break
+        return messages
 
     def assignment(self) -> list[tuple[str, int]]:
         """The (topic, partition)s this worker's batch path owns now."""

@@ -249,6 +249,9 @@ class BatchSettings(BaseModel):
     #: How long the broker holds a fetch for more data (it answers as soon as there is any).
     fetch_max_wait_ms: int = Field(default=100, ge=0, le=10_000)
     max_partition_fetch_bytes: int = Field(default=1024**2, ge=1024, le=64 * 1024**2)
+    #: After a poll's first record, how long more are gathered into its transaction: fewer, larger
+    #: transactions (each costs ~5 broker requests) for at most this much latency.
+    gather_ms: int = Field(default=0, ge=0, le=1_000)
     #: Producer linger. It costs no latency: the commit sends what is queued at once (librdkafka's
     #: flush ignores linger.ms), and meanwhile the poll's records leave in few, large requests.
     linger_ms: int = Field(default=50, ge=0, le=1_000)
