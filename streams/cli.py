@@ -150,13 +150,7 @@ def worker(
     from agents.worker import build_worker
     from streams.settings import Settings
 
-    settings = Settings()
-    if settings.event_loop == "uvloop":
-        import uvloop
-
-        # Before the app exists: faust, mode and aiokafka take the loop from the policy.
-        uvloop.install()
-    built = build_worker(settings, StageSettings())
+    built = build_worker(Settings(), StageSettings())
     Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

@@ -321,7 +321,5 @@ class Settings(BaseSettings):
             return self.ledger_lookback_s
         return 2 * self.session_timeout_s + 30.0
 
-    #: The worker's event loop: ``uvloop`` (libuv) or the standard library's ``asyncio``.
-    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     #: Warm copies of each table on other workers (faster takeover after a crash).
     standby_replicas: int = Field(default=0, ge=0, le=10)
