@@ -54,8 +54,9 @@ VALUE = b"x" * 420
 #: Both clients' default of 100 ms is what a transaction begun right after the last one's commit
 #: waits for the coordinator's CONCURRENT_TRANSACTIONS to clear (Java's client uses 20 ms there).
 RETRY_BACKOFF_MS = 5
-#: confluent only: after a poll's first record, gather more this long before the transaction.
-LINGER_MS = float(os.environ.get("TXN_LINGER_MS", "0"))
+#: confluent only: after a poll's first record, gather more this long (``TXN_LINGER_MS``, in the
+#: loop's process) before the transaction.
+LINGER_ENV = "TXN_LINGER_MS"
 
 
 def _loop_aiokafka(
@@ -148,6 +149,7 @@ def _loop_confluent(
         }
     )
     producer.init_transactions()
+    linger_ms = float(os.environ.get(LINGER_ENV, "0"))
     copied = 0
     started = cpu0 = 0.0
     last_s = time.monotonic()
@@ -155,7 +157,7 @@ def _loop_confluent(
         messages = _fetch(consumer, 4_000, 0.2)
         if not messages:
             continue
-        linger_until = time.monotonic() + LINGER_MS / 1000
+        linger_until = time.monotonic() + linger_ms / 1000
         while len(messages) < 4_000 and (wait := linger_until - time.monotonic()) > 0:
             messages += consumer.consume(4_000 - len(messages), wait)
         last_s = time.monotonic()
