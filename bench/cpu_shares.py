@@ -19,13 +19,20 @@ idle ones) and each sample is given to one stage by its stack:
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
-CLIENT_PACKAGES = ("/faust/", "/mode/", "/aiokafka/", "/kafka/")
+CLIENT_PACKAGES = ("/faust/", "/mode/", "/aiokafka/", "/kafka/", "/confluent_kafka/")
+#: The batch path's functions that only call into librdkafka (C, no Python frame of its own): a
+#: sample whose innermost frame is one of them is the client's work.
+CLIENT_CALLS = ("_fetch (", "_produce (", "_transact (", "_abort (")
+#: librdkafka's own threads (named ``rdk:main``, ``rdk:broker1``, ...): py-spy sees no Python
+#: there, so their CPU is read from ``/proc`` (:func:`thread_cpu_s`) and printed as a stage.
+NATIVE_STAGE = "librdkafka threads"
 METRICS_PACKAGES = ("/prometheus_client/",)
 #: The stages in the order they are printed (those never seen print 0 %).
 STAGES = (
@@ -38,6 +45,7 @@ STAGES = (
     "metrics",
     "plumbing",
     "faust/Kafka client",
+    NATIVE_STAGE,
     "event loop",
 )
 
@@ -61,7 +69,11 @@ def stage_of(frames: list[str]) -> str:
     'router'
     >>> stage_of(["_one (streams/batches.py:521)", "send (aiokafka/client.py:474)"])
     'faust/Kafka client'
+    >>> stage_of(["_transact (streams/batches.py:760)", "_produce (streams/batches.py:780)"])
+    'faust/Kafka client'
     """
+    if frames and "streams/batches.py" in frames[-1] and frames[-1].startswith(CLIENT_CALLS):
+        return "faust/Kafka client"
     for frame in reversed(frames):
         # py-spy names files relative to the worker's directory or to site-packages.
         where = "/" + frame.rsplit("(", 1)[-1].lstrip("/")
@@ -122,12 +134,36 @@ def sample(pid: int, seconds: float, rate: int = 250) -> Counter[str]:
         return shares_of(out.read_text(errors="replace"))
 
 
-def split(samples: Counter[str]) -> str:
+def split(samples: Counter[str], native_share: float = 0.0) -> str:
     """``router 31%, dispatcher 4%, ...`` over every stage (in :data:`STAGES` order).
+
+    ``native_share``: the share of the process's CPU spent in librdkafka's threads; the Python
+    samples share the rest.
 
     >>> split(Counter({"router": 3, "learner": 1})).split(", ")[:4]
     ['router 75%', 'dispatcher 0%', 'aggregator 0%', 'learner 25%']
+    >>> split(Counter({"router": 1}), native_share=0.25).split(", ")[0], "librdkafka threads 25%" in split(
+    ...     Counter({"router": 1}), native_share=0.25)
+    ('router 75%', True)
     """
     total = sum(samples.values()) or 1
     named = [*STAGES, *sorted(set(samples) - set(STAGES))]
-    return ", ".join(f"{stage} {100 * samples.get(stage, 0) / total:.0f}%" for stage in named)
+    shares = {stage: (1 - native_share) * samples.get(stage, 0) / total for stage in named}
+    shares[NATIVE_STAGE] = native_share
+    return ", ".join(f"{stage} {100 * shares[stage]:.0f}%" for stage in named)
+
+
+def thread_cpu_s(pid: int, prefix: str = "rdk:") -> float:
+    """CPU seconds of the threads of ``pid`` whose name starts with ``prefix`` (``/proc``; 0 if none).
+
+    >>> thread_cpu_s(os.getpid(), prefix="no-such-thread:")
+    0.0
+    """
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            if not (task / "comm").read_text().startswith(prefix):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total

@@ -1,4 +1,4 @@
-"""[F1] The router on a real broker against a plain aiokafka consume→produce passthrough.
+"""[F1] The router on a real broker against a plain consume→produce passthrough on the same client.
 
 Both read the same 200k ``PredictionEvent`` records (~450 bytes of JSON: a
 short text and three features, two classes; keyed by ``event_id``, 4
@@ -6,12 +6,13 @@ partitions) from one pre-filled ``predictions`` topic on the bench broker
 (Kafka 4.1 on 127.0.0.1:29092, started here if nothing answers there, and
 then stopped again):
 
-- **baseline**: one ``AIOKafkaConsumer`` + one ``AIOKafkaProducer`` in this
-  process copying every record to another 4-partition topic, with the
-  producer and consumer settings faust's transport uses (acks=all,
-  idempotent, linger 0, 16 KiB batches, 1 MiB partition fetches) and a
-  commit every second; timed from the first record consumed to the last
-  copy acknowledged;
+- **baseline**: one confluent-kafka (librdkafka) ``Consumer`` + ``Producer`` in
+  this process, the client the router's batch path uses (``streams/batches.py``),
+  copying every record to another 4-partition topic, read committed, with
+  acks=all, idempotence, the batch path's fetch size and linger, murmur2 keys,
+  and a commit every second, without transactions (the router's cost of them
+  is part of its figure); timed from the first record consumed to the last
+  copy acknowledged, CPU of every thread of this process (librdkafka's too);
 - **figure**: the real worker (``python -m streams.cli worker``, every stage
   registered, as deployed) in a subprocess. Its rate is that of the growth
   of the offsets its batch path committed on ``predictions`` (each batch's
@@ -79,20 +80,6 @@ ROUTER_WINDOW_S = 60.0
 GOAL_RATIO = 0.5
 GOAL_RATE_PER_S = 10_000.0
 BODY_GOAL_RATIO = 2.0
-#: faust's aiokafka transport settings under our create_app (see faust.transport.drivers.aiokafka).
-FAUST_PRODUCER = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 0,
-    "max_batch_size": 16_384,
-    "max_request_size": 1_000_000,
-}
-FAUST_CONSUMER = {
-    "enable_auto_commit": False,
-    "auto_offset_reset": "earliest",
-    "max_partition_fetch_bytes": 1024**2,
-    "fetch_max_wait_ms": 1500,
-}
 COMMIT_EVERY_S = 1.0
 #: A worker that accepts (nearly) every event: the crowd, dispatcher and aggregator stay idle (F6, F7).
 ACCEPT_ALL_ENV = {
@@ -134,7 +121,7 @@ def run() -> tuple[list[Row], list[Goal]]:
             asyncio.run(prefill(router_loop.settings))
             source = topic_names(router_loop.settings).predictions
             target = topic_names(passthrough_settings).labels
-            baseline = asyncio.run(passthrough(broker.bootstrap, source, target, passthrough_settings.app_id))
+            baseline = passthrough(passthrough_settings, source, target, passthrough_settings.app_id)
             figure = router_rate(router_loop)
             forward_loop = BenchLoop(bench_settings(broker.bootstrap, f"{name}-forward"), {})
             try:
@@ -148,21 +135,23 @@ def run() -> tuple[list[Row], list[Goal]]:
             with contextlib.suppress(Exception):  # a failed cleanup must not hide the run's error
                 delete_topics(passthrough_settings)
     rows = [
-        Row("router on Kafka (events/s)", figure.per_s, baseline.per_s, "/s", "aiokafka passthrough"),
+        Row("router on Kafka (events/s)", figure.per_s, baseline.per_s, "/s", "confluent-kafka passthrough"),
         Row(
             "router on Kafka, CPU per event",
             figure.cpu_s_per_record * 1e6,
             baseline.cpu_s_per_record * 1e6,
             "us",
-            "aiokafka passthrough",
+            "confluent-kafka passthrough",
         ),
-        Row("bare faust agent (events/s)", forward.per_s, baseline.per_s, "/s", "aiokafka passthrough"),
+        Row(
+            "bare faust agent (events/s)", forward.per_s, baseline.per_s, "/s", "confluent-kafka passthrough"
+        ),
         Row(
             "bare faust agent, CPU per event",
             forward.cpu_s_per_record * 1e6,
             baseline.cpu_s_per_record * 1e6,
             "us",
-            "aiokafka passthrough",
+            "confluent-kafka passthrough",
         ),
         Row("router vs bare faust (events/s)", figure.per_s, forward.per_s, "/s", "bare faust agent"),
         Row("router, share sent to humans", figure.reviewed * 100, 15.0, "%", "the goal's ~15 %"),
@@ -256,40 +245,60 @@ async def prefill(settings: Settings, count: int = RECORDS) -> None:
         await producer.stop()
 
 
-async def passthrough(bootstrap: str, source: str, target: str, group: str) -> Rate:
-    """Copy every record of ``source`` to ``target`` as faust's transport would, and time it."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+def passthrough(settings: Settings, source: str, target: str, group: str) -> Rate:
+    """Copy every record of ``source`` to ``target`` with the batch path's client, and time it."""
+    from confluent_kafka import Consumer, Producer
 
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, **FAUST_CONSUMER)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **FAUST_PRODUCER)
-    await producer.start()
-    await consumer.start()
+    batch = settings.batch
+    kafka = settings.kafka.confluent_options()
+    consumer = Consumer(
+        {
+            **kafka,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "max.partition.fetch.bytes": batch.max_partition_fetch_bytes,
+            "fetch.wait.max.ms": batch.fetch_max_wait_ms,
+        }
+    )
+    producer = Producer(
+        {
+            **kafka,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": batch.linger_ms,
+            "partitioner": "murmur2_random",
+        }
+    )
+    consumer.subscribe([source])
     try:
         copied = 0
         first_s = first_cpu_s = 0.0
         committed_s = time.monotonic()
-        in_flight: list[asyncio.Future[Any]] = []
         while copied < RECORDS:
-            fetched = await consumer.getmany(timeout_ms=1_000)
-            for records in fetched.values():
-                for record in records:
-                    if copied == 0:
-                        first_s, first_cpu_s = time.perf_counter(), time.process_time()
-                    in_flight.append(await producer.send(target, record.value, key=record.key))
-                    copied += 1
+            for record in consumer.consume(batch.max_records, 1.0):
+                if record.error() is not None:
+                    continue
+                if copied == 0:
+                    first_s, first_cpu_s = time.perf_counter(), time.process_time()
+                while True:
+                    try:
+                        producer.produce(target, record.value(), record.key())
+                        break
+                    except BufferError:  # its queue is full: let it send
+                        producer.poll(0.05)
+                copied += 1
+            producer.poll(0)
             if time.monotonic() - committed_s >= COMMIT_EVERY_S:
-                await consumer.commit()
+                consumer.commit(asynchronous=True)
                 committed_s = time.monotonic()
-            if len(in_flight) >= 10_000:  # bound the memory of pending acks; sends go on meanwhile
-                await asyncio.gather(*in_flight)
-                in_flight.clear()
-        await asyncio.gather(*in_flight)
+        producer.flush()
         elapsed_s = time.perf_counter() - first_s
         cpu_s = time.process_time() - first_cpu_s
-        await consumer.commit()
+        consumer.commit(asynchronous=False)
     finally:
-        await consumer.stop()
-        await producer.stop()
+        consumer.close()
     return Rate(per_s=copied / elapsed_s, cpu_s_per_record=cpu_s / copied, records=copied)
 
 

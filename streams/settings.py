@@ -165,6 +165,35 @@ class KafkaSettings(BaseModel):
             options["ssl_check_hostname"] = False
         return options
 
+    def confluent_options(self) -> dict[str, object]:
+        """Connection options for confluent-kafka (librdkafka): the batch path's consumer and producer.
+
+        >>> KafkaSettings(bootstrap_servers="k1:9092, k2:9092").confluent_options()["bootstrap.servers"]
+        'k1:9092,k2:9092'
+        """
+        options: dict[str, object] = {
+            "bootstrap.servers": ",".join(self.bootstrap_list),
+            "security.protocol": self.security_protocol,
+            "socket.timeout.ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism is not None:
+            password = self.password
+            options["sasl.mechanism"] = self.sasl_mechanism
+            options["sasl.username"] = self.sasl_username
+            options["sasl.password"] = password.get_secret_value() if password else None
+        if self.ssl_cafile is not None:
+            options["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile is not None:
+            options["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile is not None:
+            options["ssl.key.location"] = str(self.ssl_keyfile)
+        key_password = self.key_password
+        if key_password is not None:
+            options["ssl.key.password"] = key_password.get_secret_value()
+        if self.uses_tls:
+            options["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_check_hostname else "none"
+        return options
+
     def reader_options(self) -> dict[str, object]:
         """:meth:`aiokafka_options` for a consumer: read committed, as every reader of the loop must.
 
@@ -213,19 +242,25 @@ class BatchSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    #: Records per fetch, over all partitions (each partition's share is one transaction).
+    #: Records per fetch, over all partitions (all of them in one transaction).
     max_records: int = Field(default=4_000, ge=1, le=100_000)
     #: How long a fetch waits when nothing is buffered (the loop then fetches again).
     poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     #: How long the broker holds a fetch for more data (it answers as soon as there is any).
     fetch_max_wait_ms: int = Field(default=100, ge=0, le=10_000)
     max_partition_fetch_bytes: int = Field(default=1024**2, ge=1024, le=64 * 1024**2)
-    #: Producer linger: 0 sends at once (a batch's records are sent together anyway).
-    linger_ms: int = Field(default=0, ge=0, le=1_000)
-    #: The broker aborts a transaction left open this long (a producer that died without a successor).
-    transaction_timeout_s: float = Field(default=60.0, ge=1.0, le=900.0)
-    #: Fault drill only: SIGKILL the worker once this many batches have been produced, before the
-    #: last one's commit (``tests/integration/test_batches.py``). Never set it in production.
+    #: After a poll's first record, how long more are gathered into its transaction: fewer, larger
+    #: transactions (each costs ~5 broker requests) for at most this much latency.
+    gather_ms: int = Field(default=0, ge=0, le=1_000)
+    #: Producer linger. It costs no latency: the commit sends what is queued at once (librdkafka's
+    #: flush ignores linger.ms), and meanwhile the poll's records leave in few, large requests.
+    linger_ms: int = Field(default=50, ge=0, le=1_000)
+    #: The broker aborts a transaction left open this long: a worker SIGKILLed and never restarted
+    #: on its data dir (a restarted one aborts its own at once) holds its partitions' outputs from
+    #: read-committed readers this long, so it is short. A transaction lasts milliseconds here.
+    transaction_timeout_s: float = Field(default=10.0, ge=1.0, le=900.0)
+    #: Fault drill only: SIGKILL the worker once this many transactions have been produced, before
+    #: the last one's commit (``tests/integration/test_batches.py``). Never set it in production.
     kill_before_commit_after: int | None = Field(default=None, ge=1)
 
 

@@ -99,7 +99,7 @@ def test_a_worker_killed_between_a_batch_produce_and_its_commit_leaves_every_eve
     uncommitted = TopicWatcher(loop.settings, names.labels, committed=False)
     committed = TopicWatcher(loop.settings, names.labels)
     try:
-        # The first worker kills itself with the third batch's records on the broker, uncommitted.
+        # The first worker kills itself with its third transaction's records on the broker, uncommitted.
         loop.env["LABELLOOP_BATCH__KILL_BEFORE_COMMIT_AFTER"] = "3"
         killed = loop.start_worker()
         del loop.env["LABELLOOP_BATCH__KILL_BEFORE_COMMIT_AFTER"]  # the next worker runs normally

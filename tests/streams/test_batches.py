@@ -13,12 +13,14 @@ from streams.batches import (
     Batch,
     BatchSender,
     PartitionState,
+    TransactionalBatches,
     changes_of,
     changes_value,
     seen_keys,
 )
 from streams.errors import ContractError
 from streams.runtime import DeadLetters, Output, Record, handle_record
+from streams.settings import Settings
 from tests import factories
 
 
@@ -82,3 +84,45 @@ def test_the_changes_of_a_batch_survive_the_changelog_and_rebuild_the_state(tmp_
     finally:
         state.close()
     assert not (tmp_path / "p0").exists()
+
+
+class _FakeConsumer:
+    """What :meth:`TransactionalBatches._fetch` calls of a confluent consumer: ``poll``, ``consume``."""
+
+    def __init__(self, buffered: list[int], arriving: list[int]) -> None:
+        self.buffered, self.arriving = buffered, arriving
+        self.waited_s = 0.0
+
+    def poll(self, timeout_s: float) -> int | None:
+        return self.buffered.pop(0) if self.buffered else None
+
+    def consume(self, most: int, timeout_s: float) -> list[int]:
+        taken, self.buffered = self.buffered[:most], self.buffered[most:]
+        if len(taken) < most and timeout_s > 0:  # librdkafka waits for ``most`` or the timeout
+            self.waited_s += timeout_s
+            more, self.arriving = self.arriving[: most - len(taken)], self.arriving[most - len(taken) :]
+            taken += more
+        return taken
+
+
+def test_a_fetch_takes_what_is_buffered_without_waiting_and_gathers_only_when_asked() -> None:
+    fetch = TransactionalBatches._fetch
+    consumer = _FakeConsumer([1, 2, 3], arriving=[4, 5])
+    assert fetch(consumer, 10, 0.2) == [1, 2, 3]
+    assert consumer.waited_s == 0.0  # never the whole poll timeout for a few records
+    assert fetch(consumer, 10, 0.2) == []
+    gathering = _FakeConsumer([1, 2], arriving=[3, 4, 5])
+    assert fetch(gathering, 4, 0.2, gather_s=0.01) == [1, 2, 3, 4]  # up to ``most``
+    assert 0 < gathering.waited_s <= 0.01
+
+
+def test_a_worker_keeps_its_transactional_id_in_its_data_dir(tmp_path: Path) -> None:
+    def service(data_dir: Path) -> TransactionalBatches:
+        settings = Settings(app_id="app", data_dir=data_dir)
+        return TransactionalBatches(settings, name="batches", handlers={}, state_topic="s")
+
+    first = service(tmp_path / "w0").transactional_id()
+    assert first.startswith("app-batches-")
+    # Restarted on its data dir (after a SIGKILL): the same id, which aborts what it left open.
+    assert service(tmp_path / "w0").transactional_id() == first
+    assert service(tmp_path / "w1").transactional_id() != first  # another worker, another id
