@@ -77,12 +77,17 @@ SEEN = "seen"
 
 @dataclass(slots=True)
 class Produced:
-    """One record a batch sends (key-partitioned by the producer, like every output of the loop)."""
+    """One record a batch sends (key-partitioned, like every output of the loop).
+
+    ``partition``: the key's partition, where the handler computed it already (Kafka's default
+    partitioner, :func:`streams.partitioner.partition_for`); None leaves it to the producer.
+    """
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] | None = None
+    partition: int | None = None
 
 
 #: A change of a partition's state: (namespace, key, new value or None to delete).
@@ -147,8 +152,9 @@ class Batch:
         key: bytes | None,
         value: bytes | None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Add one output record to the batch's transaction.
+        """Add one output record to the batch's transaction (``partition``: see :class:`Produced`).
 
         An output the producer would refuse (over :data:`MAX_OUTPUT_BYTES`) is a
         :class:`ContractError`: the record that made it goes to the DLQ instead of failing the
@@ -159,7 +165,7 @@ class Batch:
             raise ContractError(
                 f"too_large: its {topic} record would be {size} bytes > {MAX_OUTPUT_BYTES}", kind="too_large"
             )
-        self.out.append(Produced(topic, key, value, headers))
+        self.out.append(Produced(topic, key, value, headers, partition))
 
     def after_commit(self, effect: Callable[[], Awaitable[None] | None]) -> None:
         """Run ``effect`` once the batch is committed (in the order given)."""
@@ -186,7 +192,7 @@ class BatchSender:
     >>> batch = Batch(0, {}, state=None)
     >>> asyncio.run(BatchSender(batch, "t").send(key=b"k", value=b"v"))
     >>> batch.out
-    [Produced(topic='t', key=b'k', value=b'v', headers=None)]
+    [Produced(topic='t', key=b'k', value=b'v', headers=None, partition=None)]
     """
 
     def __init__(self, batch: Batch, topic: str, headers: Sequence[tuple[str, bytes]] | None = None) -> None:
@@ -566,7 +572,13 @@ class TransactionalBatches(Service):
             await producer.begin_transaction()
             for produced in batch.out:
                 headers = list(produced.headers) if produced.headers else None
-                await producer.send(produced.topic, produced.value, key=produced.key, headers=headers)
+                await producer.send(
+                    produced.topic,
+                    produced.value,
+                    key=produced.key,
+                    headers=headers,
+                    partition=produced.partition,
+                )
             first = min(firsts.values())
             for part_no, value in enumerate(changes_values(batch.changes)):
                 key = f"{partition}:{first}:{part_no}".encode()
