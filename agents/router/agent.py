@@ -28,6 +28,7 @@ from streams.batches import Batch, BatchSender
 from streams.broadcast import follow
 from streams.codec import MODEL_LABELS, decode, decode_json
 from streams.runtime import DeadLetters, Record
+from streams.topics import catalogue
 
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
@@ -105,7 +106,13 @@ def register(
     meter.target_backlog.set(router.settings.capacity.target_backlog)
     measurement_tier = router.settings.measurement_tier
 
-    outputs = RoutedTopics(labels=names.labels, label_requests=names.label_requests)
+    partitions = {topic.name: topic.partitions for topic in catalogue(loop.settings)}
+    outputs = RoutedTopics(
+        labels=names.labels,
+        label_requests=names.label_requests,
+        labels_partitions=partitions.get(names.labels),
+        label_requests_partitions=partitions.get(names.label_requests),
+    )
 
     async def decide_batch(batch: Batch, records: Sequence[Record]) -> None:
         dead_letters = DeadLetters(BatchSender(batch, names.dlq), stage="router", clock=loop.clock)

@@ -20,6 +20,7 @@ from agents.router.policy import Decision, Router, label_request, model_label
 from schemas import Label, PredictionEvent, Suggestion, Tier
 from streams.batches import Batch
 from streams.codec import MODEL_LABEL_HEADERS, encode, encode_key
+from streams.partitioner import murmur2
 from streams.runtime import DeadLetters, Record, decode_keyed, handle_record
 
 Suggest = Callable[[PredictionEvent], Suggestion | None]
@@ -27,10 +28,17 @@ Suggest = Callable[[PredictionEvent], Suggestion | None]
 
 @dataclass(frozen=True, slots=True)
 class RoutedTopics:
-    """Where the router's outputs go (the deployment's topic names)."""
+    """Where the router's outputs go: the deployment's topic names and, where known, their partition counts.
+
+    With a count, each output's partition is computed here, once per event for both topics when
+    they are co-partitioned (:func:`~streams.partitioner.partition_for`, Kafka's default); without
+    one the producer partitions it by key, to the same partition.
+    """
 
     labels: str
     label_requests: str
+    labels_partitions: int | None = None
+    label_requests_partitions: int | None = None
 
 
 @dataclass
@@ -85,6 +93,7 @@ async def route_batch(
     routed = RoutedBatch()
     decided, dropped = routed.decided, routed.dropped
     labels, requests = topics.labels, topics.label_requests
+    label_partitions, request_partitions = topics.labels_partitions, topics.label_requests_partitions
 
     def route(record: Record) -> None:
         """One record, in memory (nothing here awaits: the batch's records are sent after)."""
@@ -97,15 +106,28 @@ async def route_batch(
         try:
             decision = router.decide(event, now, (lambda: suggest(event)) if suggest is not None else None)
             key = encode_key(event_id)
+            hashed = murmur2(key) & 0x7FFFFFFF if label_partitions or request_partitions else 0
             label = None
             if decision.action == "accept":
                 label = model_label(event, decision, now)
                 # Marked as the router's: the worker's readers of labels want human labels only and
                 # skip these undecoded (they were made here, from validated events).
-                batch.send(labels, key, encode(label), MODEL_LABEL_HEADERS)
+                batch.send(
+                    labels,
+                    key,
+                    encode(label),
+                    MODEL_LABEL_HEADERS,
+                    hashed % label_partitions if label_partitions else None,
+                )
             if decision.action != "accept" or decision.audit is not None:
                 request = label_request(event, decision, now, measurement_tier=measurement_tier)
-                batch.send(requests, key, encode(request))
+                batch.send(
+                    requests,
+                    key,
+                    encode(request),
+                    None,
+                    hashed % request_partitions if request_partitions else None,
+                )
             batch.mark(event_id)
         except BaseException:
             batch.rollback(point)  # none of a failed record's outputs, only its DLQ record

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from agents.router.batch import RoutedBatch, RoutedTopics, route_batch
 from agents.router.policy import Router, RouterSettings
 from agents.router.sampling import AuditSettings
@@ -51,6 +53,24 @@ def test_each_event_gets_its_label_or_request_and_is_marked_seen() -> None:
     ]
 
 
+def test_outputs_carry_kafkas_default_partition_of_their_key_when_the_counts_are_known() -> None:
+    batch = Batch(0, {}, state=None)
+    topics = RoutedTopics("labels", "label-requests", labels_partitions=4, label_requests_partitions=12)
+    router = Router(RouterSettings(accept_threshold=0.7, control_share=0.0), clock=lambda: 0.0)
+    dead_letters = DeadLetters(BatchSender(batch, "dlq"), stage="router", clock=lambda: WHEN)
+    records = [record(f"e-{i}", i, 0.9 if i % 3 else 0.6) for i in range(60)]
+    asyncio.run(route_batch(router, batch, records, WHEN, topics, dead_letters))
+    kafka = DefaultPartitioner()
+    for out in batch.out:
+        every = list(range(4 if out.topic == "labels" else 12))
+        assert out.partition == kafka(out.key, every, every)
+    assert {out.topic for out in batch.out} == {"labels", "label-requests"}
+    # Without the counts the producer partitions them (by the same key).
+    plain = Batch(0, {}, state=None)
+    routed(plain, records[:3])
+    assert [out.partition for out in plain.out] == [None, None, None]
+
+
 def test_a_poison_record_goes_to_the_dlq_alone_and_duplicates_are_dropped() -> None:
     batch = Batch(0, {}, state=None, known=frozenset({"old"}))
     poison = Record(b"bad", b'{"event_id": ', "predictions", 0, 2)
@@ -64,10 +84,17 @@ def test_a_poison_record_goes_to_the_dlq_alone_and_duplicates_are_dropped() -> N
 class RefusingRequests(Batch):
     """A batch whose LabelRequest for one event is refused (as an oversized output is)."""
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: object = None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
         if topic == TOPICS.label_requests and key == b"b":
             raise ContractError("too_large: its label-requests record would be too big", kind="too_large")
-        super().send(topic, key, value, headers)  # type: ignore[arg-type]
+        super().send(topic, key, value, headers, partition)
 
 
 def test_a_record_failing_midway_leaves_none_of_its_outputs_and_is_decided_once() -> None:
