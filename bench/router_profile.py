@@ -30,7 +30,7 @@ TOP = 40
 FOCUS = (
     "TransactionalBatches._one",
     "TransactionalBatches._run",
-    "register.<locals>.decide_batch.<locals>.route",
+    "route_batch.<locals>.route",
     "Router.decide",
     "register.<locals>.after_commit",
 )
