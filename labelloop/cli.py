@@ -40,10 +40,12 @@ def worker(
     from faust.worker import Worker
 
     from agents.settings import StageSettings
-    from agents.worker import build_worker
+    from agents.worker import build_worker, tune_collector
     from streams.settings import Settings
 
-    built = build_worker(Settings(), StageSettings())
+    settings = Settings()
+    built = build_worker(settings, StageSettings())
+    tune_collector(settings)
     Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

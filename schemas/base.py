@@ -139,8 +139,14 @@ class WireModel(BaseModel):
     SCHEMA_VERSION: ClassVar[int] = 1
 
     def to_json_bytes(self) -> bytes:
-        """The UTF-8 JSON the model travels as."""
-        return self.model_dump_json(exclude_none=True).encode("utf-8")
+        """The UTF-8 JSON the model travels as.
+
+        ``model_dump_json(exclude_none=True)``'s bytes, from the model's serializer directly: no
+        Python frame with its keyword arguments around it, no str made and encoded again (~1 us of
+        a Label's ~5 us encode; the router writes one per prediction).
+        """
+        encoded: bytes = self.__pydantic_serializer__.to_json(self, exclude_none=True)
+        return encoded
 
     @classmethod
     def from_json_bytes(cls, raw: bytes) -> Self:

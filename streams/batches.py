@@ -91,12 +91,17 @@ SEEN = "seen"
 
 @dataclass(slots=True)
 class Produced:
-    """One record a batch sends (key-partitioned by the producer, like every output of the loop)."""
+    """One record a batch sends (key-partitioned, like every output of the loop).
+
+    ``partition``: the key's partition, where the handler computed it already (Kafka's default
+    partitioner, :func:`streams.partitioner.partition_for`); None leaves it to the producer.
+    """
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] | None = None
+    partition: int | None = None
 
 
 #: A change of a partition's state: (namespace, key, new value or None to delete).
@@ -161,8 +166,9 @@ class Batch:
         key: bytes | None,
         value: bytes | None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Add one output record to the batch's transaction.
+        """Add one output record to the batch's transaction (``partition``: see :class:`Produced`).
 
         An output the producer would refuse (over :data:`MAX_OUTPUT_BYTES`) is a
         :class:`ContractError`: the record that made it goes to the DLQ instead of failing the
@@ -173,7 +179,7 @@ class Batch:
             raise ContractError(
                 f"too_large: its {topic} record would be {size} bytes > {MAX_OUTPUT_BYTES}", kind="too_large"
             )
-        self.out.append(Produced(topic, key, value, headers))
+        self.out.append(Produced(topic, key, value, headers, partition))
 
     def after_commit(self, effect: Callable[[], Awaitable[None] | None]) -> None:
         """Run ``effect`` once the batch is committed (in the order given)."""
@@ -200,7 +206,7 @@ class BatchSender:
     >>> batch = Batch(0, {}, state=None)
     >>> asyncio.run(BatchSender(batch, "t").send(key=b"k", value=b"v"))
     >>> batch.out
-    [Produced(topic='t', key=b'k', value=b'v', headers=None)]
+    [Produced(topic='t', key=b'k', value=b'v', headers=None, partition=None)]
     """
 
     def __init__(self, batch: Batch, topic: str, headers: Sequence[tuple[str, bytes]] | None = None) -> None:
@@ -769,7 +775,12 @@ class TransactionalBatches(Service):
             batch = item.batch
             for produced in batch.out:
                 headers = list(produced.headers) if produced.headers else None
-                self._produce(producer, produced.topic, produced.value, produced.key, headers=headers)
+                # A partition the handler computed (Kafka's murmur2, as librdkafka's murmur2_random)
+                # spares librdkafka nothing much, but keeps one rule: the catalogue's counts decide.
+                where = {} if produced.partition is None else {"partition": produced.partition}
+                self._produce(
+                    producer, produced.topic, produced.value, produced.key, headers=headers, **where
+                )
             first = min(item.firsts.values())
             for part_no, value in enumerate(changes_values(batch.changes)):
                 key = f"{batch.partition}:{first}:{part_no}".encode()

@@ -20,13 +20,15 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from agents.loop import Loop
+from agents.router.batch import RoutedTopics, route_batch
 from agents.router.estimators import PrecisionEstimator, RecallEstimator, production_metrics
-from agents.router.policy import Decision, Router, label_request, load_policy, model_label
+from agents.router.policy import Decision, Router, load_policy
 from schemas import Command, Label, PolicyCommand, PoolStatus, PredictionEvent, Suggestion
 from streams.batches import Batch, BatchSender
 from streams.broadcast import follow
-from streams.codec import MODEL_LABEL_HEADERS, MODEL_LABELS, decode, decode_json
-from streams.runtime import DeadLetters, Output, Record, decode_keyed, handle_record
+from streams.codec import MODEL_LABELS, decode, decode_json
+from streams.runtime import DeadLetters, Record
+from streams.topics import catalogue
 
 log = logging.getLogger(__name__)
 _COMMAND = TypeAdapter[Command](Command)
@@ -104,46 +106,27 @@ def register(
     meter.target_backlog.set(router.settings.capacity.target_backlog)
     measurement_tier = router.settings.measurement_tier
 
+    partitions = {topic.name: topic.partitions for topic in catalogue(loop.settings)}
+    outputs = RoutedTopics(
+        labels=names.labels,
+        label_requests=names.label_requests,
+        labels_partitions=partitions.get(names.labels),
+        label_requests_partitions=partitions.get(names.label_requests),
+    )
+
     async def decide_batch(batch: Batch, records: Sequence[Record]) -> None:
-        now = loop.clock()
-        # Marked as the router's: the worker's readers of labels want human labels only and skip
-        # these undecoded (they were made here, from validated events).
-        labels = Output(BatchSender(batch, names.labels, headers=MODEL_LABEL_HEADERS))
-        requests = Output(BatchSender(batch, names.label_requests))
         dead_letters = DeadLetters(BatchSender(batch, names.dlq), stage="router", clock=loop.clock)
-        decided: list[tuple[PredictionEvent, Record, Decision, Label | None]] = []
-        # Counted once the batch is committed, like everything the batch tells the worker: a batch
-        # aborted and read again must not count its duplicates and dead letters twice.
-        dropped = Counter[str]()
-
-        async def route(record: Record) -> None:
-            event = decode_keyed(PredictionEvent, record)
-            if batch.seen(event.event_id):
-                dropped["duplicates"] += 1
-                return
-            point = batch.savepoint()
-            try:
-                # The online model is asked only for events a human will see (see Router.decide).
-                decision = router.decide(
-                    event, now, (lambda: suggest(event)) if suggest is not None else None
-                )
-                label = None
-                if decision.action == "accept":
-                    label = model_label(event, decision, now)
-                    await labels.send(event.event_id, label)
-                if decision.action != "accept" or decision.audit is not None:
-                    request = label_request(event, decision, now, measurement_tier=measurement_tier)
-                    await requests.send(event.event_id, request)
-                batch.mark(event.event_id)
-            except BaseException:
-                batch.rollback(point)  # none of a failed record's outputs, only its DLQ record
-                raise
-            decided.append((event, record, decision, label))
-
-        for record in records:
-            if not await handle_record(record, route, dead_letters):
-                dropped["dlq"] += 1
-        batch.after_commit(lambda: after_commit(len(records), decided, dropped))
+        routed = await route_batch(
+            router,
+            batch,
+            records,
+            loop.clock(),
+            outputs,
+            dead_letters,
+            suggest=suggest,
+            measurement_tier=measurement_tier,
+        )
+        batch.after_commit(lambda: after_commit(len(records), routed.decided, routed.dropped))
 
     async def after_commit(
         routed: int,
@@ -161,11 +144,12 @@ def register(
         if dropped["duplicates"]:
             meter.duplicates.inc(dropped["duplicates"])
         kinds: Counter[tuple[str, str, bool]] = Counter()
+        waits_s: list[float] = []
         for event, record, decision, label in decided:
             if watch is not None:
                 await watch(event, record)
             if label is not None:
-                meter.observe_label(label)
+                waits_s.append((label.decided_at - label.prediction_created_at).total_seconds())
                 if accepted is not None:
                     accepted(event, label)
                 # The audit's population: recall scales each class's audit share to these counts.
@@ -180,6 +164,8 @@ def register(
                 ] += 1
             else:
                 kinds["review", decision.route, False] += 1
+        # The model's own Labels (source "model", revision 1), as observe_label counts each.
+        meter.observe_first_labels("model", waits_s)
         for (action, route, audited), count in kinds.items():
             meter.decided(action, route, audit=audited, count=count)
             if action == "review":

@@ -173,96 +173,129 @@ class Router:
         ``suggestion`` is the online model's label, or a function that makes it: it is
         asked only for events a human will see (plain accepts skip the model call).
         """
+        # Straight-line, one branch per outcome: this runs for every prediction (bench F1/F2).
         settings = self.settings
-        unsure = uncertainty(event.scores, settings.measure)
+        measure = settings.measure
+        predicted = event.predicted_label
+        scores = event.scores
+        unsure = uncertainty(scores, measure)
         # Never more confident than the score of the label we would accept (a producer may
         # predict a label that is not its top score).
-        confidence = min(1.0 - unsure, event.confidence)
-        threshold = self.threshold_for(event.predicted_label)
+        confidence = min(1.0 - unsure, scores[predicted])
+        threshold = settings.per_class_thresholds.get(predicted, settings.accept_threshold)
         if settings.tuning.target_precision is not None:
             self.tuner.observe_event(confidence)
-        asked: list[Suggestion | None] = []
-
-        def suggested() -> Suggestion | None:
-            if not asked:
-                asked.append(suggestion() if callable(suggestion) else suggestion)
-            return asked[0]
-
-        def traced(**more: Any) -> RoutingTrace:
-            found = suggested() if more.pop("with_suggestion", True) else None
-            return RoutingTrace(
-                measure=settings.measure,
-                uncertainty=unsure,
-                threshold=threshold,
-                policy_version=self.version,
-                disagreement=None if found is None else found.label != event.predicted_label,
-                **more,
-            )
-
-        def decided(
-            action: Action, route: RouteReason, reason: str, inclusion: float, **more: Any
-        ) -> Decision:
-            trace = more.pop("trace", None) or traced()
-            priority = self._priority(unsure, trace.disagreement, event, now)
+        if confidence >= threshold:
+            share = settings.control_share
+            if self.controls.decide(event.event_id, share):
+                self.gate.reserve()
+                found = _suggested(suggestion)
+                disagreement = None if found is None else found.label != predicted
+                return Decision(
+                    "review",
+                    "control",
+                    f"control group (share {share:.3f}) of confidence {confidence:.3f} "
+                    f">= threshold {threshold:.3f}",
+                    confidence,
+                    unsure,
+                    threshold,
+                    share,
+                    self._priority(unsure, disagreement, event, now),
+                    self._trace(unsure, threshold, disagreement),
+                    suggestion=found,
+                )
+            reason = f"confidence {confidence:.3f} >= threshold {threshold:.3f} ({measure})"
+            audit = self.audits.decide(event.event_id, scores, predicted)
+            if audit is None:
+                # Only an audited event asks for the online model's suggestion (a human sees it).
+                return Decision(
+                    "accept",
+                    "accepted",
+                    reason,
+                    confidence,
+                    unsure,
+                    threshold,
+                    1.0,
+                    self._priority(unsure, None, event, now),
+                    self._trace(unsure, threshold, None),
+                )
+            self.gate.reserve()
+            found = _suggested(suggestion)
+            disagreement = None if found is None else found.label != predicted
             return Decision(
-                action,
-                route,
+                "accept",
+                "accepted",
                 reason,
                 confidence,
                 unsure,
                 threshold,
-                inclusion,
-                priority,
-                trace,
-                suggestion=suggested() if action == "review" or more.get("audit") else None,
-                **more,
-            )
-
-        if confidence >= threshold:
-            if self.controls.decide(event.event_id, settings.control_share):
-                self.gate.reserve()
-                return decided(
-                    "review",
-                    "control",
-                    f"control group (share {settings.control_share:.3f}) of confidence {confidence:.3f} "
-                    f">= threshold {threshold:.3f}",
-                    settings.control_share,
-                )
-            return decided(
-                "accept",
-                "accepted",
-                f"confidence {confidence:.3f} >= threshold {threshold:.3f} ({settings.measure})",
                 1.0,
-                **self._audit(event, traced),
+                self._priority(unsure, disagreement, event, now),
+                self._trace(unsure, threshold, disagreement, audited_class=audit.audited_class),
+                audit=audit,
+                suggestion=found,
             )
-        review_trace = traced()
-        gate = self.gate.admit(self._priority(unsure, review_trace.disagreement, event, now))
-        trace = review_trace.model_copy(update={"budget": gate.describe()})
-        why = (
-            f"confidence {confidence:.3f} < threshold {threshold:.3f} for {event.predicted_label} "
-            f"({settings.measure})"
-        )
+        found = _suggested(suggestion)
+        disagreement = None if found is None else found.label != predicted
+        priority = self._priority(unsure, disagreement, event, now)
+        gate = self.gate.admit(priority)
+        budget = gate.describe()
+        why = f"confidence {confidence:.3f} < threshold {threshold:.3f} for {predicted} ({measure})"
         if gate.admitted:
-            return decided("review", "low_confidence", why, 1.0, trace=trace)
-        return decided(
+            return Decision(
+                "review",
+                "low_confidence",
+                why,
+                confidence,
+                unsure,
+                threshold,
+                1.0,
+                priority,
+                self._trace(unsure, threshold, disagreement, budget=budget),
+                suggestion=found,
+            )
+        audit = self.audits.decide(event.event_id, scores, predicted)
+        if audit is not None:
+            self.gate.reserve()
+        return Decision(
             "accept",
             "accepted",
             f"{why}; not sent: {_shed_reason(gate)}",
+            confidence,
+            unsure,
+            threshold,
             1.0,
+            priority,
+            self._trace(
+                unsure,
+                threshold,
+                disagreement,
+                budget=budget,
+                audited_class=None if audit is None else audit.audited_class,
+            ),
+            audit=audit,
             shed=True,
-            **self._audit(event, lambda with_suggestion=True, **more: trace.model_copy(update=more)),
+            suggestion=found if audit is not None else None,
         )
 
-    def _audit(self, event: PredictionEvent, traced: Callable[..., RoutingTrace]) -> dict[str, Any]:
-        """Draw an accepted event into the recall audit: the decision's ``audit`` and ``trace``.
-
-        Only an audited event asks for the online model's suggestion (a human will see it).
-        """
-        audit = self.audits.decide(event.event_id, event.scores, event.predicted_label)
-        if audit is None:
-            return {"audit": None, "trace": traced(with_suggestion=False)}
-        self.gate.reserve()
-        return {"audit": audit, "trace": traced(audited_class=audit.audited_class)}
+    def _trace(
+        self,
+        unsure: float,
+        threshold: float,
+        disagreement: bool | None,
+        budget: str | None = None,
+        audited_class: str | None = None,
+    ) -> RoutingTrace:
+        """The routing trace of a decision under the policy in force."""
+        return RoutingTrace(
+            measure=self.settings.measure,
+            uncertainty=unsure,
+            threshold=threshold,
+            policy_version=self.version,
+            budget=budget,
+            disagreement=disagreement,
+            audited_class=audited_class,
+        )
 
     def _priority(
         self, unsure: float, disagreement: bool | None, event: PredictionEvent, now: datetime
@@ -340,6 +373,11 @@ class Router:
             updated_at=now,
             reason=reason,
         )
+
+
+def _suggested(suggestion: Suggestion | Callable[[], Suggestion | None] | None) -> Suggestion | None:
+    """The online model's suggestion, made now if ``suggestion`` is the function that makes it."""
+    return suggestion() if callable(suggestion) else suggestion
 
 
 def _shed_reason(gate: GateDecision) -> str:

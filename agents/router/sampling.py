@@ -29,10 +29,12 @@ BLAKE2: simpler, smaller, fast as MD5. RFC 7693 (keyed BLAKE2b as a PRF).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,11 +59,20 @@ def uniform_for(event_id: str, salt: str) -> float:
     >>> 0.0 <= u < 1.0, u == uniform_for("tx-1", "audit"), u == uniform_for("tx-1", "control")
     (True, True, False)
     """
+    # A copy of the salt's keyed state, not a new keyed hash: the key block is hashed once per
+    # salt, not once per event (the router draws twice for most events; same digest either way).
+    keyed = _keyed(salt).copy()
+    keyed.update(event_id.encode("utf-8"))
+    return (int.from_bytes(keyed.digest(), "big") >> 11) * _UNIT
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(salt: str) -> Any:
+    """BLAKE2b (8-byte digest) keyed by ``salt``, before any message: copied for each draw."""
     key = salt.encode("utf-8")
     if len(key) > _MAX_KEY_BYTES:
         key = hashlib.blake2b(key, digest_size=_MAX_KEY_BYTES).digest()
-    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8, key=key).digest()
-    return (int.from_bytes(digest, "big") >> 11) * _UNIT
+    return hashlib.blake2b(digest_size=8, key=key)
 
 
 class AuditSettings(BaseModel):

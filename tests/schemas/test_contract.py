@@ -235,6 +235,13 @@ def test_json_round_trip(model: type[WireModel]) -> None:
 
 
 @WIRE_MODELS
+def test_wire_bytes_are_model_dump_json_without_nones(model: type[WireModel]) -> None:
+    """``to_json_bytes`` calls the serializer directly: the same bytes as pydantic's own dump."""
+    value = EXAMPLES[model]()
+    assert value.to_json_bytes() == value.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+@WIRE_MODELS
 def test_every_model_carries_its_schema_version(model: type[WireModel]) -> None:
     value = EXAMPLES[model]()
     assert "schema_version" in model.model_fields

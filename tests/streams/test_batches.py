@@ -52,6 +52,16 @@ def test_a_record_that_fails_midway_leaves_only_its_dlq_record_in_the_batch() ->
     assert not batch.seen("e-2")  # read again (a fixed worker), it is routed
 
 
+def test_an_output_keeps_the_partition_its_handler_computed_and_a_rollback_drops_it() -> None:
+    batch = Batch(0, {}, state=None)
+    batch.send("labels", b"e-1", b"{}", partition=3)
+    point = batch.savepoint()
+    batch.send("labels", b"e-2", b"{}", partition=1)
+    batch.rollback(point)
+    batch.send("label-requests", b"e-3", b"{}")
+    assert [(out.key, out.partition) for out in batch.out] == [(b"e-1", 3), (b"e-3", None)]
+
+
 def test_an_output_the_producer_would_refuse_is_a_contract_error_of_its_record() -> None:
     batch = Batch(0, {}, state=None)
     with pytest.raises(ContractError, match="too_large") as refused:

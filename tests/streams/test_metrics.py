@@ -115,6 +115,31 @@ def test_labels_count_by_source_and_time_to_label_only_for_the_first_revision() 
     assert metrics.value("labelloop_answers_per_label_count", source="crowd") == 1
 
 
+def test_first_labels_of_a_batch_count_as_one_observe_each() -> None:
+    """The router's bulk path gives the samples one ``observe_label`` per Label would."""
+    # On bucket bounds, between them, past the last, and a clock skew (clipped to 0).
+    waits_s = [0.0, 0.05, 0.07, 1.0, 2.4, 7.0, 10.0, 99_999.0, -3.0, 0.05]
+    one_by_one, together = LoopMetrics(), LoopMetrics()
+    for waited_s in waits_s:
+        decided = WHEN + timedelta(seconds=waited_s)
+        one_by_one.observe_label(human_label(source="model", decided_at=decided, created_at=WHEN))
+    together.observe_first_labels("model", waits_s)
+    together.observe_first_labels("model", [])
+
+    def samples(metrics: LoopMetrics) -> list[tuple[str, dict[str, str], float]]:
+        text = metrics.exposition().decode()
+        return [
+            (sample.name, dict(sample.labels), sample.value)
+            for family in text_string_to_metric_families(text)
+            if family.name in ("labelloop_time_to_label_seconds", "labelloop_labels_published")
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        ]
+
+    assert samples(together) == samples(one_by_one)
+    assert together.value("labelloop_time_to_label_seconds_count", source="model") == len(waits_s)
+
+
 def test_decisions_pools_estimates_accuracy_alerts_and_answers() -> None:
     metrics = LoopMetrics()
     metrics.decided("accept", "accepted", audit=True)

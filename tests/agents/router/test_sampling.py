@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import statistics
 
@@ -37,6 +38,16 @@ def test_uniform_for_is_deterministic_and_in_unit_interval(event_id: str, salt: 
     u = uniform_for(event_id, salt)
     assert 0.0 <= u < 1.0
     assert u == uniform_for(event_id, salt)
+
+
+@given(event_id=ids, salt=st.text(max_size=200))
+def test_uniform_for_is_the_keyed_blake2b_of_the_id(event_id: str, salt: str) -> None:
+    """The cached keyed state changes no draw: every replayed event is sampled as before."""
+    key = salt.encode("utf-8")
+    if len(key) > 64:
+        key = hashlib.blake2b(key, digest_size=64).digest()
+    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8, key=key).digest()
+    assert uniform_for(event_id, salt) == (int.from_bytes(digest, "big") >> 11) * 2.0**-53
 
 
 def test_uniform_for_depends_on_salt_and_keys_it_unambiguously() -> None:
