@@ -1,0 +1,249 @@
+"""Publishing the explorer's revisions on ``labels``: through the label ledger, by each event's owner.
+
+An operator's request reaches any worker's web server; the revision it asks
+for must be published by the one worker that owns the event's partition, the
+one whose :class:`~streams.ledger.LabelLedger` the aggregator publishes its own
+revisions (audit verdicts, expert verdicts, healed labels) through. So the
+API puts a :class:`~agents.explorer.actions.RevisionOrder` keyed by event id
+on the internal ``explorer-revisions`` topic (co-partitioned with ``labels``),
+and this stage, on the owner, publishes it through the ledger:
+
+- the ledger serialises every publisher of an event on the worker and keeps
+  one record per (event, revision) across restarts and takeovers, so a
+  correction racing the aggregator never gives an event two different Labels
+  under one revision: whichever comes second is renumbered (a correction) or
+  dropped (a conditional bulk or undo order, or the aggregator's colliding
+  revision, counted in ``aggregator.labels_suppressed``);
+- an order read twice (at least once delivery) finds its revision in the
+  ledger and publishes nothing.
+
+The action log (:class:`TopicActionLog`) keeps each bulk action's prior labels
+on the compacted ``explorer-actions`` topic, read back whole when an undo asks
+for an action this process has not seen (after a restart, or applied through
+another worker). A topic rather than the explorer's database: the index is a
+rebuildable view of the topics, the action log is not derivable from them
+(compaction drops the superseded revisions an undo restores), and every
+worker sees the same log whatever database each one indexes into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agents.explorer.actions import BulkAction, RevisionOrder, publishable
+from schemas import Label
+from streams.runtime import Output, Record, decode_keyed, run_records
+
+if TYPE_CHECKING:
+    from agents.loop import Loop
+    from streams.ledger import LabelLedger
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Puts orders on ``explorer-revisions`` (one per event).
+Submit = Callable[[Sequence[RevisionOrder]], Awaitable[None]]
+#: How many times an unconditional order is renumbered when another publisher takes its revision.
+RENUMBER_ATTEMPTS = 5
+
+
+class ActionLog(Protocol):
+    """Where bulk actions are remembered, so they can be undone."""
+
+    async def append(self, parts: Sequence[BulkAction]) -> None: ...
+
+    async def find(self, action_id: str) -> list[BulkAction]: ...
+
+
+@dataclass
+class MemoryActionLog:
+    """An action log in memory (tests, and the cache in front of :class:`TopicActionLog`)."""
+
+    actions: dict[str, dict[int, BulkAction]] = field(default_factory=dict)
+
+    def remember(self, parts: Iterable[BulkAction]) -> None:
+        for part in parts:
+            self.actions.setdefault(part.action_id, {})[part.part] = part
+
+    async def append(self, parts: Sequence[BulkAction]) -> None:
+        self.remember(parts)
+
+    async def find(self, action_id: str) -> list[BulkAction]:
+        return sorted(self.actions.get(action_id, {}).values(), key=lambda part: part.part)
+
+
+class TopicActionLog(MemoryActionLog):
+    """The action log on the compacted ``explorer-actions`` topic (key ``<action_id>/<part>``).
+
+    Appends are sent (and remembered); an action not in memory is looked for by
+    reading the topic from its start to its end offsets (it is compacted, and
+    small: a few hundred bytes per event of each action).
+    """
+
+    def __init__(self, output: Output, settings: Settings, topic: str) -> None:
+        super().__init__()
+        self._output = output
+        self._settings = settings
+        self._topic = topic
+        self._reading = asyncio.Lock()
+
+    async def append(self, parts: Sequence[BulkAction]) -> None:
+        for part in parts:
+            await self._output.send(part.key, part)
+        self.remember(parts)
+
+    async def find(self, action_id: str) -> list[BulkAction]:
+        found = await super().find(action_id)
+        if found and len(found) == found[0].parts:
+            return found
+        async with self._reading:
+            self.remember(await read_action_log(self._settings, self._topic))
+        return await super().find(action_id)
+
+
+async def read_action_log(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[BulkAction]:
+    """Every record of the action log ``topic``, in order (later parts replace earlier ones)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from streams.app import broker_credentials
+    from streams.codec import decode
+    from streams.errors import ContractError
+
+    auth: dict[str, Any] = dict(credentials_to_aiokafka_auth(broker_credentials(settings.kafka)))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_list,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id=f"{settings.app_id}-explorer-actions",
+        **auth,
+    )
+    await consumer.start()
+    parts: list[BulkAction] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        if not tps:
+            return parts
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"reading the action log {topic} took longer than {timeout_s} s")
+            batch = await consumer.getmany(*tps, timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    if message.value is None:
+                        continue
+                    try:
+                        parts.append(decode(BulkAction, message.value))
+                    except ContractError:
+                        log.warning("action log %s offset %d is not a BulkAction", topic, message.offset)
+    finally:
+        await consumer.stop()
+    return parts
+
+
+class Reviser:
+    """Publishes :class:`RevisionOrder` records through a ledger (the core of the stage, no faust).
+
+    Parameters
+    ----------
+    ledger
+        The worker's label ledger (``loop.ledger``).
+    counters
+        Where it counts what it did (``explorer.revisions``, ``explorer.orders_dropped``, ...).
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from tests import factories
+    >>> from streams.ledger import LabelLedger
+    >>> sent = []
+    >>> class Topic:
+    ...     async def send(self, *, key, value, headers=None):
+    ...         sent.append(key)
+    >>> async def tail(partition, since_ms):
+    ...     return {}
+    >>> reviser = Reviser(LabelLedger(Output(Topic()), {}, tail, lookback_s=60), {})
+    >>> order = RevisionOrder(label=factories.human_label(revision=2), if_latest=True)
+    >>> first, again = asyncio.run(reviser.apply(order, 0)), asyncio.run(reviser.apply(order, 0))
+    >>> first.revision, again
+    (2, None)
+    >>> sent, reviser.counters
+    ([b'tx-1'], {'explorer.revisions': 1, 'explorer.orders_dropped': 1})
+    """
+
+    def __init__(self, ledger: LabelLedger, counters: Any) -> None:
+        self.ledger = ledger
+        self.counters = counters
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    async def apply(self, order: RevisionOrder, partition: int) -> Label | None:
+        """Publish ``order``'s revision if it still applies; returns the Label published, or None."""
+        await self.ledger.verify(partition)
+        for _ in range(RENUMBER_ATTEMPTS):
+            label = publishable(order, self.ledger.revision(order.event_id))
+            if label is None:
+                self._count("explorer.orders_dropped")
+                log.info(
+                    "%s order for %s dropped: a revision after %s is on labels",
+                    order.kind,
+                    order.event_id,
+                    order.label.supersedes,
+                )
+                return None
+            if await self.ledger.publish(label, partition):
+                self._count("explorer.revisions")
+                return label
+            # Another publisher of this worker took the revision meanwhile: look again.
+        self._count("explorer.orders_dropped")
+        return None
+
+
+@dataclass
+class RevisionStage:
+    """What :func:`register` gives the web server: ``submit`` orders, and the action ``log``."""
+
+    submit: Submit
+    log: ActionLog
+    reviser: Reviser | None = None
+
+
+def register(loop: Loop) -> RevisionStage:
+    """Add the stage that publishes the explorer's revisions to ``loop.app``."""
+    names = loop.names
+    topic_name = names["explorer-revisions"]
+    orders = loop.output(topic_name)
+    dead_letters = loop.dead_letters("explorer")
+    reviser = Reviser(loop.ledger, loop.counters)
+    action_log = TopicActionLog(
+        loop.output(names["explorer-actions"]), loop.settings, names["explorer-actions"]
+    )
+
+    async def submit(batch: Sequence[RevisionOrder]) -> None:
+        for order in batch:
+            await orders.send(order.event_id, order)
+
+    async def on_order(record: Record) -> None:
+        order = decode_keyed(RevisionOrder, record)
+        published = await reviser.apply(order, record.partition)
+        if published is not None:
+            loop.metrics.observe_label(published)
+
+    @loop.app.agent(loop.topic(topic_name), name="explorer-revisions")
+    async def publish_revisions(stream: Any) -> None:
+        async for ok in run_records(stream, on_order, dead_letters):
+            if not ok:
+                loop.counters["explorer.dlq"] += 1
+
+    return RevisionStage(submit=submit, log=action_log, reviser=reviser)
