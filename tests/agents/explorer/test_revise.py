@@ -1,0 +1,137 @@
+"""Publishing the explorer's revisions through the label ledger, racing the aggregator's own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.explorer.actions import RevisionOrder, action_parts, correction, plan_bulk
+from agents.explorer.revise import MemoryActionLog, Reviser
+from schemas import Label
+from streams.codec import decode
+from streams.ledger import LabelLedger
+from streams.runtime import Output
+from tests import factories
+
+NOW = datetime(2026, 1, 3, tzinfo=UTC)
+
+
+class LabelsTopic:
+    """The labels topic: every record sent, in order (a yield in between lets others interleave)."""
+
+    def __init__(self) -> None:
+        self.labels: list[Label] = []
+
+    async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        await asyncio.sleep(0)
+        assert value is not None
+        self.labels.append(decode(Label, value))
+
+
+async def _no_tail(partition: int, since_ms: int) -> dict[str, int]:
+    return {}
+
+
+def _ledger(topic: LabelsTopic) -> LabelLedger:
+    return LabelLedger(Output(topic), {}, _no_tail, lookback_s=60)
+
+
+def _one_label_per_revision(labels: list[Label]) -> None:
+    counts = Counter((label.event_id, label.revision) for label in labels)
+    assert max(counts.values()) == 1, counts
+
+
+def _fix(base: Label, label: str = "fraud") -> RevisionOrder:
+    return RevisionOrder(label=correction(base, label=label, operator="ana", reason="seen it", now=NOW))
+
+
+def test_a_correction_after_an_aggregator_revision_is_renumbered_on_top() -> None:
+    async def run() -> tuple[LabelsTopic, Label | None]:
+        topic = LabelsTopic()
+        ledger = _ledger(topic)
+        reviser = Reviser(ledger, {})
+        base = factories.human_label(human_label="ok")  # revision 1, what the operator saw
+        verdict = factories.human_label(human_label="ok", source="expert", revision=2)
+        await ledger.publish(verdict, 0)  # the aggregator's expert verdict lands first
+        return topic, await reviser.apply(_fix(base), 0)
+
+    topic, published = asyncio.run(run())
+    assert published is not None
+    assert (published.revision, published.supersedes) == (3, 2)
+    assert [label.revision for label in topic.labels] == [2, 3]
+    _one_label_per_revision(topic.labels)
+
+
+def test_an_aggregator_revision_colliding_with_a_correction_is_suppressed_not_doubled() -> None:
+    async def run() -> tuple[LabelsTopic, bool]:
+        topic = LabelsTopic()
+        ledger = _ledger(topic)
+        await Reviser(ledger, {}).apply(_fix(factories.human_label(human_label="ok")), 0)
+        late = factories.human_label(human_label="ok", source="expert", revision=2)  # from a stale task state
+        return topic, await ledger.publish(late, 0)
+
+    topic, sent = asyncio.run(run())
+    assert not sent
+    assert [(label.revision, label.label) for label in topic.labels] == [(2, "fraud")]
+
+
+def test_corrections_racing_the_aggregator_on_many_events_leave_one_latest_each() -> None:
+    events = [f"e-{i}" for i in range(50)]
+
+    async def run() -> LabelsTopic:
+        topic = LabelsTopic()
+        ledger = _ledger(topic)
+        reviser = Reviser(ledger, {})
+        jobs = []
+        for event_id in events:
+            base = factories.human_label(event_id=event_id, human_label="ok")
+            verdict = factories.human_label(event_id=event_id, human_label="ok", source="expert", revision=2)
+            jobs += [
+                ledger.publish(verdict, 0),
+                reviser.apply(_fix(base), 0),
+                reviser.apply(_fix(base, "spam"), 0),
+            ]
+        await asyncio.gather(*jobs)
+        return topic
+
+    topic = asyncio.run(run())
+    _one_label_per_revision(topic.labels)
+    latest: dict[str, Label] = {}
+    for label in topic.labels:
+        if label.event_id not in latest or label.revision > latest[label.event_id].revision:
+            latest[label.event_id] = label
+    assert set(latest) == set(events)
+    assert {label.revision for label in latest.values()} == {4}  # verdict 2, then both corrections
+
+
+def test_a_bulk_order_whose_event_moved_on_is_dropped_and_a_redelivered_one_publishes_nothing() -> None:
+    picked = [factories.human_label(event_id=f"e-{i}", human_label="ok") for i in range(3)]
+    plan = plan_bulk(picked, label="spam", operator="ana", reason="outage", now=NOW, cap=10, action_id="b-1")
+
+    async def run() -> tuple[LabelsTopic, dict[str, int]]:
+        topic = LabelsTopic()
+        ledger = _ledger(topic)
+        counters: dict[str, int] = {}
+        reviser = Reviser(ledger, counters)
+        await ledger.publish(factories.human_label(event_id="e-1", source="expert", revision=2), 0)
+        for order in plan.orders + plan.orders:  # at least once: every order read twice
+            await reviser.apply(order, 0)
+        return topic, counters
+
+    topic, counters = asyncio.run(run())
+    bulk = [label for label in topic.labels if label.provenance.action_id == "b-1"]
+    assert sorted(label.event_id for label in bulk) == ["e-0", "e-2"]
+    assert counters == {"explorer.revisions": 2, "explorer.orders_dropped": 4}
+    _one_label_per_revision(topic.labels)
+
+
+def test_the_memory_action_log_finds_an_action_by_id() -> None:
+    picked = [factories.human_label(event_id=f"e-{i}", human_label="ok") for i in range(3)]
+    plan = plan_bulk(picked, label="spam", operator="ana", reason="r", now=NOW, cap=10, action_id="b-9")
+    parts = action_parts(plan, picked, operator="ana", reason="r", label="spam", now=NOW)
+    log = MemoryActionLog()
+    asyncio.run(log.append(parts))
+    assert asyncio.run(log.find("b-9")) == parts
+    assert asyncio.run(log.find("nope")) == []
