@@ -9,6 +9,7 @@ from agents.aggregator.dawid_skene import DawidSkeneSettings
 from agents.aggregator.skills import SkillSettings
 from agents.aggregator.weighted import WeightedSettings
 from agents.dashboard.agent import DashboardSettings
+from agents.explorer.settings import ExplorerSettings
 from agents.learner.model import LearnerSettings
 from agents.monitor.detectors import MonitorSettings
 from agents.operator_api import OperatorApiSettings
@@ -93,3 +94,5 @@ class StageSettings(BaseSettings):
     operator: OperatorApiSettings = OperatorApiSettings()
     #: How the dashboard samples the metrics (``LABELLOOP_DASHBOARD__*``).
     dashboard: DashboardSettings = DashboardSettings()
+    #: The record explorer's index and indexer (``LABELLOOP_EXPLORER__*``).
+    explorer: ExplorerSettings = ExplorerSettings()
