@@ -1,4 +1,4 @@
-"""The stage that feeds the explorer's index from the topics: its own read-committed consumer, beside the loop.
+"""The stage feeding the explorer's index from the topics: its own read-committed consumer, beside the loop.
 
 The indexer reads ``predictions``, ``label-requests``, ``crowd-answers``, ``labels`` (every
 revision), ``worker-skills`` and ``drift-alerts`` with its own aiokafka consumer

@@ -28,8 +28,15 @@ TEXTS = [
 ]
 
 
-def event(n: int, *, task: str = "support", predicted: str = "billing", confidence: float = 0.6,
-          embedding: list[float] | None = None, features: dict[str, float] | None = None) -> PredictionEvent:
+def event(
+    n: int,
+    *,
+    task: str = "support",
+    predicted: str = "billing",
+    confidence: float = 0.6,
+    embedding: list[float] | None = None,
+    features: dict[str, float] | None = None,
+) -> PredictionEvent:
     other = "tech" if predicted != "tech" else "billing"
     text = TEXTS[n % len(TEXTS)] if features is None else None
     return PredictionEvent(
@@ -44,9 +51,18 @@ def event(n: int, *, task: str = "support", predicted: str = "billing", confiden
     )
 
 
-def label_of(prediction: PredictionEvent, *, label: str, source: str = "crowd", revision: int = 1,
-             route: str = "low_confidence", workers: tuple[str, ...] = (), minutes: int = 5,
-             routing: RoutingTrace | None = None, reason: str | None = None) -> Label:
+def label_of(
+    prediction: PredictionEvent,
+    *,
+    label: str,
+    source: str = "crowd",
+    revision: int = 1,
+    route: str = "low_confidence",
+    workers: tuple[str, ...] = (),
+    minutes: int = 5,
+    routing: RoutingTrace | None = None,
+    reason: str | None = None,
+) -> Label:
     return Label(
         event_id=prediction.event_id,
         task=prediction.task,
@@ -72,8 +88,9 @@ def label_of(prediction: PredictionEvent, *, label: str, source: str = "crowd", 
     )
 
 
-def answer(prediction: PredictionEvent, worker: str, label: str, *, minutes: int = 2,
-           golden: str | None = None) -> CrowdAnswer:
+def answer(
+    prediction: PredictionEvent, worker: str, label: str, *, minutes: int = 2, golden: str | None = None
+) -> CrowdAnswer:
     return CrowdAnswer(
         event_id=prediction.event_id,
         task_id=f"task-{prediction.event_id}",
@@ -92,34 +109,74 @@ def scenario() -> list[WireModel]:
     trace = RoutingTrace(measure="max_probability", uncertainty=0.4, threshold=0.8, policy_version=1)
     for n in range(12):
         predicted = "billing" if n % 3 else "tech"
-        prediction = event(n, predicted=predicted, confidence=0.55 + n * 0.03,
-                           task="support" if n < 9 else "fraud")
+        prediction = event(
+            n, predicted=predicted, confidence=0.55 + n * 0.03, task="support" if n < 9 else "fraud"
+        )
         records.append(prediction)
         if n % 2 == 0:  # accepted by the router
             records.append(label_of(prediction, label=predicted, source="model", route="accepted", minutes=0))
             continue
         records.append(
-            LabelRequest(prediction=prediction, route="low_confidence", reason="confidence below 0.8",
-                         priority=0.4, uncertainty=0.4, routing=trace,
-                         requested_at=prediction.created_at + timedelta(seconds=1))
+            LabelRequest(
+                prediction=prediction,
+                route="low_confidence",
+                reason="confidence below 0.8",
+                priority=0.4,
+                uncertainty=0.4,
+                routing=trace,
+                requested_at=prediction.created_at + timedelta(seconds=1),
+            )
         )
         crowd = "tech" if n % 4 == 1 else predicted
         records += [answer(prediction, "w1", crowd), answer(prediction, "w2", crowd, minutes=3)]
         records.append(label_of(prediction, label=crowd, workers=("w1", "w2"), routing=trace))
     # ev-3: corrected by an expert, then corrected again.
     third = event(3, predicted="tech", confidence=0.55 + 3 * 0.03)
-    records.append(label_of(third, label="tech", source="expert", revision=2, minutes=20, reason="operator fix"))
+    records.append(
+        label_of(third, label="tech", source="expert", revision=2, minutes=20, reason="operator fix")
+    )
     records.append(label_of(third, label="billing", source="expert", revision=3, minutes=30, reason="undo"))
     # ev-10 was shed by the capacity gate: accepted, with the review's trace and its budget.
     tenth = event(10, predicted="billing", confidence=0.55 + 10 * 0.03, task="fraud")
     shed_trace = trace.model_copy(update={"budget": "review budget 0/min"})
-    records.append(label_of(tenth, label="billing", source="model", route="accepted", minutes=1,
-                            routing=shed_trace))
-    records.append(WorkerSkill(worker_id="w1", pool="simulated", accuracy=0.91, n_golden=10, n_audited=0,
-                               n_answers=50, flagged_spammer=False, updated_at=T0))
-    records.append(WorkerSkill(worker_id="w1", pool="simulated", accuracy=0.93, n_golden=12, n_audited=0,
-                               n_answers=60, flagged_spammer=False, updated_at=T0 + timedelta(hours=1)))
-    records.append(DriftAlert(detector="adwin-support", detector_kind="ADWIN", signal="model_error",
-                              task="support", observation=40, detected_at=T0 + timedelta(minutes=4),
-                              before=0.1, after=0.3, message="error rose"))
+    records.append(
+        label_of(tenth, label="billing", source="model", route="accepted", minutes=1, routing=shed_trace)
+    )
+    records.append(
+        WorkerSkill(
+            worker_id="w1",
+            pool="simulated",
+            accuracy=0.91,
+            n_golden=10,
+            n_audited=0,
+            n_answers=50,
+            flagged_spammer=False,
+            updated_at=T0,
+        )
+    )
+    records.append(
+        WorkerSkill(
+            worker_id="w1",
+            pool="simulated",
+            accuracy=0.93,
+            n_golden=12,
+            n_audited=0,
+            n_answers=60,
+            flagged_spammer=False,
+            updated_at=T0 + timedelta(hours=1),
+        )
+    )
+    records.append(
+        DriftAlert(
+            detector="adwin-support",
+            detector_kind="ADWIN",
+            signal="model_error",
+            task="support",
+            observation=40,
+            detected_at=T0 + timedelta(minutes=4),
+            before=0.1,
+            after=0.3,
+            message="error rose",
+        )
+    )
     return records

@@ -31,21 +31,30 @@ def ids(page: object) -> list[str]:
 
 def test_text_search_and_filters(explorer: Explorer) -> None:
     assert sorted(ids(explorer.search(ExplorerFilter(q="refund")))) == ["ev-1", "ev-3", "ev-7", "ev-9"]
-    assert sorted(ids(explorer.search(ExplorerFilter(q="refund", task="support")))) == ["ev-1", "ev-3", "ev-7"]
+    assert sorted(ids(explorer.search(ExplorerFilter(q="refund", task="support")))) == [
+        "ev-1",
+        "ev-3",
+        "ev-7",
+    ]
     assert sorted(ids(explorer.search(ExplorerFilter(q="Card, STOLEN!")))) == ["ev-2", "ev-8"]
     page = explorer.search(ExplorerFilter(source="crowd", disagree=True))
     assert sorted(ids(page)) == ["ev-1", "ev-5"]
     assert page.total == 2
     assert ids(explorer.search(ExplorerFilter(min_revisions=2))) == ["ev-3"]
     assert ids(explorer.search(ExplorerFilter(route="shed"))) == ["ev-10"]
-    assert sorted(ids(explorer.search(ExplorerFilter(labeler="w2", trusted="tech")))) == ["ev-1", "ev-5", "ev-9"]
+    assert sorted(ids(explorer.search(ExplorerFilter(labeler="w2", trusted="tech")))) == [
+        "ev-1",
+        "ev-5",
+        "ev-9",
+    ]
     low = explorer.search(ExplorerFilter(conf_min=0.6, conf_max=0.65))
     assert sorted(ids(low)) == ["ev-2", "ev-3"]
 
 
 def test_facets_count_the_whole_filter_not_the_page(explorer: Explorer) -> None:
     page = explorer.search(ExplorerFilter(per_page=2))
-    assert page.total == 12 and len(page.rows) == 2
+    assert page.total == 12
+    assert len(page.rows) == 2
     assert page.facets["task"] == {"support": 9, "fraud": 3}
     assert sum(page.facets["route"].values()) == 12
     assert page.facets["route"]["shed"] == 1
@@ -55,7 +64,8 @@ def test_sort_and_pages(explorer: Explorer) -> None:
     first = explorer.search(ExplorerFilter(sort="confidence", order="asc", per_page=5))
     second = explorer.search(ExplorerFilter(sort="confidence", order="asc", per_page=5, page=2))
     confidences = [row.confidence for row in first.rows + second.rows]
-    assert confidences == sorted(confidences) and len(set(ids(first)) & set(ids(second))) == 0
+    assert confidences == sorted(confidences)
+    assert len(set(ids(first)) & set(ids(second))) == 0
     newest = explorer.search(ExplorerFilter(per_page=1)).rows[0]
     assert newest.event_id == "ev-3"  # its last revision is the latest record
 
@@ -80,24 +90,29 @@ def test_record_page(explorer: Explorer) -> None:
     assert [a["worker_id"] for a in detail.answers] == ["w1", "w2"]
     assert detail.answers[0]["skill"]["accuracy"] == 0.93
     assert detail.prediction["input"]["text"] == "refund for a double charge"
-    assert detail.routing is not None and detail.routing["threshold"] == 0.8
+    assert detail.routing is not None
+    assert detail.routing["threshold"] == 0.8
     assert explorer.record("missing") is None
     assert detail.to_json()["row"]["event_id"] == "ev-3"
 
 
 def test_latest_and_select(explorer: Explorer) -> None:
     latest = explorer.latest("ev-3")
-    assert latest is not None and (latest.revision, latest.label) == (3, "billing")
+    assert latest is not None
+    assert (latest.revision, latest.label) == (3, "billing")
     assert explorer.latest("ev-10").routing.budget is not None  # type: ignore[union-attr]
     chosen = explorer.select(ExplorerFilter(task="fraud"), cap=2)
-    assert len(chosen) == 2 and all(label.task == "fraud" for label in chosen)
+    assert len(chosen) == 2
+    assert all(label.task == "fraud" for label in chosen)
     similar = explorer.select(similar_to="ev-0", k=5, cap=10)
-    assert 0 < len(similar) <= 5 and "ev-0" not in [label.event_id for label in similar]
+    assert 0 < len(similar) <= 5
+    assert "ev-0" not in [label.event_id for label in similar]
 
 
 def test_similar_by_event_and_by_text(explorer: Explorer) -> None:
     hits = explorer.similar(event_id="ev-1", k=3)
-    assert hits and hits[0].row.event_id == "ev-7"  # the same text
+    assert hits
+    assert hits[0].row.event_id == "ev-7"
     assert hits[0].score == pytest.approx(1.0, abs=1e-2)
     by_text = explorer.similar(text="refund double charge", k=2)
     assert by_text[0].row.event_id in {"ev-3", "ev-9"}
@@ -106,11 +121,20 @@ def test_similar_by_event_and_by_text(explorer: Explorer) -> None:
 
 
 def test_bad_filters_are_refused(explorer: Explorer) -> None:
-    for params in ({"per_page": "501"}, {"sort": "password"}, {"route": "nowhere"}, {"conf_min": "2"},
-                   {"page": "0"}, {"since": "yesterday"}, {"since": "2026-01-01T00:00:00"}, {"bogus": "1"}):
+    for params in (
+        {"per_page": "501"},
+        {"sort": "password"},
+        {"route": "nowhere"},
+        {"conf_min": "2"},
+        {"page": "0"},
+        {"since": "yesterday"},
+        {"since": "2026-01-01T00:00:00"},
+        {"bogus": "1"},
+    ):
         with pytest.raises(ValidationError):
             ExplorerFilter.from_query(params)
     with pytest.raises(ValueError, match="deep"):
         explorer.search(ExplorerFilter(page=100_000, per_page=500))
     injected = explorer.search(ExplorerFilter(q="refund'); DELETE FROM records; --"))
-    assert injected.total == 0 and explorer.search(ExplorerFilter()).total == 12
+    assert injected.total == 0
+    assert explorer.search(ExplorerFilter()).total == 12

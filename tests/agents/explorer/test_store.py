@@ -1,4 +1,4 @@
-"""The index's database on SQLite and on a real PostgreSQL: idempotent writes, equal dumps, full-text search."""
+"""The index's database on SQLite and on a real PostgreSQL: idempotent writes, equal dumps."""
 
 from __future__ import annotations
 
