@@ -19,9 +19,21 @@ from types import TracebackType
 from streams.errors import ConfigError
 
 
+def binary(name: str) -> str | None:
+    """A PostgreSQL server program: on PATH, else where Debian's ``postgresql`` puts it (newest version)."""
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
+    )
+    return str(candidates[-1]) if candidates else None
+
+
 def binaries_present() -> bool:
-    """Whether ``initdb`` and ``pg_ctl`` are on PATH (Debian's ``postgresql`` package)."""
-    return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+    """Whether ``initdb`` and ``pg_ctl`` are installed (Debian's ``postgresql`` package)."""
+    return binary("initdb") is not None and binary("pg_ctl") is not None
 
 
 def _free_port() -> int:
@@ -51,7 +63,9 @@ class LocalPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
-        argv = ["runuser", "-u", "nobody", "--", *command] if self._as_nobody else list(command)
+        program = binary(command[0]) or command[0]
+        argv = [program, *command[1:]]
+        argv = ["runuser", "-u", "nobody", "--", *argv] if self._as_nobody else argv
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.folder, check=False)
         if done.returncode != 0:
             raise ConfigError(f"{command[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
