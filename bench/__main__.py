@@ -8,6 +8,7 @@ from bench import (
     aggregation_cost,
     crowd_aggregation,
     drift_detection,
+    explorer_bulk,
     ingestion,
     loop_latency,
     memory,
@@ -47,6 +48,7 @@ def main() -> int:
         memory,
         ingestion,
         snapshot_replay,
+        explorer_bulk,
     ):
         more_rows, more_goals = module.run()
         rows += more_rows
