@@ -9,6 +9,7 @@ from bench import (
     crowd_aggregation,
     drift_detection,
     explorer_bulk,
+    explorer_index,
     ingestion,
     loop_latency,
     memory,
@@ -49,6 +50,7 @@ def main() -> int:
         ingestion,
         snapshot_replay,
         explorer_bulk,
+        explorer_index,
     ):
         more_rows, more_goals = module.run()
         rows += more_rows
