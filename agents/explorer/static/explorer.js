@@ -346,7 +346,7 @@ async function exportFilter() {
 // -- wiring -------------------------------------------------------------------------------------
 
 $("search").addEventListener("submit", (event) => { event.preventDefault(); search(1); });
-$("reset").addEventListener("click", () => { $("search").reset(); search(1); });
+$("clear").addEventListener("click", () => { $("search").reset(); search(1); });
 $("more-like-text").addEventListener("click", () => {
   const text = $("q").value.trim();
   if (!text) { show("type a text to find events like it"); return; }
