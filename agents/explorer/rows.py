@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from schemas import CrowdAnswer, DriftAlert, Label, LabelRequest, PredictionEvent, WorkerSkill
@@ -155,9 +155,7 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
-def _pick(a: EventRow, b: EventRow, names: tuple[str, ...], key_a: Any, key_b: Any) -> dict[str, Any]:
-    winner = b if key_b > key_a else a
-    return {name: getattr(winner, name) for name in names}
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def merge(a: EventRow, b: EventRow) -> EventRow:
@@ -172,32 +170,41 @@ def merge(a: EventRow, b: EventRow) -> EventRow:
     """
     if a.event_id != b.event_id:
         raise ValueError(f"cannot merge rows of {a.event_id!r} and {b.event_id!r}")
-    fields: dict[str, Any] = {}
-    fields |= _pick(a, b, _PREDICTION_FIELDS, _prediction_key(a), _prediction_key(b))
-    fields |= _pick(a, b, _LABEL_FIELDS, _label_key(a), _label_key(b))
-    fields |= _pick(a, b, _REQUEST_FIELDS, _request_key(a), _request_key(b))
-    fields["n_revisions"] = max(a.n_revisions, b.n_revisions)
-    fields["updated_at"] = _later(a.updated_at, b.updated_at)
-    return replace(a, **fields)
+    # The hot loop of the indexer: plain dicts, no dataclasses.replace (3x slower here).
+    left, right = a.__dict__, b.__dict__
+    out = dict(left)
+    if _prediction_key(b) > _prediction_key(a):
+        for name in _PREDICTION_FIELDS:
+            out[name] = right[name]
+    if _label_key(b) > _label_key(a):
+        for name in _LABEL_FIELDS:
+            out[name] = right[name]
+    if _request_key(b) > _request_key(a):
+        for name in _REQUEST_FIELDS:
+            out[name] = right[name]
+    out["n_revisions"] = max(a.n_revisions, b.n_revisions)
+    out["updated_at"] = _later(a.updated_at, b.updated_at)
+    merged = object.__new__(EventRow)
+    merged.__dict__.update(out)
+    return merged
 
 
-def _prediction_key(row: EventRow) -> tuple[int, str, str]:
-    created = row.created_at.isoformat() if row.created_at is not None else ""
-    return (row.prediction_rank, created, row.prediction_key)
+def _prediction_key(row: EventRow) -> tuple[int, datetime, str]:
+    return (row.prediction_rank, row.created_at or _NEVER, row.prediction_key)
 
 
-def _label_key(row: EventRow) -> tuple[int, str, str]:
-    decided = row.label_decided_at.isoformat() if row.label_decided_at is not None else ""
-    return (row.revision or 0, decided, row.label_key)
+def _label_key(row: EventRow) -> tuple[int, datetime, str]:
+    return (row.revision or 0, row.label_decided_at or _NEVER, row.label_key)
 
 
-def _request_key(row: EventRow) -> tuple[str, str]:
-    requested = row.requested_at.isoformat() if row.requested_at is not None else ""
-    return (requested, row.request_key)
+def _request_key(row: EventRow) -> tuple[datetime, str]:
+    return (row.requested_at or _NEVER, row.request_key)
 
 
 def row_of_prediction(event: PredictionEvent, raw: bytes | None = None) -> EventRow:
     """The row a PredictionEvent says: its input, model and prediction."""
+    # The wire bytes are the event's JSON as its producer published it (a request's embedded
+    # prediction is serialised here, once).
     wire = raw if raw is not None else event.to_json_bytes()
     return EventRow(
         event_id=event.event_id,
@@ -210,7 +217,7 @@ def row_of_prediction(event: PredictionEvent, raw: bytes | None = None) -> Event
         created_at=event.created_at,
         prediction_rank=2,
         prediction_key=digest(wire),
-        prediction_json=event.to_json_bytes().decode("utf-8"),
+        prediction_json=wire.decode("utf-8"),
         has_embedding=event.input.embedding is not None,
         updated_at=event.created_at,
     )
@@ -371,7 +378,7 @@ class Facts:
                     revision=record.revision,
                     key=row.label_key,
                     decided_at=record.decided_at,
-                    label_json=record.to_json_bytes().decode("utf-8"),
+                    label_json=wire.decode("utf-8"),
                 )
             )
             for worker_id in record.provenance.worker_ids:
