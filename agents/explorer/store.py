@@ -306,10 +306,10 @@ class IndexStore:
         cached = self._sql.get(key)
         if cached is not None:
             return cached
-        marker = (lambda name: f":{name}") if self.is_sqlite else (lambda name: f"%({name})s")
+        markers = [f":{name}" if self.is_sqlite else f"%({name})s" for name in names]
         quoted = [f'"{name}"' for name in names]
         sql = (
-            f"INSERT INTO {table.name} ({', '.join(quoted)}) VALUES ({', '.join(marker(n) for n in names)}) "
+            f"INSERT INTO {table.name} ({', '.join(quoted)}) VALUES ({', '.join(markers)}) "
             f"ON CONFLICT ({', '.join(conflict)}) "
         )
         if update:
