@@ -106,48 +106,50 @@ class TopicActionLog(MemoryActionLog):
 
 
 async def read_action_log(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[BulkAction]:
-    """Every record of the action log ``topic``, in order (later parts replace earlier ones)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+    """Every record of the action log ``topic``, in order (later parts replace earlier ones).
 
-    from streams.app import broker_credentials
+    Read as :func:`streams.snapshot.read_topic` reads ``labels``: fresh metadata, every
+    partition from its start to its end offsets at the start of the read, read committed.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
     from streams.codec import decode
     from streams.errors import ContractError
 
-    auth: dict[str, Any] = dict(credentials_to_aiokafka_auth(broker_credentials(settings.kafka)))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_list,
+        **settings.kafka.reader_options(),
         group_id=None,
         enable_auto_commit=False,
-        isolation_level="read_committed",
+        auto_offset_reset="earliest",
         client_id=f"{settings.app_id}-explorer-actions",
-        **auth,
     )
-    await consumer.start()
+    await asyncio.wait_for(consumer.start(), timeout_s)
     parts: list[BulkAction] = []
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), timeout_s)
+        tps = [TopicPartition(topic, number) for number in sorted(cluster.partitions_for_topic(topic) or ())]
         if not tps:
             return parts
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout_s)
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        while remaining:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"reading the action log {topic} took longer than {timeout_s} s")
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for messages in batch.values():
+            batch = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=500), timeout_s)
+            for tp, messages in batch.items():
                 for message in messages:
-                    if message.value is None:
+                    if message.offset >= ends[tp] or message.value is None:
                         continue
                     try:
                         parts.append(decode(BulkAction, message.value))
                     except ContractError:
                         log.warning("action log %s offset %d is not a BulkAction", topic, message.offset)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
-        await consumer.stop()
+        await asyncio.wait_for(consumer.stop(), timeout_s)
     return parts
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.explorer.actions import RevisionOrder, action_parts, correction, plan_bulk
+import pytest
+
+from agents.explorer.actions import BulkAction, RevisionOrder, action_parts, correction, plan_bulk, undone
 from agents.explorer.revise import MemoryActionLog, Reviser
 from schemas import Label
 from streams.codec import decode
@@ -135,3 +138,56 @@ def test_the_memory_action_log_finds_an_action_by_id() -> None:
     asyncio.run(log.append(parts))
     assert asyncio.run(log.find("b-9")) == parts
     assert asyncio.run(log.find("nope")) == []
+
+
+@pytest.mark.kafka
+def test_the_topic_action_log_finds_an_action_after_a_restart(kafka_bootstrap: str) -> None:
+    """An action appended by one process is found by a fresh log (a restarted or another worker)."""
+    from aiokafka import AIOKafkaProducer
+
+    from agents.explorer.revise import TopicActionLog
+    from streams.settings import KafkaSettings, Settings, TopicSettings
+    from streams.topics import create_topics, delete_topics, topic_names
+
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=TopicSettings(prefix=f"test.{run}.", partitions=2),
+        app_id=f"labelloop-test-{run}",
+    )
+    create_topics(settings)
+    topic = topic_names(settings)["explorer-actions"]
+    picked = [factories.human_label(event_id=f"e-{i}", human_label="ok") for i in range(300)]
+    plan = plan_bulk(
+        picked, label="spam", operator="ana", reason="r", now=NOW, cap=1_000, action_id="b-kafka"
+    )
+    parts = action_parts(plan, picked, operator="ana", reason="r", label="spam", now=NOW)
+    assert len(parts) == 2
+
+    class Producer:
+        def __init__(self, producer: AIOKafkaProducer) -> None:
+            self.producer = producer
+
+        async def send(self, *, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+            await self.producer.send_and_wait(topic, key=key, value=value)
+
+    async def run_it() -> tuple[list[BulkAction], list[BulkAction]]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            writer = TopicActionLog(Output(Producer(producer)), settings, topic)
+            await writer.append(parts)
+            await writer.append(undone(parts[:1], operator="bo", now=NOW))
+        finally:
+            await producer.stop()
+        fresh = TopicActionLog(Output(Producer(producer)), settings, topic)
+        return await fresh.find("b-kafka"), await fresh.find("b-none")
+
+    try:
+        found, missing = asyncio.run(run_it())
+    finally:
+        delete_topics(settings)
+    assert [part.part for part in found] == [0, 1]
+    assert found[0].undone_by == "bo"  # the later record of a key wins
+    assert found[1] == parts[1]
+    assert missing == []
