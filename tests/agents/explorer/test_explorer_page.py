@@ -26,7 +26,7 @@ from agents.explorer.query import Explorer
 from agents.explorer.revise import MemoryActionLog
 from agents.explorer.rows import Facts
 from agents.explorer.store import IndexStore
-from schemas import PredictionEvent, PredictionInput
+from schemas import CrowdAnswer, LabelRequest, PredictionEvent, PredictionInput, RoutingTrace
 from tests import factories
 from tests.browser import chromium, save_screenshot
 
@@ -72,6 +72,32 @@ class Served:
                     human_label=event.predicted_label if n % 4 else "other",
                     model_label=event.predicted_label,
                     decided_at=event.created_at + timedelta(seconds=30),
+                )
+            )
+        # ev-001's request (with its routing trace) and two crowd answers.
+        first = _event(1, TEXTS[1].format(n=1))
+        trace = RoutingTrace(measure="max_probability", uncertainty=0.3, threshold=0.8, policy_version=4)
+        facts.add(
+            LabelRequest(
+                prediction=first,
+                route="low_confidence",
+                reason="confidence 0.70 < 0.80",
+                priority=0.3,
+                uncertainty=0.3,
+                routing=trace,
+                requested_at=first.created_at + timedelta(seconds=1),
+            )
+        )
+        for worker in ("w-ada", "w-bob"):
+            facts.add(
+                CrowdAnswer(
+                    event_id=first.event_id,
+                    task_id=f"task-{first.event_id}",
+                    pool="simulated",
+                    worker_id=worker,
+                    label="hardware",
+                    time_spent_s=4.0,
+                    answered_at=first.created_at + timedelta(seconds=20),
                 )
             )
         self.explorer.store.apply(facts, {})
@@ -183,6 +209,10 @@ def test_search_inspect_correct_bulk_undo_and_export(browser: Any, served: Serve
     assert "printer on floor 1" in text_of("r-input")
     assert text_of("r-event") == "ev-001"
     assert len(browser.find_elements(By.CSS_SELECTOR, "#r-revisions tbody tr")) == 1
+    assert "w-ada" in text_of("r-answers")
+    assert "w-bob" in text_of("r-answers")
+    assert "policy_version" in text_of("r-routing")
+    assert "0.7000" in text_of("r-scores")
     save_screenshot(browser, "explorer-record.png")
 
     # A correction needs the token; with it, the new revision shows with who and why.
