@@ -125,9 +125,12 @@ def _wait_indexed(loop: BenchLoop, port: int, events: int) -> None:
 
 
 def _read_until(
-    settings: Settings, action_id: str, count: int, timeout_s: float
+    settings: Settings, action_id: str, count: int, timeout_s: float, *, undo: bool = False
 ) -> tuple[list[Label], float]:
-    """Every Label on ``labels`` until ``count`` of ``action_id``'s are in (or ``timeout_s``), and when."""
+    """Every Label on ``labels`` until ``count`` of ``action_id``'s are in (or ``timeout_s``), and when.
+
+    ``undo``: count the revisions of the action's undo instead of its own.
+    """
     seen: list[Label] = []
     mine = 0
     last_s = float("inf")
@@ -137,12 +140,30 @@ def _read_until(
         while mine < count and time.monotonic() < deadline:
             for label in reader.poll(0.2):
                 seen.append(label)
-                if label.provenance.action_id == action_id:
+                if label.provenance.action_id == action_id and _is_undo(label) == undo:
                     mine += 1
                     last_s = time.monotonic()
+                    if mine == 1:
+                        FIRST_SEEN.append(last_s)
     finally:
         reader.close()
     return seen, last_s
+
+
+#: When each :func:`_read_until` saw its first revision (monotonic seconds).
+FIRST_SEEN: list[float] = []
+
+
+def _latest_of(labels: list[Label]) -> dict[str, Label]:
+    latest: dict[str, Label] = {}
+    for label in labels:
+        if label.event_id not in latest or label.revision > latest[label.event_id].revision:
+            latest[label.event_id] = label
+    return latest
+
+
+def _is_undo(label: Label) -> bool:
+    return (label.provenance.operator_reason or "").startswith("undo of")
 
 
 def run(events: int = EVENTS, bulk: int = BULK) -> tuple[list[Row], list[Goal]]:
@@ -190,6 +211,7 @@ def run(events: int = EVENTS, bulk: int = BULK) -> tuple[list[Row], list[Goal]]:
             applied_s = time.monotonic() - started
             labels, last = _read_until(settings, action["action_id"], action["count"], timeout_s=60.0)
             landed_s = last - started
+            first_s = FIRST_SEEN[-1] - started
             # The baseline: the same number of Labels published straight onto a topic.
             baseline_topic = f"{settings.topics.prefix}e3-baseline"
             create_label_topic(settings, baseline_topic)
@@ -198,15 +220,27 @@ def run(events: int = EVENTS, bulk: int = BULK) -> tuple[list[Row], list[Goal]]:
             publish_labels(settings, baseline_topic, plain)
             baseline_s = time.monotonic() - started
             loop.check_alive("after the bulk label")
+            # Its undo: a further revision for each event, restoring the model's label.
+            started = time.monotonic()
+            undo = _call(
+                port, "POST", f"/explorer/api/bulk/{action['action_id']}/undo", {"operator": "bench"}
+            )
+            undone, undo_last = _read_until(settings, action["action_id"], undo["count"], 60.0, undo=True)
+            undo_s = undo_last - started
 
         finally:
             loop.close()
-    mine = [label for label in labels if label.provenance.action_id == action["action_id"]]
+    mine = [
+        label for label in labels if label.provenance.action_id == action["action_id"] and not _is_undo(label)
+    ]
+    restored = _latest_of(undone)
+    undo_ok = undo["count"] == len(mine) and all(
+        restored[label.event_id].label == "hardware"
+        and restored[label.event_id].revision == label.revision + 1
+        for label in mine
+    )
     per_revision = Counter((label.event_id, label.revision) for label in labels)
-    latest: dict[str, Label] = {}
-    for label in labels:
-        if label.event_id not in latest or label.revision > latest[label.event_id].revision:
-            latest[label.event_id] = label
+    latest = _latest_of(labels)
     once = len({label.event_id for label in mine}) == len(mine)
     latest_ok = all(
         latest[label.event_id] == label and per_revision[(label.event_id, label.revision)] == 1
@@ -219,7 +253,15 @@ def run(events: int = EVENTS, bulk: int = BULK) -> tuple[list[Row], list[Goal]]:
             "explorer bulk label of 1,000 landed (s)", landed_s, baseline_s, "s", "plain publish of the same"
         ),
         Row("explorer bulk label, request answered (s)", applied_s, landed_s, "s", "all revisions landed"),
+        Row("explorer bulk label, first revision read (s)", first_s, landed_s, "s", "all revisions landed"),
         Row(f"explorer first bulk label ({WARMUP}) landed (s)", warm_s, landed_s, "s", "the measured one"),
+        Row(
+            f"explorer undo of the bulk label landed (s){'' if undo_ok else ' WRONG'}",
+            undo_s,
+            landed_s,
+            "s",
+            "the bulk label",
+        ),
     ]
     goal = Goal(
         "E3",

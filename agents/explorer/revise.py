@@ -34,8 +34,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agents.explorer.actions import BulkAction, RevisionOrder, publishable
+from agents.explorer.actions import ORDERS_PER_RECORD, BulkAction, RevisionOrder, RevisionOrders, publishable
 from schemas import Label
+from streams.codec import encode, encode_key
 from streams.runtime import Output, Record, decode_keyed, run_records
 
 if TYPE_CHECKING:
@@ -49,6 +50,40 @@ log = logging.getLogger(__name__)
 Submit = Callable[[Sequence[RevisionOrder]], Awaitable[None]]
 #: How many times an unconditional order is renumbered when another publisher takes its revision.
 RENUMBER_ATTEMPTS = 5
+
+
+def partition_of(event_id: str, partitions: int) -> int:
+    """The partition of ``labels`` an event's records go to: the producers' default partitioner's.
+
+    Kafka's (and aiokafka's) default: murmur2 of the key bytes, positive, modulo the partitions.
+
+    >>> [partition_of(event_id, 4) for event_id in ("tx-1", "tx-2", "tx-3")]
+    [1, 1, 0]
+    """
+    from aiokafka.partitioner import murmur2
+
+    return int(murmur2(event_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def order_records(orders: Sequence[RevisionOrder], partitions: int) -> list[tuple[int, RevisionOrders]]:
+    """``orders`` grouped by their events' partition, in chunks of :data:`ORDERS_PER_RECORD`.
+
+    >>> from tests import factories
+    >>> orders = [RevisionOrder(label=factories.human_label(event_id=f"tx-{n}")) for n in range(500)]
+    >>> records = order_records(orders, 4)
+    >>> sorted({partition for partition, _ in records}), sum(len(r.orders) for _, r in records)
+    ([0, 1, 2, 3], 500)
+    >>> all(partition_of(o.event_id, 4) == p for p, record in records for o in record.orders)
+    True
+    """
+    grouped: dict[int, list[RevisionOrder]] = {}
+    for order in orders:
+        grouped.setdefault(partition_of(order.event_id, partitions), []).append(order)
+    return [
+        (partition, RevisionOrders(orders=chunk[start : start + ORDERS_PER_RECORD]))
+        for partition, chunk in sorted(grouped.items())
+        for start in range(0, len(chunk), ORDERS_PER_RECORD)
+    ]
 
 
 class ActionLog(Protocol):
@@ -225,22 +260,33 @@ def register(loop: Loop) -> RevisionStage:
     """Add the stage that publishes the explorer's revisions to ``loop.app``."""
     names = loop.names
     topic_name = names["explorer-revisions"]
-    orders = loop.output(topic_name)
     dead_letters = loop.dead_letters("explorer")
     reviser = Reviser(loop.ledger, loop.counters)
     action_log = TopicActionLog(
         loop.output(names["explorer-actions"]), loop.settings, names["explorer-actions"]
     )
 
+    topic = loop.topic(topic_name)
+    partitions = loop.settings.topics.partitions
+
     async def submit(batch: Sequence[RevisionOrder]) -> None:
-        for order in batch:
-            await orders.send(order.event_id, order)
+        for partition, record in order_records(batch, partitions):
+            await topic.send(key=encode_key(record.event_id), value=encode(record), partition=partition)
+            loop.metrics.produced(topic_name)
 
     async def on_order(record: Record) -> None:
-        order = decode_keyed(RevisionOrder, record)
-        published = await reviser.apply(order, record.partition)
-        if published is not None:
-            loop.metrics.observe_label(published)
+        found = decode_keyed(RevisionOrders, record)
+        for order in found.orders:
+            if partition_of(order.event_id, partitions) != record.partition:
+                # Its ledger entry would be written to another event's partition: refuse it.
+                loop.counters["explorer.orders_misplaced"] += 1
+                log.error(
+                    "order for %s on partition %d is not its partition's", order.event_id, record.partition
+                )
+                continue
+            published = await reviser.apply(order, record.partition)
+            if published is not None:
+                loop.metrics.observe_label(published)
 
     @loop.app.agent(loop.topic(topic_name), name="explorer-revisions")
     async def publish_revisions(stream: Any) -> None:

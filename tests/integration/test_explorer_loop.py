@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from agents.explorer.indexer import rebuild
+from agents.explorer.revise import partition_of
 from agents.explorer.store import IndexStore
 from agents.simulation.stream import SimulatedEvent
 from schemas import Label, ModelMetrics, PredictionEvent, PredictionInput
@@ -231,6 +232,13 @@ def test_the_explorer_finds_corrects_bulk_labels_undoes_and_rebuilds(
 
         seen = _read_with_sdk(loop, landed)
         _one_latest_each(seen)
+        # Every Label went to its key's partition, the one the explorer's orders are routed to.
+        watcher.poll()
+        assert all(
+            record.partition == partition_of(record.key.decode(), 4)
+            for record in watcher.records[names.labels]
+            if record.key is not None
+        )
         latest = _latest(seen)
         assert latest[target].label == "software"
         assert latest[target].provenance.operator_reason == "driver bug, not hardware"
