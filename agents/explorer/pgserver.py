@@ -62,6 +62,16 @@ class LocalPostgres:
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
+    def running(self) -> bool:
+        """Whether a server runs on this data folder (a previous run left it up, or another process)."""
+        if not (self.data / "postmaster.pid").exists():
+            return False
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "status")
+        except ConfigError:
+            return False
+        return True
+
     def _run(self, *command: str) -> None:
         program = binary(command[0]) or command[0]
         argv = [program, *command[1:]]
