@@ -265,7 +265,9 @@ def run(events: int = EVENTS, bulk: int = BULK) -> tuple[list[Row], list[Goal]]:
     ]
     goal = Goal(
         "E3",
-        f"{len(mine):,} revisions of {action['count']:,} ordered landed in {landed_s:.2f}s; "
+        f"{len(mine):,} revisions of {action['count']:,} ordered "
+        f"(the selection by similarity gave {action['count'] + action['unchanged']:,} of {bulk:,}) "
+        f"landed in {landed_s:.2f}s; "
         f"{'each event once' if once else 'DUPLICATES'}, "
         f"{'each the latest' if latest_ok else 'NOT ALL LATEST'} (revision, supersedes: {sorted(revisions)})",
         f"{bulk:,} new revisions, each event once as the latest revision on labels, within {GOAL_S:.0f} s",
