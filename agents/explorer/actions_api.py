@@ -40,7 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from agents.explorer.actions import (
     MAX_BULK_CAP,
     ActionError,
+    BulkPlan,
     OperatorName,
+    RevisionOrder,
     action_parts,
     correction,
     new_action_id,
@@ -189,8 +191,6 @@ class ActionRoutes:
         latest = await asyncio.to_thread(self.explorer.latest, body.event_id)
         if latest is None:
             return _error(404, f"no label of event {body.event_id!r} in the index")
-        from agents.explorer.actions import RevisionOrder
-
         revised = correction(
             latest, label=body.label, operator=body.operator, reason=body.reason, now=self._clock()
         )
@@ -213,7 +213,7 @@ class ActionRoutes:
         # One more than the cap: that is how the plan learns the selection was capped.
         return self.explorer.select(f, similar_to=body.similar_to, k=body.k, cap=self.bulk_cap + 1)
 
-    async def _plan(self, request: web.Request) -> tuple[BulkBody, list[Label], Any] | web.Response:
+    async def _plan(self, request: web.Request) -> tuple[BulkBody, list[Label], BulkPlan] | web.Response:
         body = await self._body(request, BulkBody)
         if isinstance(body, web.Response):
             return body
