@@ -79,8 +79,8 @@ class BulkBody(BaseModel):
 
     filter: dict[str, Any] | None = None
     similar_to: Id | None = None
-    #: Neighbours looked at when selecting by similarity.
-    k: int = Field(default=1_000, ge=1, le=10_000)
+    #: Neighbours looked at when selecting by similarity (default: the bulk cap).
+    k: int | None = Field(default=None, ge=1, le=10_000)
     label: ClassLabel
     reason: Reason = "bulk label in the record explorer"
     operator: OperatorName = "api"
@@ -211,7 +211,8 @@ class ActionRoutes:
         if f is None and body.similar_to is None:
             raise ActionError("a bulk action needs a filter or an event to be similar to")
         # One more than the cap: that is how the plan learns the selection was capped.
-        return self.explorer.select(f, similar_to=body.similar_to, k=body.k, cap=self.bulk_cap + 1)
+        k = body.k if body.k is not None else self.bulk_cap
+        return self.explorer.select(f, similar_to=body.similar_to, k=k, cap=self.bulk_cap + 1)
 
     async def _plan(self, request: web.Request) -> tuple[BulkBody, list[Label], BulkPlan] | web.Response:
         body = await self._body(request, BulkBody)
