@@ -61,3 +61,29 @@ def test_refresh_adds_only_what_is_new_and_save_load_keeps_the_neighbours(tmp_pa
     loaded = SimilarityIndex.load(tmp_path / "vectors")
     assert loaded.search_text("card declined", task="support", k=3) == before
     assert loaded.seen_seq == explorer.vectors.seen_seq
+
+
+def test_a_thousand_near_duplicates_are_all_found() -> None:
+    from agents.explorer.vectors import AnnIndex, HashedTfidf, tokens_of_text
+
+    tfidf = HashedTfidf(dim=256)
+    texts = [f"The printer on the {n % 7} floor is offline again, ticket {n}" for n in range(1_100)]
+    tokens = [tokens_of_text(text) for text in texts]
+    for document in tokens:
+        tfidf.observe(document)
+    import numpy as np
+
+    index = AnnIndex(256)
+    index.add(list(range(1, 1_101)), np.stack([tfidf.vector(document) for document in tokens]))
+    hits = index.search(tfidf.vector(tokens[0]), 1_000)
+    assert len(hits) == 1_000
+    assert len({key for key, _ in hits}) == 1_000
+
+
+def test_latest_many_is_latest_for_each() -> None:
+    from tests.agents.explorer.scenario import scenario
+
+    explorer = index_of(scenario())
+    many = explorer.latest_many(["ev-3", "ev-10", "missing", "ev-3"])
+    assert sorted(many) == ["ev-10", "ev-3"]
+    assert many["ev-3"] == explorer.latest("ev-3")
