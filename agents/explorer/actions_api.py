@@ -303,21 +303,13 @@ class ActionRoutes:
         if not parts:
             return _error(404, f"no bulk action {action_id!r}")
         event_ids = [prior.event_id for part in parts for prior in part.events]
-        latest = await asyncio.to_thread(self._latest_of, event_ids)
+        latest = await asyncio.to_thread(self.explorer.latest_many, event_ids)
         now = self._clock()
         orders, left = plan_undo(parts, latest, operator=body.operator, now=now)
         await self.action_log.append(undone(parts, operator=body.operator, now=now))
         await self._submit(orders)
         log.info("explorer: %s undid %s (%d restored, %d left)", body.operator, action_id, len(orders), left)
         return web.json_response({"action_id": action_id, "count": len(orders), "left": left}, status=202)
-
-    def _latest_of(self, event_ids: list[str]) -> dict[str, Label]:
-        found: dict[str, Label] = {}
-        for event_id in event_ids:
-            label = self.explorer.latest(event_id)
-            if label is not None:
-                found[event_id] = label
-        return found
 
     # -- export ----------------------------------------------------------------------------
 
