@@ -306,9 +306,12 @@ def plan_undo(
 ) -> tuple[list[RevisionOrder], int]:
     """The orders that undo a bulk action, and how many of its events are left alone.
 
-    ``latest`` is each event's latest Label as known now (events missing from it
-    are left alone). Only an event whose latest revision is still the action's is
-    restored; the orders are conditional on that, so the publisher checks again.
+    ``latest`` is each event's latest Label as the index knows it now. Only an
+    event whose latest revision is still the action's is restored; the orders
+    are conditional on that, so the publisher checks again. While the index has
+    not seen every revision of the action yet (:func:`not_yet_seen`), the undo
+    is refused (409: try again): it cannot tell an event still to be restored
+    from one that moved on, and an undo, once done, is done.
 
     >>> from datetime import UTC, datetime
     >>> from tests import factories
@@ -329,6 +332,13 @@ def plan_undo(
         raise ActionError(f"bulk action {parts[0].action_id} is undone already", status=409)
     if len({part.part for part in parts}) != parts[0].parts:
         raise ActionError(f"bulk action {parts[0].action_id} is incomplete on the action log", status=409)
+    behind = not_yet_seen(parts, latest)
+    if behind:
+        raise ActionError(
+            f"the index has not seen {len(behind)} revisions of bulk action {parts[0].action_id} yet"
+            " (they are on their way): try the undo again in a moment",
+            status=409,
+        )
     orders: list[RevisionOrder] = []
     left = 0
     for part in sorted(parts, key=lambda found: found.part):
@@ -344,6 +354,16 @@ def plan_undo(
             restored = restoration(current, prior, operator=operator, action_id=part.action_id, now=now)
             orders.append(RevisionOrder(label=restored, if_latest=True, kind="undo"))
     return orders, left
+
+
+def not_yet_seen(parts: Sequence[BulkAction], latest: Mapping[str, Label]) -> list[str]:
+    """The events of a bulk action whose known latest revision is older than the action's."""
+    return [
+        prior.event_id
+        for part in parts
+        for prior in part.events
+        if (current := latest.get(prior.event_id)) is None or current.revision < prior.revision
+    ]
 
 
 def undone(parts: Sequence[BulkAction], *, operator: str, now: datetime) -> list[BulkAction]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ from agents.explorer.actions import (
     action_parts,
     correction,
     new_action_id,
+    not_yet_seen,
     plan_bulk,
     plan_undo,
     undone,
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Labelloop-Token"
 STATIC = Path(__file__).parent / "static"
+#: How long an undo waits for the index to see every revision of its action.
+UNDO_WAIT_S = 10.0
 #: Events shown in a bulk preview.
 SAMPLE_SIZE = 20
 DISABLED = "the explorer's actions are disabled: set LABELLOOP_OPERATOR__TOKEN"
@@ -304,6 +308,11 @@ class ActionRoutes:
             return _error(404, f"no bulk action {action_id!r}")
         event_ids = [prior.event_id for part in parts for prior in part.events]
         latest = await asyncio.to_thread(self.explorer.latest_many, event_ids)
+        # Right after an apply, the index may not have read every revision of it yet: wait a little.
+        deadline = time.monotonic() + UNDO_WAIT_S
+        while not_yet_seen(parts, latest) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            latest = await asyncio.to_thread(self.explorer.latest_many, event_ids)
         now = self._clock()
         orders, left = plan_undo(parts, latest, operator=body.operator, now=now)
         await self.action_log.append(undone(parts, operator=body.operator, now=now))

@@ -13,6 +13,7 @@ from agents.explorer.actions import (
     RevisionOrder,
     action_parts,
     correction,
+    not_yet_seen,
     plan_bulk,
     plan_undo,
     publishable,
@@ -147,3 +148,20 @@ def test_an_order_survives_the_wire() -> None:
     )
     assert RevisionOrder.from_json_bytes(order.to_json_bytes()) == order
     assert order.event_id == "tx-1"
+
+
+def test_an_undo_is_refused_while_the_index_has_not_seen_the_action() -> None:
+    picked = _selected(3)
+    plan = plan_bulk(picked, label="spam", operator="ana", reason="r", now=NOW, cap=10, action_id="b-5")
+    parts = action_parts(plan, picked, operator="ana", reason="r", label="spam", now=NOW)
+    # The index still has e-0002 at its prior revision (its bulk revision not read yet).
+    latest = {order.event_id: order.label for order in plan.orders}
+    latest["e-0002"] = picked[2]
+    assert not_yet_seen(parts, latest) == ["e-0002"]
+    with pytest.raises(ActionError) as lagging:
+        plan_undo(parts, latest, operator="cy", now=NOW)
+    assert lagging.value.status == 409
+    assert "try the undo again" in lagging.value.message
+    latest["e-0002"] = plan.orders[2].label
+    orders, left = plan_undo(parts, latest, operator="cy", now=NOW)
+    assert (len(orders), left) == (3, 0)
