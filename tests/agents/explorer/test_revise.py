@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -191,3 +191,64 @@ def test_the_topic_action_log_finds_an_action_after_a_restart(kafka_bootstrap: s
     assert found[0].undone_by == "bo"  # the later record of a key wins
     assert found[1] == parts[1]
     assert missing == []
+
+
+def test_an_operator_correcting_an_escalated_event_races_the_real_aggregator_core() -> None:
+    """The crowd is unsure (a provisional revision 1 and an expert request); an operator corrects
+    revision 1 before the expert answers. Whichever order the two reach the ledger in, the event
+    keeps one Label per revision and one latest; the correction, coming first, is that latest."""
+    from agents.aggregator.weighted import WeightedSettings, WeightedTaskState, WeightedVoteAggregator
+    from schemas import CrowdAnswer
+
+    def answer(worker: str, label: str, tier: Literal["crowd", "expert"] = "crowd") -> CrowdAnswer:
+        return CrowdAnswer(
+            event_id="tx-1",
+            task_id="tx-1/pool",
+            pool="experts" if tier == "expert" else "simulated",
+            tier=tier,
+            worker_id=worker,
+            label=label,
+            time_spent_s=3.0,
+            answered_at=NOW,
+            overlap=1 if tier == "expert" else 3,
+        )
+
+    async def run(correction_first: bool) -> LabelsTopic:
+        aggregator = WeightedVoteAggregator(WeightedSettings(audit_share=0.0))
+        topic = LabelsTopic()
+        ledger = _ledger(topic)
+        reviser = Reviser(ledger, {})
+        state, _ = aggregator.step_request(WeightedTaskState(), factories.label_request(), NOW)
+        provisional = None
+        for worker, label in (("w1", "fraud"), ("w2", "ok"), ("w3", "fraud")):
+            state, outcome = aggregator.step_answer(state, answer(worker, label), "tx-1", NOW)
+            for published in outcome.labels:
+                await ledger.publish(published, 0)
+                provisional = published
+        assert provisional is not None
+        assert provisional.revision == 1
+        fix = _fix(provisional, label="chargeback")
+
+        async def verdict() -> None:
+            _, outcome = aggregator.step_answer(state, answer("x1", "ok", "expert"), "tx-1", NOW)
+            for published in outcome.labels:
+                await ledger.publish(published, 0)
+
+        if correction_first:
+            await reviser.apply(fix, 0)
+            await verdict()
+        else:
+            await asyncio.gather(verdict(), reviser.apply(fix, 0))
+        return topic
+
+    first = asyncio.run(run(correction_first=True))
+    _one_label_per_revision(first.labels)
+    assert [(label.revision, label.label) for label in first.labels] == [(1, "fraud"), (2, "chargeback")]
+    racing = asyncio.run(run(correction_first=False))
+    _one_label_per_revision(racing.labels)
+    # The expert's verdict took revision 2; the correction was renumbered on top of it.
+    assert [(label.revision, label.label) for label in racing.labels] == [
+        (1, "fraud"),
+        (2, "ok"),
+        (3, "chargeback"),
+    ]
