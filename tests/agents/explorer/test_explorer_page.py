@@ -248,6 +248,15 @@ def test_search_inspect_correct_bulk_undo_and_export(browser: Any, served: Serve
     wait.until(lambda _: "undo:" in text_of("bulk-summary"))
     assert len([order for order in served.orders if order.kind == "undo"]) == len(bulk)
 
+    # "More like this" from a free text.
+    by_id(By.ID, "clear").click()
+    wait.until(lambda _: text_of("total") == "30 events")
+    by_id(By.ID, "q").send_keys("card used twice")
+    by_id(By.ID, "more-like-text").click()
+    wait.until(lambda _: "most similar events" in text_of("total"))
+    assert "card used twice" in text_of("mode")
+    assert "Card used twice" in rows()[0].text
+
     # Export the current filter.
     by_id(By.ID, "clear").click()
     wait.until(lambda _: text_of("total") == "30 events")
