@@ -241,22 +241,23 @@ class Explorer:
     # -- search -------------------------------------------------------------------------------
 
     def _text_first(self, f: ExplorerFilter) -> bool:
-        """Whether SQLite must be steered to find the text's rows first (see :meth:`column`)."""
-        return self.store.is_sqlite and f.q is not None and bool(fts_words(f.q))
+        """Whether the database must be steered to find the text's rows first (see :meth:`column`)."""
+        return f.q is not None and bool(fts_words(f.q))
 
     def column(self, name: str, f: ExplorerFilter) -> ColumnElement[Any]:
-        """``records.<name>`` in a filter or an ORDER BY; ``+records.<name>`` for SQLite text searches.
+        """``records.<name>`` in a filter or an ORDER BY, kept off its index in a text search.
 
-        SQLite's planner cannot tell how few rows an FTS5 match holds: with ``task = ?`` or an
-        ORDER BY beside it, it walks the task (or time) index over a quarter of a million rows,
-        testing each against the match (1.3 s over a million events). The unary ``+`` keeps such
-        a column off its indexes, so the match's rowids drive the query (its documented way:
-        "Disqualifying WHERE clause terms using unary-'+'"). PostgreSQL costs the GIN index
-        itself.
+        Neither planner can tell how few rows a text match holds. SQLite, with ``task = ?`` or an
+        ORDER BY beside an FTS5 match, walks the task (or time) index over a quarter of a million
+        rows testing each against the match (1.3 s over a million events); PostgreSQL ANDs the GIN
+        bitmap with a b-tree bitmap of every ``low_confidence`` or ``crowd`` row (40 ms to build).
+        An expression the indexes do not cover keeps the match's rows the driver: SQLite's
+        documented unary ``+``, and ``coalesce(x, x)`` in PostgreSQL.
         """
-        if self._text_first(f):
-            return literal_column(f"+records.{name}", type_=records.c[name].type)
-        return records.c[name]
+        if not self._text_first(f):
+            return records.c[name]
+        spelled = f"+records.{name}" if self.store.is_sqlite else f"coalesce(records.{name}, records.{name})"
+        return literal_column(spelled, type_=records.c[name].type)
 
     def conditions(self, conn: Connection, f: ExplorerFilter) -> list[ColumnElement[bool]]:
         """The WHERE clauses of a filter (bound parameters only)."""
