@@ -100,6 +100,8 @@ class LocalPostgres:
                 "UTF8",
                 "--locale=C.UTF-8",
             )
+        if self.running():
+            return self.url
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=4GB"
