@@ -138,3 +138,20 @@ def test_bad_filters_are_refused(explorer: Explorer) -> None:
     injected = explorer.search(ExplorerFilter(q="refund'); DELETE FROM records; --"))
     assert injected.total == 0
     assert explorer.search(ExplorerFilter()).total == 12
+
+
+def test_a_text_search_answers_the_same_in_one_pass_and_in_sql(
+    explorer: Explorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.explorer.query as query
+
+    filters = [
+        ExplorerFilter(q="card", sort="confidence", order="asc", per_page=2, page=2),
+        ExplorerFilter(q="refund", sort="updated", per_page=3),
+        ExplorerFilter(q="the", sort="event_id", order="desc", per_page=4, page=2),
+    ]
+    one_pass = [explorer.search(f) for f in filters]
+    monkeypatch.setattr(query, "ONE_PASS_MAX", 0)  # every search overflows: the SQL path
+    in_sql = [explorer.search(f) for f in filters]
+    assert one_pass == in_sql
+    assert [len(page.rows) for page in one_pass] == [2, 3, 4]
