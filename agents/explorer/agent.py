@@ -52,7 +52,11 @@ def register(
         labels_topic=loop.names.labels,
         bulk_cap=settings.bulk_cap,
     )
-    indexer = Indexer(loop.settings, explorer.store, settings) if settings.index_in_worker else None
+    indexer = (
+        Indexer(loop.settings, explorer.store, settings, on_batch=explorer.refresh_vectors)
+        if settings.index_in_worker
+        else None
+    )
     if indexer is not None:
 
         @loop.app.task  # type: ignore[untyped-decorator]

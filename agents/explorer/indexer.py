@@ -110,7 +110,8 @@ class Indexer:
     explorer
         Batch size and poll timeout.
     on_batch
-        Called after each committed batch (the worker refreshes its vector index there).
+        Called (in a thread) after each committed batch: the worker folds the new rows into its
+        vector index there, so "more like this" never waits to build it.
     """
 
     def __init__(
@@ -119,7 +120,7 @@ class Indexer:
         store: IndexStore,
         explorer: ExplorerSettings | None = None,
         *,
-        on_batch: Callable[[], None] | None = None,
+        on_batch: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -177,7 +178,7 @@ class Indexer:
                     self.stats.rows_changed += await asyncio.to_thread(self.store.apply, facts, read_up_to)
                     self.stats.batches += 1
                     if self.on_batch is not None:
-                        self.on_batch()
+                        await asyncio.to_thread(self.on_batch)
                 if until_end:
                     for tp in list(remaining):
                         if await consumer.position(tp) >= ends[tp]:
