@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-# Debian tools the tests drive from outside: kcat (the wire-contract test and the README) and
-# headless chromium + chromium-driver (the expert page's browser test).
-APT_TOOLS := kcat chromium chromium-driver
-TOOLS_INSTALL := { command -v kcat && command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
+# Debian tools the tests drive from outside: kcat (the wire-contract test and the README),
+# headless chromium + chromium-driver (the expert page's browser test) and postgresql (the
+# explorer's PostgreSQL tests and benchmark start a throwaway server from its initdb/pg_ctl).
+APT_TOOLS := kcat chromium chromium-driver postgresql
+TOOLS_INSTALL := { command -v kcat && command -v chromium && command -v chromedriver \
+	&& { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; }; } >/dev/null 2>&1 \
 	|| { [ "$$(id -u)" = 0 ] \
 	&& (apt-get update -qq && apt-get install -y -qq $(APT_TOOLS) >/dev/null) \
-	|| echo 'kcat/chromium are not installed and we are not root: their tests will be skipped'; }
+	|| echo 'kcat/chromium/postgresql are not installed and we are not root: their tests will be skipped'; }
 
 .PHONY: install tools demo test test-scale-out test-unstable test-unit test-kafka lint format bench drill broker-start broker-stop schemas clean
 

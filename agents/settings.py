@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agents.aggregator.dawid_skene import DawidSkeneSettings
 from agents.aggregator.settings import SkillSettings, WeightedSettings
 from agents.dashboard.agent import DashboardSettings
+from agents.explorer.settings import ExplorerSettings
 from agents.learner.model import LearnerSettings
 from agents.monitor.detectors import MonitorSettings
 from agents.operator_api import OperatorApiSettings
@@ -92,3 +93,5 @@ class StageSettings(BaseSettings):
     operator: OperatorApiSettings = OperatorApiSettings()
     #: How the dashboard samples the metrics (``LABELLOOP_DASHBOARD__*``).
     dashboard: DashboardSettings = DashboardSettings()
+    #: The record explorer's index and indexer (``LABELLOOP_EXPLORER__*``).
+    explorer: ExplorerSettings = ExplorerSettings()

@@ -18,6 +18,8 @@ from agents.aggregator.weighted import WeightedVoteAggregator
 from agents.dashboard import agent as dashboard_agent
 from agents.dashboard.server import Dashboard
 from agents.dispatcher import agent as dispatcher_agent
+from agents.explorer import agent as explorer_agent
+from agents.explorer.agent import ExplorerStage
 from agents.learner import agent as learner_agent
 from agents.learner.model import OnlineLearner, features_of
 from agents.loop import Loop
@@ -58,6 +60,8 @@ class Worker:
     response: ResponsePolicy | None = None
     #: ``/metrics`` and the dashboard (None when the worker's web server is off).
     dashboard: Dashboard | None = None
+    #: The record explorer (its index, API and indexer; None without the web server or when disabled).
+    explorer: ExplorerStage | None = None
     #: The lock on the worker's data dir (:func:`~streams.app.claim_local_state`), held while open.
     local_state: IO[bytes] | None = None
 
@@ -126,9 +130,12 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
     pools_agent.register(loop, backends, bots, warmup_s)
     api = operator_api.register(loop, stages.operator)
     dashboard = None
+    explorer = None
     if api is not None:
         dashboard = dashboard_agent.register(loop, api.app, stages.dashboard)
         dashboard.expert_page = lambda: _expert_page(experts)
+        if stages.explorer.enabled:
+            explorer = explorer_agent.register(loop, api.app, stages.explorer, stages.operator)
 
     @app.task  # type: ignore[untyped-decorator]
     async def stacks_on_sigusr1() -> None:
@@ -146,6 +153,7 @@ def build_worker(settings: Settings, stages: StageSettings, **app_overrides: Any
         monitors=monitors,
         response=response,
         dashboard=dashboard,
+        explorer=explorer,
         local_state=local_state,
     )
 

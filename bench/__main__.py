@@ -8,6 +8,8 @@ from bench import (
     aggregation_cost,
     crowd_aggregation,
     drift_detection,
+    explorer_bulk,
+    explorer_index,
     ingestion,
     loop_latency,
     memory,
@@ -47,6 +49,8 @@ def main() -> int:
         memory,
         ingestion,
         snapshot_replay,
+        explorer_bulk,
+        explorer_index,
     ):
         more_rows, more_goals = module.run()
         rows += more_rows

@@ -3,7 +3,8 @@
 Every command reads the same ``LABELLOOP_*`` settings as the workers, so
 pointing the CLI at your own Kafka is one environment variable:
 ``LABELLOOP_KAFKA__BOOTSTRAP_SERVERS=broker1:9092,broker2:9092``. The ``broker`` and ``topics``
-commands are :mod:`labelloop.broker_commands`, the ``pools`` commands :mod:`labelloop.pools_commands`.
+commands are :mod:`labelloop.broker_commands`, the ``pools`` commands :mod:`labelloop.pools_commands`,
+the explorer's :mod:`labelloop.explorer_commands`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from labelloop.broker_commands import broker_app, topics_app
+from labelloop.explorer_commands import explore, explorer_app
 from labelloop.pools_commands import pools_app
 from streams.errors import LabelloopError
 
@@ -29,6 +31,8 @@ app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(pools_app, name="pools")
+app.add_typer(explorer_app, name="explorer")
+app.command()(explore)
 console = Console(stderr=True)
 
 

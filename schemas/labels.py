@@ -43,6 +43,13 @@ class LabelProvenance(WireModel):
     n_answers: Annotated[int, Field(ge=0, le=1_000)] = 0
     pool: Id | None = None
     worker_ids: Annotated[list[Id], Field(max_length=100)] = Field(default_factory=list)
+    #: The operator who set this revision by hand (a correction or a bulk label in the record
+    #: explorer, or the undo of one); None for the loop's own revisions.
+    operator: Id | None = None
+    #: The operator's reason, as they gave it.
+    operator_reason: Reason | None = None
+    #: The explorer's bulk action this revision belongs to (its undo finds it by this id).
+    action_id: Id | None = None
 
 
 class Label(WireModel):

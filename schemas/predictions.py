@@ -24,6 +24,8 @@ SCORE_SUM_TOLERANCE = 1e-3
 MAX_TEXT_CHARS = 20_000
 MAX_FEATURES = 1_024
 MAX_CLASSES = 1_000
+#: The longest embedding a producer may send (the explorer's "more like this" indexes it).
+MAX_EMBEDDING_DIM = 4_096
 
 FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 IMAGE_URL_SCHEMES = ("http", "https", "s3", "gs")
@@ -55,6 +57,8 @@ class PredictionInput(WireModel):
     --------
     >>> PredictionInput(features={"amount": 12.5}).features
     {'amount': 12.5}
+    >>> len(PredictionInput(text="card declined", embedding=[0.1, -0.2, 0.3]).embedding)
+    3
     >>> from pydantic import ValidationError
     >>> try:
     ...     PredictionInput()
@@ -81,6 +85,10 @@ class PredictionInput(WireModel):
     text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] | None = None
     image_url: ImageUrl | None = None
     features: Annotated[dict[FeatureName, Finite], Field(max_length=MAX_FEATURES)] | None = None
+    #: The producer's own model embedding of the input (finite floats; the explorer fixes one
+    #: dimension per task). Optional within version 1: producers without it keep working, and
+    #: it alone is no input (the model saw text, an image or features).
+    embedding: Annotated[list[Finite], Field(min_length=1, max_length=MAX_EMBEDDING_DIM)] | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:

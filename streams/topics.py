@@ -103,6 +103,22 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         configs={"retention.ms": str(7 * DAY_MS)},
     ),
     TopicSpec(
+        "explorer-revisions",
+        "event_id",
+        "RevisionOrder",
+        "internal: an operator's correction, bulk label or undo, published on labels by the"
+        " partition's owner through the label ledger (agents/explorer/revise.py)",
+        configs={"retention.ms": str(7 * DAY_MS)},
+    ),
+    TopicSpec(
+        "explorer-actions",
+        "action_id/part",
+        "BulkAction",
+        "compacted: the explorer's bulk actions (each event's prior label), so an undo outlives a restart",
+        compacted=True,
+        partitions=1,
+    ),
+    TopicSpec(
         "batch-state",
         "partition:first offset of a batch",
         "the batch's state changes (JSON)",

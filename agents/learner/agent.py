@@ -26,6 +26,7 @@ from agents.learner.model import (
     features_of,
     first_human_label,
     importance_weight,
+    set_by_operator,
 )
 from agents.loop import Loop
 from schemas import Label, LabelRequest, PredictionEvent
@@ -120,6 +121,16 @@ def register(loop: Loop) -> tuple[dict[str, OnlineLearner], Accepted | None]:
             batch.put(PENDING, event_id, json.dumps({"x": x, "task": task}))
 
     async def on_label(label: Label, record: Record, batch: Batch) -> None:
+        if set_by_operator(label):
+            # An operator's correction: learned if the event's input still waits for its first
+            # human label (an audit not answered yet), never parked (no request may ever come).
+            pending = batch.get(PENDING, label.event_id)
+            if pending is not None and "x" in (found := json.loads(pending)):
+                batch.put(PENDING, label.event_id, None)
+                weight = importance_weight(label, settings.max_weight)
+                batch.after_commit(lambda: learn(found["task"], found["x"], label.label, weight))
+                counters["learner.corrections"] += 1
+            return
         # Only an event's first human label is learned: a later revision (an expert verdict, a
         # healed label) finds no input waiting, and keeping it would leave it in the state forever.
         if not first_human_label(label):

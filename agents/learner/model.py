@@ -135,6 +135,25 @@ def first_human_label(label: Label) -> bool:
     return label.is_human and label.revision == (2 if label.route == "audit" else 1)
 
 
+def set_by_operator(label: Label) -> bool:
+    """Whether an operator set ``label`` by hand (a correction or bulk label in the record explorer).
+
+    Such a revision is an expert label like any other, but it comes after the
+    event's first label (it supersedes one), so :func:`first_human_label` says
+    no: the learner learns it when it is the event's first *human* label, i.e.
+    when the event's input still waits for one (an audited event corrected
+    before the audit's verdict came), and once.
+
+    >>> from tests import factories
+    >>> crowd = factories.human_label()
+    >>> by_hand = crowd.provenance.model_copy(update={"operator": "ana", "operator_reason": "seen it"})
+    >>> fixed = crowd.model_copy(update={"source": "expert", "revision": 2, "provenance": by_hand})
+    >>> set_by_operator(crowd), set_by_operator(fixed), first_human_label(fixed)
+    (False, True, False)
+    """
+    return label.is_human and label.provenance.operator is not None
+
+
 def importance_weight(label: Label, max_weight: float) -> float:
     """1 / the inclusion probability of ``label``'s route, clipped at ``max_weight``.
 

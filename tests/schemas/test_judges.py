@@ -258,6 +258,8 @@ def label_documents(draw: st.DrawFn) -> Document:
             "pool": draw(ids),
             "worker_ids": draw(st.lists(ids, max_size=5)),
         }
+    if draw(st.booleans()):
+        provenance |= {"operator": draw(ids), "operator_reason": draw(labels), "action_id": draw(ids)}
     document: Document = {
         "event_id": draw(ids),
         "label": draw(labels),

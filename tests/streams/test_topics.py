@@ -43,6 +43,7 @@ def test_latest_value_topics_are_compacted_the_rest_of_the_catalogue_is_not() ->
         "prod.policy-status",
         "prod.worker-skills",
         "prod.batch-state",
+        "prod.explorer-actions",
     }
     assert TOPICS["prod.predictions"].configs["cleanup.policy"] == "delete"
 
