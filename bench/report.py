@@ -27,6 +27,7 @@ SUITE = "make bench"
 README_START = "<!-- bench:goals:start (written by python -m bench.report; do not edit) -->"
 README_END = "<!-- bench:goals:end -->"
 _GOAL_ID = re.compile(r"^([A-Z]\d+)\b")
+UNGROUPED = ""
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ def _cell(text: object) -> str:
 
 
 def _group(row: dict[str, Any]) -> str:
-    """The table a row belongs to: the module that measured it, else its goal id, else "other"."""
+    """The table a row belongs to: the module that measured it, else its goal id, else none."""
     if row.get("bench"):
         return str(row["bench"])
     found = _GOAL_ID.match(row["name"].strip())
-    return found.group(1) if found else "other"
+    return found.group(1) if found else UNGROUPED
 
 
 def describe_source(run: BenchRun) -> list[str]:
@@ -158,9 +159,14 @@ def render(run: BenchRun, later: Sequence[BenchRun] = ()) -> str:
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in run.rows:
         groups.setdefault(_group(row), []).append(row)
+    # Rows of a JSON that did not record their benchmark, and carry no goal id, come last.
+    ungrouped = groups.pop(UNGROUPED, None)
+    if ungrouped:
+        groups[UNGROUPED] = ungrouped
     for name, rows in groups.items():
+        title = "without a goal id" if name == UNGROUPED else name
         lines += [
-            f"### {name}",
+            f"### {title}",
             "",
             "| benchmark | figure | baseline | ratio | baseline is |",
             "|---|---:|---:|---:|---|",
@@ -192,7 +198,7 @@ def readme_summary(run: BenchRun) -> str:
     """The few lines README.md shows between its markers: which goals hold, from which run."""
     held = ", ".join(goal["goal_id"] for goal in run.goals if goal["holds"]) or "none"
     failed = ", ".join(goal["goal_id"] for goal in run.goals if not goal["holds"]) or "none"
-    commit = str(run.source.get("commit", "commit not recorded"))[:12]
+    commit = str(run.source["commit"])[:12] if "commit" in run.source else "commit not recorded"
     return "\n".join(
         [
             README_START,
