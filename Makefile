@@ -15,7 +15,7 @@ TOOLS_INSTALL := { command -v kcat && command -v chromium && command -v chromedr
 	&& (apt-get update -qq && apt-get install -y -qq $(APT_TOOLS) >/dev/null) \
 	|| echo 'kcat/chromium are not installed and we are not root: their tests will be skipped'; }
 
-.PHONY: install tools demo test test-scale-out test-security test-unit test-kafka lint format bench drill broker-start broker-stop schemas clean
+.PHONY: install tools demo test test-scale-out test-security test-unit test-kafka lint format bench bench-report drill broker-start broker-stop schemas clean
 
 install: $(STAMP)
 
@@ -59,8 +59,13 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Every benchmark; writes bench/results/bench-<time>.json, docs/benchmarks.md and the README's goal summary.
 bench: install
 	$(BIN)/python -m bench
+
+# docs/benchmarks.md (and the README's goal summary) again from the latest make bench JSON, running nothing.
+bench-report: install
+	$(BIN)/python -m bench.report
 
 # The fault drill (docs/guarantees.md): seven fault classes, 20,000 events each, on the test broker
 # (started if none answers on 19092; the broker restart runs on a private one on 29830). Prints the
