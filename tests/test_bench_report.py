@@ -75,6 +75,11 @@ def test_the_readme_block_between_its_markers_says_which_goals_hold(results: Pat
     assert readme.read_text(encoding="utf-8") == text
     with pytest.raises(ValueError, match="markers"):
         bench_report.replace_marked_block("no markers here", "block")
+    # A README without the markers is left alone; the page is still written.
+    readme.write_text("no markers here\n", encoding="utf-8")
+    bench_report.write(results=results, out=tmp_path / "again.md", readme=readme)
+    assert readme.read_text(encoding="utf-8") == "no markers here\n"
+    assert (tmp_path / "again.md").exists()
 
 
 def test_a_run_written_before_the_source_was_recorded_says_so(results: Path, tmp_path: Path) -> None:
