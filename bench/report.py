@@ -188,7 +188,7 @@ def render(run: BenchRun, later: Sequence[BenchRun] = ()) -> str:
             "",
         ]
         for single in later:
-            commit = single.source.get("commit", "commit not recorded")
+            commit = single.source["commit"]
             lines += [f"{single.when:%Y-%m-%d %H:%M:%S} UTC, `{commit}`:", "", "```"]
             lines += [goal_line(goal) for goal in single.goals] or ["(no goal line)"]
             lines += ["```", ""]
@@ -227,7 +227,13 @@ def write(
     """Write ``out`` (and the marked block of ``readme``) from a run: the latest whole one by default."""
     runs = load_runs(results)
     run = BenchRun.load(run_path) if run_path else latest_whole_run(runs)
-    later = [other for other in runs if other.when > run.when and not other.is_whole_run]
+    # Single-module runs after it, when they say which code they measured (older JSON does not:
+    # on a machine shared by several branches, a figure without its commit misleads).
+    later = [
+        other
+        for other in runs
+        if other.when > run.when and not other.is_whole_run and "commit" in other.source
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(run, later), encoding="utf-8")
     if readme is not None and readme.exists():

@@ -86,11 +86,16 @@ def test_a_run_written_before_the_source_was_recorded_says_so(results: Path, tmp
     out = tmp_path / "benchmarks.md"
     for newer in (WHOLE, SINGLE):
         (results / newer).unlink()
+    # A later single-module run that does not say which commit it measured is not listed.
+    unsourced = json.loads((FIXTURES / SINGLE).read_text(encoding="utf-8"))
+    del unsourced["source"]
+    (results / SINGLE).write_text(json.dumps(unsourced), encoding="utf-8")
     run = bench_report.write(results=results, out=out, readme=None)
     assert run.path.name == LEGACY
     page = out.read_text(encoding="utf-8")
     assert "| commit | not recorded" in page
     assert "| Python | x86_64 python 3.11.7 |" in page
+    assert "Single benchmarks run after it" not in page
     # A `|` inside a goal is escaped so the table keeps its columns.
     assert r">= 0.7x passthrough \| >= 10,000/s" in page
     # Rows without their module are grouped by their goal id.
