@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -61,8 +62,13 @@ def test_goal_lines_say_holds_or_fails() -> None:
     assert Goal("R9", "0.7", "<= 0.6", False).line() == "goal R9: 0.7 (goal: <= 0.6) FAILS"
 
 
-def test_the_report_prints_ratios_against_same_run_baselines(tmp_path: object) -> None:
-    text = report([Row("thing", 2.0, 4.0, "us", "the other thing")], [Goal("R9", "x", "y", True)])
+def test_the_report_prints_ratios_against_same_run_baselines(tmp_path: Path) -> None:
+    # Into tmp_path: a test must not leave a JSON in bench/results/ for bench.report to pick up.
+    text = report(
+        [Row("thing", 2.0, 4.0, "us", "the other thing")],
+        [Goal("R9", "x", "y", True)],
+        results=tmp_path,
+    )
     assert "0.50x" in text
     assert text.splitlines()[-1] == "goal R9: x (goal: y) holds"
 

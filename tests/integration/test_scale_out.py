@@ -25,8 +25,8 @@ from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
 from tests.integration.conftest import LoopUnderTest, TopicWatcher, publish_with_truth
 
-# Not in `make test` (its own target, `make test-scale-out`): three workers and a SIGKILL take
-# about two minutes, and a rebalance can stall past the budget (see docs/scale-out.md).
+# Not in `make test` (its own target, `make test-scale-out`, which CI runs): three workers and a
+# SIGKILL take one to two minutes, past the 10-minute budget's share (see docs/scale-out.md).
 pytestmark = [pytest.mark.kafka, pytest.mark.scaleout]
 
 WORKERS = 3
