@@ -137,6 +137,9 @@ def loop_under_test(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[.
             # The drift response changes the routing policy on its own; the tests that assert the
             # policy in force turn it on where they mean it (test_drift_response.py).
             "LABELLOOP_MONITOR__RESPONSE__ENABLED": "false",
+            # The record explorer's index is fed beside the loop and proven by its own whole-loop
+            # test (test_explorer_loop.py turns it on); the other loops spare its CPU on 2 cores.
+            "LABELLOOP_EXPLORER__ENABLED": "false",
             **env_overrides,
         }
         log_dir = tmp_path / run / "logs"

@@ -143,6 +143,7 @@ def test_the_explorer_finds_corrects_bulk_labels_undoes_and_rebuilds(
 ) -> None:
     loop = loop_under_test(
         LABELLOOP_OPERATOR__TOKEN=TOKEN,
+        LABELLOOP_EXPLORER__ENABLED="true",
         LABELLOOP_ROUTER__ACCEPT_THRESHOLD="0.8",
         LABELLOOP_ROUTER__CONTROL_SHARE="0.5",
     )
