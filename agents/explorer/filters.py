@@ -2,7 +2,7 @@
 
 Bad input is a ``ValidationError`` (a 400 in the API) before any SQL is built; every value reaches
 the database as a bound parameter and free text only as the words
-:func:`~agents.explorer.store.fts_words` keeps. :class:`~agents.explorer.query.Explorer` turns a
+:func:`~agents.explorer.tables.fts_words` keeps. :class:`~agents.explorer.query.Explorer` turns a
 filter into WHERE clauses with :func:`conditions` and into an ORDER BY with :func:`ordering`.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, column, exists, func, literal_column, sele
 from sqlalchemy.engine import Connection
 
 from agents.explorer.rows import ExplorerRoute
-from agents.explorer.store import alerts, fts_words, labelers, records, to_micros
+from agents.explorer.tables import alerts, fts_words, labelers, records, to_micros
 
 #: What ``sort`` may name, and the column it orders by.
 SORTS = {

@@ -20,16 +20,8 @@ from agents.explorer.filters import MAX_PER_PAGE, SORTS, ExplorerFilter, conditi
 from agents.explorer.results import FACETS, Hit, Page, RecordDetail, RecordRow, facet_counts
 from agents.explorer.rows import EventRow
 from agents.explorer.settings import ExplorerSettings
-from agents.explorer.store import (
-    IndexStore,
-    alerts,
-    answers,
-    from_micros,
-    records,
-    revisions,
-    row_from,
-    skills,
-)
+from agents.explorer.store import IndexStore
+from agents.explorer.tables import alerts, answers, from_micros, records, revisions, row_from, skills
 from agents.explorer.vectors import SimilarityIndex
 from schemas import Label
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from agents.explorer.rows import EventRow
-from agents.explorer.store import from_micros
+from agents.explorer.tables import from_micros
 from schemas import Label
 
 #: The facets every page counts (per value, over the whole filter, not just the page).
