@@ -184,7 +184,7 @@ async def _plain_read(settings: object, topics: list[str]) -> tuple[int, float]:
 def e2(events: int) -> tuple[list[Row], list[Goal]]:
     from aiokafka import AIOKafkaProducer
 
-    from streams.topics import create_topics, delete_topics
+    from streams.topic_admin import create_topics, delete_topics
 
     with bench_broker() as broker:
         settings = bench_settings(broker.bootstrap, run_name("e2"))
