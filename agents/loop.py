@@ -18,7 +18,8 @@ import faust
 
 from schemas import utc_now
 from streams.app import broker_credentials, table_store
-from streams.batches import Batch, BatchHandler, BatchSender, TransactionalBatches
+from streams.batch import Batch, BatchHandler, BatchSender
+from streams.batches import TransactionalBatches
 from streams.codec import H_ORIGIN, H_STAGE, dlq_kind
 from streams.ledger import LabelLedger, read_label_tail
 from streams.metrics import LoopMetrics

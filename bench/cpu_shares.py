@@ -29,7 +29,9 @@ from pathlib import Path
 CLIENT_PACKAGES = ("/faust/", "/mode/", "/aiokafka/", "/kafka/", "/confluent_kafka/")
 #: The batch path's functions that only call into librdkafka (C, no Python frame of its own): a
 #: sample whose innermost frame is one of them is the client's work.
-CLIENT_CALLS = ("_fetch (", "_produce (", "_transact (", "_abort (")
+CLIENT_CALLS = ("fetch (", "produce (", "_transact (", "_abort (")
+#: The files of those functions (the service and its clients' module).
+CLIENT_FILES = ("streams/batches.py", "streams/batch_clients.py")
 #: librdkafka's own threads (named ``rdk:main``, ``rdk:broker1``, ...): py-spy sees no Python
 #: there, so their CPU is read from ``/proc`` (:func:`thread_cpu_s`) and printed as a stage.
 NATIVE_STAGE = "librdkafka threads"
@@ -69,10 +71,12 @@ def stage_of(frames: list[str]) -> str:
     'router'
     >>> stage_of(["_one (streams/batches.py:521)", "send (aiokafka/client.py:474)"])
     'faust/Kafka client'
-    >>> stage_of(["_transact (streams/batches.py:760)", "_produce (streams/batches.py:780)"])
+    >>> stage_of(["_transact (streams/batches.py:760)", "produce (streams/batch_clients.py:780)"])
+    'faust/Kafka client'
+    >>> stage_of(["_run (streams/batches.py:300)", "fetch (streams/batch_clients.py:100)"])
     'faust/Kafka client'
     """
-    if frames and "streams/batches.py" in frames[-1] and frames[-1].startswith(CLIENT_CALLS):
+    if frames and any(name in frames[-1] for name in CLIENT_FILES) and frames[-1].startswith(CLIENT_CALLS):
         return "faust/Kafka client"
     for frame in reversed(frames):
         # py-spy names files relative to the worker's directory or to site-packages.

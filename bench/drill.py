@@ -53,7 +53,7 @@ from schemas import CrowdAnswer
 from streams.broker import BrokerSettings, LocalBroker
 from streams.sdk import PredictionPublisher
 from streams.settings import Settings
-from streams.topics import delete_topics
+from streams.topic_admin import delete_topics
 
 log = logging.getLogger("labelloop.drill")
 

@@ -28,7 +28,8 @@ from bench.drill_ledger import Ledger
 from streams.codec import H_ORIGINAL_SHA256, headers_dict
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 from streams.worker_process import start_worker, stop_worker
 
 log = logging.getLogger("labelloop.drill")

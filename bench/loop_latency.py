@@ -60,7 +60,8 @@ from schemas import utc_now
 from streams.codec import encode
 from streams.sdk import PredictionPublisher
 from streams.settings import Settings
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 
 RATE_PER_S = 1_000.0
 #: A rate one worker keeps up with here: its latencies are the path's own, without a queue.

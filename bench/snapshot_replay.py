@@ -28,7 +28,8 @@ from schemas import Label, LabelProvenance, LabelSource
 from streams.broker import LocalBroker, is_reachable
 from streams.settings import KafkaSettings, Settings, TopicSettings
 from streams.snapshot import DATA_FILE, export_topic, publish_labels, replay
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 
 EVENTS = 5_000
 CORRECTED_EVERY = 10

@@ -66,7 +66,8 @@ from bench.workers import (
 from streams.codec import encode
 from streams.sdk import read_records
 from streams.settings import Settings
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 
 RECORDS = 200_000
 #: Distinct simulated events; the 200k records are these with fresh event ids.

@@ -32,7 +32,8 @@ from typing import Any
 
 from streams.broker import BrokerSettings, LocalBroker, is_reachable
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_BROKER = BrokerSettings(port=29092, controller_port=29093, home=REPO / ".labelloop" / "bench-kafka")

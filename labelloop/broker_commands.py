@@ -76,7 +76,7 @@ def broker_status(port: PortOption = None) -> None:
 def topics_create() -> None:
     """Create every topic of the catalogue that is missing and verify the others."""
     from streams.settings import Settings
-    from streams.topics import create_topics
+    from streams.topic_admin import create_topics
 
     report = create_topics(Settings())
     console.print(f"created {len(report.created)}, verified {len(report.existing)} existing")
@@ -102,7 +102,7 @@ def topics_delete(
 ) -> None:
     """Delete every catalogue topic under the current prefix (data is lost)."""
     from streams.settings import Settings
-    from streams.topics import delete_topics
+    from streams.topic_admin import delete_topics
 
     if not yes:
         raise typer.BadParameter("deleting topics loses their data: pass --yes")

@@ -1,220 +1,47 @@
-"""The explorer's queries: search with facets, the record page, "more like this", bulk selections.
+"""The explorer's facade: search with facets, the record page, "more like this", bulk selections.
 
 :class:`Explorer` is the one facade the JSON API, the CLI and the bulk actions use; it reads
 the index :mod:`agents.explorer.store` keeps (never Kafka) and the per-task vector index of
-:mod:`agents.explorer.vectors`. Filters are a pydantic model (:class:`ExplorerFilter`) parsed
-from query parameters, so bad input is a ``ValidationError`` (a 400 in the API) before any SQL
-is built; every value reaches the database as a bound parameter and free text only as the
-words :func:`~agents.explorer.store.fts_words` keeps.
+:mod:`agents.explorer.vectors`. What to list is an :class:`~agents.explorer.filters.ExplorerFilter`
+(:mod:`agents.explorer.filters` turns it into bound SQL); what comes back are the records of
+:mod:`agents.explorer.results` (both re-exported here, where their callers import them from).
 """
 
 from __future__ import annotations
 
 import heapq
 import threading
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    column,
-    exists,
-    func,
-    literal_column,
-    select,
-    text,
-    true,
-)
+from sqlalchemy import ColumnElement, and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from agents.explorer.rows import EventRow, ExplorerRoute
+from agents.explorer.filters import MAX_PER_PAGE, SORTS, ExplorerFilter, conditions, ordering, text_first
+from agents.explorer.results import FACETS, Hit, Page, RecordDetail, RecordRow, facet_counts
+from agents.explorer.rows import EventRow
 from agents.explorer.settings import ExplorerSettings
-from agents.explorer.store import (
-    IndexStore,
-    alerts,
-    answers,
-    from_micros,
-    fts_words,
-    labelers,
-    records,
-    revisions,
-    row_from,
-    skills,
-    to_micros,
-)
+from agents.explorer.store import IndexStore
+from agents.explorer.tables import alerts, answers, from_micros, records, revisions, row_from, skills
 from agents.explorer.vectors import SimilarityIndex
 from schemas import Label
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-#: What ``sort`` may name, and the column it orders by.
-SORTS = {
-    "updated": records.c.updated_at,
-    "created": records.c.created_at,
-    "confidence": records.c.confidence,
-    "revisions": records.c.n_revisions,
-    "event_id": records.c.event_id,
-}
-#: The facets every page counts (per value, over the whole filter, not just the page).
-FACETS = ("task", "predicted", "trusted", "source", "route")
-MAX_FACET_VALUES = 50
-MAX_PER_PAGE = 500
+__all__ = [
+    "MAX_PER_PAGE",
+    "ONE_PASS_MAX",
+    "SORTS",
+    "Explorer",
+    "ExplorerFilter",
+    "Hit",
+    "Page",
+    "RecordDetail",
+    "RecordRow",
+]
+
 #: A text search matching at most this many rows is answered from one read of them.
 ONE_PASS_MAX = 50_000
-
-
-class ExplorerFilter(BaseModel):
-    """Which events to list: every field optional; parsed from query parameters by :meth:`from_query`.
-
-    ``since``/``until`` bound the prediction's ``created_at``; ``drift_window`` names a drift
-    alert (``<detector>@<detected_at>``, as the record page and ``alerts`` list them) and keeps
-    the events of its task (and class, when the alert names one) created from the alert until
-    the detector's next alert.
-
-    Examples
-    --------
-    >>> f = ExplorerFilter.from_query({"q": "refund", "conf_max": "0.7", "disagree": "true", "page": "2"})
-    >>> f.q, f.conf_max, f.disagree, f.page
-    ('refund', 0.7, True, 2)
-    >>> from pydantic import ValidationError
-    >>> try:
-    ...     ExplorerFilter.from_query({"per_page": "100000"})
-    ... except ValidationError as error:
-    ...     print(error.errors()[0]["loc"])
-    ('per_page',)
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    q: str | None = Field(default=None, max_length=512)
-    task: str | None = Field(default=None, max_length=128)
-    predicted: str | None = Field(default=None, max_length=256)
-    trusted: str | None = Field(default=None, max_length=256)
-    source: Literal["model", "crowd", "expert"] | None = None
-    route: ExplorerRoute | None = None
-    conf_min: float | None = Field(default=None, ge=0.0, le=1.0)
-    conf_max: float | None = Field(default=None, ge=0.0, le=1.0)
-    disagree: bool | None = None
-    min_revisions: int | None = Field(default=None, ge=0, le=1_000_000)
-    labeler: str | None = Field(default=None, max_length=128)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
-    drift_window: str | None = Field(default=None, max_length=300)
-    sort: str = "updated"
-    order: Literal["asc", "desc"] = "desc"
-    page: int = Field(default=1, ge=1, le=100_000)
-    per_page: int = Field(default=50, ge=1, le=MAX_PER_PAGE)
-
-    @field_validator("sort")
-    @classmethod
-    def _known_sort(cls, sort: str) -> str:
-        if sort not in SORTS:
-            raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-        return sort
-
-    @classmethod
-    def from_query(cls, params: Mapping[str, str]) -> Self:
-        """The filter of a query string (empty values are absent; unknown names are refused)."""
-        return cls.model_validate({name: value for name, value in params.items() if value != ""})
-
-
-@dataclass(frozen=True)
-class RecordRow:
-    """One event, as listed."""
-
-    event_id: str
-    task: str
-    text: str | None
-    predicted: str
-    confidence: float
-    route: str | None
-    trusted: str | None
-    source: str | None
-    revision: int | None
-    n_revisions: int
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, row: EventRow) -> RecordRow:
-        assert row.task is not None
-        assert row.predicted is not None
-        assert row.confidence is not None
-        return cls(
-            event_id=row.event_id,
-            task=row.task,
-            text=row.text,
-            predicted=row.predicted,
-            confidence=row.confidence,
-            route=row.route,
-            trusted=row.trusted,
-            source=row.source,
-            revision=row.revision,
-            n_revisions=row.n_revisions,
-            updated_at=row.updated_at if row.updated_at is not None else from_micros(0),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "updated_at": self.updated_at.isoformat()}
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a search: the total over the filter, the rows of the page, counts per facet value."""
-
-    total: int
-    rows: list[RecordRow]
-    facets: dict[str, dict[str, int]]
-
-
-@dataclass(frozen=True)
-class RecordDetail:
-    """The record page: the row, the prediction, the routing trace, every answer and every revision."""
-
-    row: RecordRow
-    prediction: dict[str, Any]
-    routing: dict[str, Any] | None
-    answers: list[dict[str, Any]]
-    revisions: list[Label]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "row": self.row.to_json(),
-            "prediction": self.prediction,
-            "routing": self.routing,
-            "answers": self.answers,
-            "revisions": [label.model_dump(mode="json") for label in self.revisions],
-        }
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A neighbour and its cosine similarity (1: the same direction)."""
-
-    row: RecordRow
-    score: float
-
-
-def _facet_counts(
-    combos: Iterable[tuple[tuple[Any, ...], int]],
-) -> tuple[int, dict[str, dict[str, int]]]:
-    """The total and the counts per facet value of (facet values, count) combinations."""
-    total = 0
-    counted: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
-    for values, count in combos:
-        total += count
-        for name, value in zip(FACETS, values, strict=True):
-            counted[name]["(none)" if value is None else str(value)] += count
-    return total, {
-        name: dict(sorted(values.items(), key=lambda item: (-item[1], item[0]))[:MAX_FACET_VALUES])
-        for name, values in counted.items()
-    }
 
 
 class Explorer:
@@ -260,83 +87,6 @@ class Explorer:
 
     # -- search -------------------------------------------------------------------------------
 
-    def _text_first(self, f: ExplorerFilter) -> bool:
-        """Whether the database must be steered to find the text's rows first (see :meth:`column`)."""
-        return f.q is not None and bool(fts_words(f.q))
-
-    def column(self, name: str, f: ExplorerFilter) -> ColumnElement[Any]:
-        """``records.<name>`` in a filter or an ORDER BY, kept off its index in a text search.
-
-        Neither planner can tell how few rows a text match holds. SQLite, with ``task = ?`` or an
-        ORDER BY beside an FTS5 match, walks the task (or time) index over a quarter of a million
-        rows testing each against the match (1.3 s over a million events); PostgreSQL ANDs the GIN
-        bitmap with a b-tree bitmap of every ``low_confidence`` or ``crowd`` row (40 ms to build).
-        An expression the indexes do not cover keeps the match's rows the driver: SQLite's
-        documented unary ``+``, and ``coalesce(x, x)`` in PostgreSQL.
-        """
-        if not self._text_first(f):
-            return records.c[name]
-        spelled = f"+records.{name}" if self.store.is_sqlite else f"coalesce(records.{name}, records.{name})"
-        return literal_column(spelled, type_=records.c[name].type)
-
-    def conditions(self, conn: Connection, f: ExplorerFilter) -> list[ColumnElement[bool]]:
-        """The WHERE clauses of a filter (bound parameters only)."""
-
-        def c(name: str) -> ColumnElement[Any]:
-            return self.column(name, f)
-
-        where: list[ColumnElement[bool]] = [c("listed") == true()]
-        if f.q is not None:
-            words = fts_words(f.q)
-            if words:
-                where.append(self._text_match(words))
-        for name in ("task", "predicted", "trusted", "source", "route"):
-            value = getattr(f, name)
-            if value is not None:
-                where.append(c(name) == value)
-        if f.conf_min is not None:
-            where.append(c("confidence") >= f.conf_min)
-        if f.conf_max is not None:
-            where.append(c("confidence") <= f.conf_max)
-        if f.disagree is not None:
-            where.append(c("disagree") == f.disagree)
-        if f.min_revisions is not None:
-            where.append(c("n_revisions") >= f.min_revisions)
-        if f.labeler is not None:
-            where.append(
-                exists().where(labelers.c.event_id == records.c.event_id, labelers.c.worker_id == f.labeler)
-            )
-        if f.since is not None:
-            where.append(c("created_at") >= to_micros(f.since))
-        if f.until is not None:
-            where.append(c("created_at") < to_micros(f.until))
-        if f.drift_window is not None:
-            where += self._drift_window(conn, f.drift_window)
-        return where
-
-    def _text_match(self, words: list[str]) -> ColumnElement[bool]:
-        if self.store.is_sqlite:
-            match = " ".join(f'"{word}"' for word in words)  # implicit AND of quoted words
-            fts = text("SELECT rowid FROM records_fts WHERE records_fts MATCH :fts").bindparams(fts=match)
-            return records.c.id.in_(fts.columns(column("rowid")))
-        return text("records.tsv @@ plainto_tsquery('simple', :fts)").bindparams(fts=" ".join(words))  # type: ignore[return-value]
-
-    def _drift_window(self, conn: Connection, name: str) -> list[ColumnElement[bool]]:
-        alert = conn.execute(select(alerts).where(alerts.c.alert_id == name)).mappings().first()
-        if alert is None:
-            return [records.c.id < 0]  # an unknown window holds no event
-        following = conn.execute(
-            select(func.min(alerts.c.detected_at)).where(
-                alerts.c.detector == alert["detector"], alerts.c.detected_at > alert["detected_at"]
-            )
-        ).scalar_one()
-        where = [records.c.task == alert["task"], records.c.created_at >= alert["detected_at"]]
-        if following is not None:
-            where.append(records.c.created_at < following)
-        if alert["predicted_class"] is not None:
-            where.append(records.c.predicted == alert["predicted_class"])
-        return where
-
     def search(self, f: ExplorerFilter) -> Page:
         """One page of the events matching ``f``, the total and the counts per facet value."""
         if f.per_page > self.settings.max_per_page:
@@ -344,19 +94,15 @@ class Explorer:
         if (f.page - 1) * f.per_page > self.settings.max_offset:
             raise ValueError(f"pages go {self.settings.max_offset} rows deep: narrow the filter instead")
         with self.store.engine.connect() as conn:
-            where = and_(*self.conditions(conn, f))
-            if self._text_first(f):
+            where = and_(*conditions(conn, f, is_sqlite=self.store.is_sqlite))
+            if text_first(f):
                 page = self._search_one_pass(conn, f, where)
                 if page is not None:
                     return page
-            order = self.column(SORTS[f.sort].name, f)
-            ordering = (
-                [order.asc(), records.c.id.asc()] if f.order == "asc" else [order.desc(), records.c.id.desc()]
-            )
             page_rows = conn.execute(
                 select(records)
                 .where(where)
-                .order_by(*ordering)
+                .order_by(*ordering(f, is_sqlite=self.store.is_sqlite))
                 .limit(f.per_page)
                 .offset((f.page - 1) * f.per_page)
             ).mappings()
@@ -367,7 +113,7 @@ class Explorer:
                 .where(where)
                 .group_by(*(records.c[name] for name in FACETS))
             )
-            total, facets = _facet_counts((tuple(combo[:-1]), int(combo[-1])) for combo in combos)
+            total, facets = facet_counts((tuple(combo[:-1]), int(combo[-1])) for combo in combos)
         return Page(total=total, rows=rows, facets=facets)
 
     def _search_one_pass(
@@ -388,7 +134,7 @@ class Explorer:
         ).all()
         if len(matching) > ONE_PASS_MAX:
             return None
-        total, facets = _facet_counts((tuple(row[2:]), 1) for row in matching)
+        total, facets = facet_counts((tuple(row[2:]), 1) for row in matching)
         start = (f.page - 1) * f.per_page
 
         def key(row: Any) -> tuple[bool, Any, int]:
@@ -534,7 +280,7 @@ class Explorer:
             raise ValueError("cap must be at least 1")
         f = f if f is not None else ExplorerFilter()
         with self.store.engine.connect() as conn:
-            where = [*self.conditions(conn, f), records.c.revision.is_not(None)]
+            where = [*conditions(conn, f, is_sqlite=self.store.is_sqlite), records.c.revision.is_not(None)]
             if similar_to is not None:
                 ids = [hit.row.event_id for hit in self.similar(event_id=similar_to, k=k)]
                 if not ids:
@@ -550,16 +296,11 @@ class Explorer:
                 }
                 chosen = [event_id for event_id in ids if event_id in matching][:cap]
             else:
-                order = self.column(SORTS[f.sort].name, f)
-                ordering = (
-                    [order.asc(), records.c.id.asc()]
-                    if f.order == "asc"
-                    else [order.desc(), records.c.id.desc()]
-                )
+                order_by = ordering(f, is_sqlite=self.store.is_sqlite)
                 chosen = [
                     event_id
                     for (event_id,) in conn.execute(
-                        select(records.c.event_id).where(and_(*where)).order_by(*ordering).limit(cap)
+                        select(records.c.event_id).where(and_(*where)).order_by(*order_by).limit(cap)
                     )
                 ]
         return self._latest_labels(chosen)

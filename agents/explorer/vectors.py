@@ -40,7 +40,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from agents.explorer.store import IndexStore, embeddings, records
+from agents.explorer.store import IndexStore
+from agents.explorer.tables import embeddings, records
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -30,7 +30,7 @@ from agents.learner.model import (
 )
 from agents.loop import Loop
 from schemas import Label, LabelRequest, PredictionEvent
-from streams.batches import Batch
+from streams.batch import Batch
 from streams.codec import MODEL_LABELS
 from streams.runtime import Record
 

@@ -24,7 +24,7 @@ from agents.monitor.signals import TaskMonitor
 from agents.router.agent import Watch
 from agents.router.policy import RouterSettings, load_policy
 from schemas import DriftAlert, Label, LabelRequest, PolicyStatus, PredictionEvent
-from streams.batches import Batch
+from streams.batch import Batch
 from streams.broadcast import follow
 from streams.codec import MODEL_LABELS, decode
 from streams.runtime import Record

@@ -21,10 +21,11 @@ from pydantic import TypeAdapter
 
 from agents.loop import Loop
 from agents.router.batch import RoutedTopics, route_batch
-from agents.router.estimators import PrecisionEstimator, RecallEstimator, production_metrics
+from agents.router.estimators import PrecisionEstimator, RecallEstimator
 from agents.router.policy import Decision, Router, load_policy
+from agents.router.production_metrics import production_metrics
 from schemas import Command, Label, PolicyCommand, PoolStatus, PredictionEvent, Suggestion
-from streams.batches import Batch, BatchSender
+from streams.batch import Batch, BatchSender
 from streams.broadcast import follow
 from streams.codec import MODEL_LABELS, decode, decode_json
 from streams.runtime import DeadLetters, Record

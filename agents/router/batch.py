@@ -18,7 +18,7 @@ from datetime import datetime
 
 from agents.router.policy import Decision, Router, label_request, model_label
 from schemas import Label, PredictionEvent, Suggestion, Tier
-from streams.batches import Batch
+from streams.batch import Batch
 from streams.codec import MODEL_LABEL_HEADERS, encode, encode_key
 from streams.partitioner import murmur2
 from streams.runtime import DeadLetters, Record, decode_keyed, handle_record
@@ -76,7 +76,7 @@ async def route_batch(
     >>> from datetime import UTC, datetime
     >>> from agents.router.policy import RouterSettings
     >>> from schemas import PredictionInput
-    >>> from streams.batches import BatchSender
+    >>> from streams.batch import BatchSender
     >>> now = datetime(2026, 1, 1, tzinfo=UTC)
     >>> event = PredictionEvent(event_id="e-1", model_name="m", model_version="1", created_at=now,
     ...                         input=PredictionInput(text="refund"), predicted_label="ok",

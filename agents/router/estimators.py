@@ -42,93 +42,11 @@ Abramowitz, M. & Stegun, I. A. (1964). Handbook of Mathematical Functions,
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from statistics import NormalDist
 
-from schemas import Estimate, ModelMetrics
-
-#: The 97.5% quantile of the standard normal: two-sided 95% intervals.
-Z_95 = 1.959964
-
-
-def wilson_interval(successes: float, n: float, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``successes / n`` (n may be an effective, fractional size).
-
-    Unlike the Wald interval p̂ ± z·sqrt(p̂(1 - p̂)/n), it never leaves [0, 1],
-    is not empty at p̂ = 0 or 1, and keeps near-nominal coverage for small n
-    and p near the edges, where auto-accept precision lives. With no data it
-    is [0, 1].
-
-    Examples
-    --------
-    >>> [round(bound, 4) for bound in wilson_interval(81, 263)]
-    [0.2553, 0.3662]
-    >>> wilson_interval(0, 0)
-    (0.0, 1.0)
-    """
-    if n < 0 or successes < 0 or successes > n * (1 + 1e-12):
-        raise ValueError(f"need 0 <= successes <= n, got {successes!r} of {n!r}")
-    if n == 0:
-        return 0.0, 1.0
-    p = min(successes / n, 1.0)
-    z2 = z * z
-    denominator = 1.0 + z2 / n
-    center = (p + z2 / (2.0 * n)) / denominator
-    half_width = z / denominator * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
-    # At p = 0 (or 1) the bound is 0 (or 1) exactly; rounding must not move it inside.
-    lower = 0.0 if p == 0.0 else max(center - half_width, 0.0)
-    upper = 1.0 if p == 1.0 else min(center + half_width, 1.0)
-    return min(lower, p), max(upper, p)
-
-
-@dataclass(slots=True)
-class WeightedProportion:
-    """Sums behind a 1/π-weighted proportion: labels, Σw, Σw² and Σw over the successes."""
-
-    labels: int = 0
-    weight: float = 0.0
-    weight_sq: float = 0.0
-    weight_success: float = 0.0
-
-    def add(self, success: bool, inclusion_probability: float) -> None:
-        """Count one label drawn with probability ``inclusion_probability``."""
-        w = 1.0 / _checked(inclusion_probability)
-        self.labels += 1
-        self.weight += w
-        self.weight_sq += w * w
-        if success:
-            self.weight_success += w
-
-    def remove(self, success: bool, inclusion_probability: float) -> None:
-        """Take back one label :meth:`add` counted (a later revision replaced it)."""
-        w = 1.0 / _checked(inclusion_probability)
-        if self.labels <= 0:
-            raise ValueError("no label to take back")
-        self.labels -= 1
-        self.weight = max(self.weight - w, 0.0)
-        self.weight_sq = max(self.weight_sq - w * w, 0.0)
-        if success:
-            self.weight_success = max(self.weight_success - w, 0.0)
-
-    def merge(self, other: WeightedProportion) -> None:
-        """Add another set of sums into this one."""
-        self.labels += other.labels
-        self.weight += other.weight
-        self.weight_sq += other.weight_sq
-        self.weight_success += other.weight_success
-
-    def estimate(self, level: float = 0.95) -> Estimate | None:
-        """Hájek proportion, Wilson interval on Kish's effective sample size (None with no labels)."""
-        if self.labels == 0:
-            return None
-        value = min(self.weight_success / self.weight, 1.0)
-        n_eff = self.weight**2 / self.weight_sq
-        lower, upper = wilson_interval(value * n_eff, n_eff, _normal_quantile(level))
-        return Estimate(value=value, lower=lower, upper=upper, n=self.labels)
+from agents.router.proportions import WeightedProportion, poisson_variance, t_quantile, wilson_interval
+from schemas import Estimate
 
 
 class PrecisionEstimator:
@@ -222,13 +140,13 @@ class _Domain:
             # Nothing of this class found here: estimate 0; an HT or post-stratified
             # residual of 0 everywhere (or -ȳ = 0) adds no variance either.
             return 0.0, 0.0
-        found_var = _poisson_variance(found)
+        found_var = poisson_variance(found)
         if self.accepted == 0:
             return found.weight, found_var
         scale = self.accepted / self.labels.weight
         share = found.weight / self.labels.weight
         # Σ (1-π)/π² (y - ȳ)² over the domain, from sums: y is 0/1.
-        residual_var = found_var * (1.0 - 2.0 * share) + share**2 * _poisson_variance(self.labels)
+        residual_var = found_var * (1.0 - 2.0 * share) + share**2 * poisson_variance(self.labels)
         return scale * found.weight, scale**2 * max(residual_var, 0.0)
 
 
@@ -350,7 +268,7 @@ class RecallEstimator:
         if variance == 0.0 and 0.0 < value < 1.0:
             return Estimate(value=value, lower=value, upper=value, n=labels)  # a census: nothing unseen
         n_eff = value * (1.0 - value) / variance if variance > 0 else float(labels)
-        lower, upper = wilson_interval(value * n_eff, n_eff, _t_quantile(level, labels - 1))
+        lower, upper = wilson_interval(value * n_eff, n_eff, t_quantile(level, labels - 1))
         return Estimate(value=value, lower=lower, upper=upper, n=labels)
 
     def false_negatives(self, audited_class: str, level: float = 0.95) -> Estimate:
@@ -367,7 +285,7 @@ class RecallEstimator:
         if found == 0:
             return Estimate(value=0.0, lower=0.0, upper=None, n=0)
         value, variance = self._missed(audited_class)
-        half_width = _t_quantile(level, found - 1) * math.sqrt(variance)
+        half_width = t_quantile(level, found - 1) * math.sqrt(variance)
         lower = min(max(value - half_width, float(found)), value)
         return Estimate(value=value, lower=lower, upper=value + half_width, n=found)
 
@@ -395,122 +313,3 @@ class RecallEstimator:
                 value += total
                 variance += total_var
         return value, variance
-
-
-def production_metrics(
-    model_name: str,
-    task: str,
-    now: datetime,
-    precision: PrecisionEstimator,
-    recall: RecallEstimator,
-) -> ModelMetrics:
-    """A ``kind="production"`` snapshot: auto-accept precision (overall, per class), recall and misses.
-
-    Metric names are ``auto_accept_precision``, ``auto_accept_precision.<class>``,
-    ``recall.<class>`` and ``false_negatives.<class>``, with class names made
-    safe for the metric alphabet by :func:`metric_class_name`. Estimates
-    without data are left out; past the 256 metrics a snapshot holds, the
-    classes with the fewest labels are left out.
-
-    Examples
-    --------
-    >>> from datetime import datetime, UTC
-    >>> precision, recall = PrecisionEstimator(), RecallEstimator()
-    >>> precision.observe("Fraud", model_was_right=True, inclusion_probability=0.05)
-    >>> recall.observe("Fraud", "Fraud", "ok", inclusion_probability=0.1)
-    >>> snapshot = production_metrics("fraud-model", "payments", datetime(2026, 1, 1, tzinfo=UTC),
-    ...                               precision, recall)
-    >>> sorted(snapshot.metrics)  # doctest: +NORMALIZE_WHITESPACE
-    ['auto_accept_precision', 'auto_accept_precision.fraud-423c40',
-     'false_negatives.fraud-423c40', 'recall.fraud-423c40']
-    """
-    metrics: dict[str, Estimate] = {}
-    overall = precision.estimate()
-    if overall is not None:
-        metrics["auto_accept_precision"] = overall
-    per_class: list[tuple[int, str, dict[str, Estimate]]] = []
-    precision_by_class = precision.per_class()
-    for label in sorted(set(precision_by_class) | set(recall.classes())):
-        name = metric_class_name(label)
-        estimates: dict[str, Estimate] = {}
-        if label in precision_by_class:
-            estimates[f"auto_accept_precision.{name}"] = precision_by_class[label]
-        recall_estimate = recall.estimate(label)
-        if recall_estimate is not None:
-            estimates[f"recall.{name}"] = recall_estimate
-            estimates[f"false_negatives.{name}"] = recall.false_negatives(label)
-        labels = sum(estimate.n for estimate in estimates.values())
-        per_class.append((labels, label, estimates))
-    # Most-labeled classes first; ties by name, so the cut is deterministic.
-    for _, _, estimates in sorted(per_class, key=lambda item: (-item[0], item[1])):
-        if len(metrics) + len(estimates) > _MAX_METRICS:
-            break
-        metrics.update(estimates)
-    return ModelMetrics(model_name=model_name, kind="production", task=task, computed_at=now, metrics=metrics)
-
-
-#: ModelMetrics holds at most this many metrics.
-_MAX_METRICS = 256
-#: Room left for a class name in a 128-character metric name after the longest prefix.
-_MAX_CLASS_NAME = 96
-_UNSAFE = re.compile(r"[^a-z0-9_.:-]")
-
-
-def metric_class_name(label: str) -> str:
-    """A class label in the metric alphabet ``[a-z0-9_.:-]``, distinct for distinct labels.
-
-    A label already in the alphabet is kept as is; any other is lower-cased,
-    its other characters replaced by ``_``, and a short hash of the original
-    appended, so ``"Fraud"`` and ``"fraud"`` never share a metric.
-
-    Examples
-    --------
-    >>> metric_class_name("fraud"), metric_class_name("Fraud"), metric_class_name("card not present")
-    ('fraud', 'fraud-423c40', 'card_not_present-abd3b7')
-    """
-    if len(label) <= _MAX_CLASS_NAME and not _UNSAFE.search(label):
-        return label
-    digest = hashlib.blake2b(label.encode("utf-8"), digest_size=3).hexdigest()
-    return f"{_UNSAFE.sub('_', label.lower())[: _MAX_CLASS_NAME - 7]}-{digest}"
-
-
-def _normal_quantile(level: float) -> float:
-    """The two-sided ``level`` quantile of the standard normal (1.96 at 0.95)."""
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"confidence level must be in (0, 1), got {level!r}")
-    return NormalDist().inv_cdf(0.5 + level / 2.0)
-
-
-def _t_quantile(level: float, df: int) -> float:
-    """The two-sided ``level`` quantile of Student's t with ``df`` (at least 1) degrees of freedom.
-
-    Exact for 1 and 2 degrees of freedom; otherwise the Cornish–Fisher
-    expansion around the normal quantile (Abramowitz & Stegun 26.7.5), within
-    0.2% from 3 degrees of freedom on.
-    """
-    z = _normal_quantile(level)
-    p = 0.5 + level / 2.0
-    v = float(max(df, 1))
-    if v == 1.0:
-        return math.tan(math.pi * (p - 0.5))
-    if v == 2.0:
-        return (2.0 * p - 1.0) / math.sqrt(2.0 * p * (1.0 - p))
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
-    )
-
-
-def _poisson_variance(sums: WeightedProportion) -> float:
-    """Σ (1 - π)/π² = Σ (w² - w): the Poisson-sampling variance of an HT total of ones."""
-    return max(sums.weight_sq - sums.weight, 0.0)
-
-
-def _checked(inclusion_probability: float) -> float:
-    """π itself, refused unless 0 < π <= 1 (a weight of 1/0 or a NaN would poison every sum)."""
-    if not 0.0 < inclusion_probability <= 1.0:
-        raise ValueError(f"inclusion probability must be in (0, 1], got {inclusion_probability!r}")
-    return inclusion_probability

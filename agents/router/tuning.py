@@ -41,7 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.router.estimators import wilson_interval
+from agents.router.proportions import wilson_interval
 
 #: Confidences are clipped this far from 0 and 1 before the logit.
 _EDGE = 1e-6

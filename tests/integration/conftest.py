@@ -20,7 +20,7 @@ import pytest
 from agents.simulation.stream import SimulatedEvent
 from streams.sdk import PredictionPublisher, RawRecord
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.topics import create_topics, delete_topics
+from streams.topic_admin import create_topics, delete_topics
 from streams.worker_process import start_worker, stop_worker
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label
-from streams.batches import seen_keys
+from streams.batch_state import seen_keys
 from streams.sdk import PredictionPublisher
 from streams.topics import topic_names
 from tests.integration.conftest import LoopUnderTest, TopicWatcher

@@ -32,7 +32,8 @@ from streams.errors import ConfigError
 from streams.operator import KafkaCommandSender, read_board
 from streams.sdk import PredictionPublisher, read_records
 from streams.settings import SecurityProtocol, Settings, TopicSettings
-from streams.topics import create_topics, topic_names
+from streams.topic_admin import create_topics
+from streams.topics import topic_names
 from streams.worker_process import start_worker, stop_worker
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import TopicWatcher, publish_with_truth

@@ -22,7 +22,8 @@ from streams.snapshot import (
     replay,
     watch,
 )
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 from tests.factories import WHEN, human_label
 
 pytestmark = pytest.mark.kafka

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.batches import (
-    MAX_OUTPUT_BYTES,
-    SEEN,
-    Batch,
-    BatchSender,
-    PartitionState,
-    TransactionalBatches,
-    changes_of,
-    changes_value,
-    seen_keys,
-)
+from streams.batch import Batch, BatchSender
+from streams.batch_clients import fetch
+from streams.batch_state import MAX_OUTPUT_BYTES, SEEN, PartitionState, changes_of, changes_value, seen_keys
+from streams.batches import TransactionalBatches
 from streams.errors import ContractError
 from streams.runtime import DeadLetters, Output, Record, handle_record
 from streams.settings import Settings
@@ -97,7 +90,7 @@ def test_the_changes_of_a_batch_survive_the_changelog_and_rebuild_the_state(tmp_
 
 
 class _FakeConsumer:
-    """What :meth:`TransactionalBatches._fetch` calls of a confluent consumer: ``poll``, ``consume``."""
+    """What :func:`streams.batch_clients.fetch` calls of a confluent consumer: ``poll``, ``consume``."""
 
     def __init__(self, buffered: list[int], arriving: list[int]) -> None:
         self.buffered, self.arriving = buffered, arriving
@@ -116,7 +109,6 @@ class _FakeConsumer:
 
 
 def test_a_fetch_takes_what_is_buffered_without_waiting_and_gathers_only_when_asked() -> None:
-    fetch = TransactionalBatches._fetch
     consumer = _FakeConsumer([1, 2, 3], arriving=[4, 5])
     assert fetch(consumer, 10, 0.2) == [1, 2, 3]
     assert consumer.waited_s == 0.0  # never the whole poll timeout for a few records

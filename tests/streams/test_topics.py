@@ -87,7 +87,7 @@ def test_a_producer_right_after_creating_the_topics_is_never_told_not_leader(
 
     from streams.sdk import PredictionPublisher
     from streams.settings import KafkaSettings
-    from streams.topics import create_topics, delete_topics
+    from streams.topic_admin import create_topics, delete_topics
     from tests.factories import prediction
 
     settings = Settings(

@@ -23,7 +23,8 @@ from agents.simulation.stream import SimulatedEvent, StreamSettings, simulate
 from schemas import utc_now
 from streams.sdk import PredictionPublisher
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.topics import create_topics, topic_names
+from streams.topic_admin import create_topics
+from streams.topics import topic_names
 
 
 def _bootstrap(console: Console) -> str:

@@ -20,7 +20,7 @@ from agents.settings import StageSettings
 from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label, RoutingTrace
 from streams.app import create_app
-from streams.batches import Batch
+from streams.batch import Batch
 from streams.codec import encode, encode_key
 from streams.runtime import Record
 from streams.settings import Settings

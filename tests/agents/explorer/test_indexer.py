@@ -14,7 +14,8 @@ from agents.explorer.store import IndexStore
 from schemas import WireModel
 from streams.codec import encode
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.topics import create_topics, delete_topics, topic_names
+from streams.topic_admin import create_topics, delete_topics
+from streams.topics import topic_names
 from tests.agents.explorer.scenario import scenario
 
 pytestmark = pytest.mark.kafka

@@ -147,7 +147,8 @@ def test_the_topic_action_log_finds_an_action_after_a_restart(kafka_bootstrap: s
 
     from agents.explorer.revise import TopicActionLog
     from streams.settings import KafkaSettings, Settings, TopicSettings
-    from streams.topics import create_topics, delete_topics, topic_names
+    from streams.topic_admin import create_topics, delete_topics
+    from streams.topics import topic_names
 
     run = uuid.uuid4().hex[:8]
     settings = Settings(

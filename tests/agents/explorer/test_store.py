@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from agents.explorer.rows import Facts
-from agents.explorer.store import IndexStore, fts_words
+from agents.explorer.store import IndexStore
+from agents.explorer.tables import fts_words
 from tests.agents.explorer.scenario import scenario
 
 

@@ -13,7 +13,7 @@ from agents.settings import StageSettings
 from agents.simulation.stream import StreamSettings, simulate
 from schemas import Label, PredictionEvent
 from streams.app import create_app
-from streams.batches import Batch
+from streams.batch import Batch
 from streams.codec import MODEL_LABEL_HEADERS, encode, encode_key
 from streams.runtime import Record
 from streams.settings import Settings

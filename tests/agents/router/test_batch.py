@@ -11,7 +11,8 @@ from agents.router.batch import RoutedBatch, RoutedTopics, route_batch
 from agents.router.policy import Router, RouterSettings
 from agents.router.sampling import AuditSettings
 from schemas import Label, LabelRequest, Suggestion
-from streams.batches import SEEN, Batch, BatchSender
+from streams.batch import Batch, BatchSender
+from streams.batch_state import SEEN
 from streams.codec import H_ERROR_KIND, H_ORIGIN, MODEL_LABEL_ORIGIN, decode, encode
 from streams.errors import ContractError
 from streams.runtime import DeadLetters, Record

@@ -13,15 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.router.estimators import (
-    PrecisionEstimator,
-    RecallEstimator,
-    WeightedProportion,
-    _t_quantile,
-    metric_class_name,
-    production_metrics,
-    wilson_interval,
-)
+from agents.router.estimators import PrecisionEstimator, RecallEstimator
+from agents.router.production_metrics import metric_class_name, production_metrics
+from agents.router.proportions import WeightedProportion, t_quantile, wilson_interval
 from schemas import Estimate, ModelMetrics
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -97,7 +91,7 @@ def test_wilson_level_is_95_percent_by_coverage() -> None:
     ("df", "quantile"), [(1, 12.7062), (2, 4.3027), (3, 3.1824), (10, 2.2281), (30, 2.0423)]
 )
 def test_t_quantile_matches_tables(df: int, quantile: float) -> None:
-    assert _t_quantile(0.95, df) == pytest.approx(quantile, rel=2e-3)
+    assert t_quantile(0.95, df) == pytest.approx(quantile, rel=2e-3)
 
 
 # --- PrecisionEstimator -----------------------------------------------------------------------
