@@ -22,9 +22,9 @@ a restart).
 Examples
 --------
 >>> from datetime import UTC, datetime
->>> from tests import factories
+>>> from schemas import examples
 >>> when = datetime(2026, 1, 2, tzinfo=UTC)
->>> crowd = factories.human_label("control", human_label="ok", inclusion_probability=0.2)
+>>> crowd = examples.human_label("control", human_label="ok", inclusion_probability=0.2)
 >>> fixed = correction(crowd, label="fraud", operator="ana", reason="chargeback filed", now=when)
 >>> fixed.label, fixed.source, fixed.revision, fixed.supersedes, fixed.route, fixed.inclusion_probability
 ('fraud', 'expert', 2, 1, 'control', 0.2)
@@ -233,9 +233,9 @@ def plan_bulk(
     selection was capped); duplicates of an event count once.
 
     >>> from datetime import UTC, datetime
-    >>> from tests import factories
+    >>> from schemas import examples
     >>> when = datetime(2026, 1, 2, tzinfo=UTC)
-    >>> picked = [factories.human_label(event_id=f"e{i}", human_label="ok" if i else "spam")
+    >>> picked = [examples.human_label(event_id=f"e{i}", human_label="ok" if i else "spam")
     ...           for i in range(4)]
     >>> plan = plan_bulk(picked, label="spam", operator="ana", reason="one outage", now=when, cap=3,
     ...                  action_id="bulk-1")
@@ -314,9 +314,9 @@ def plan_undo(
     from one that moved on, and an undo, once done, is done.
 
     >>> from datetime import UTC, datetime
-    >>> from tests import factories
+    >>> from schemas import examples
     >>> when = datetime(2026, 1, 2, tzinfo=UTC)
-    >>> picked = [factories.human_label(event_id=f"e{i}", human_label="ok") for i in range(2)]
+    >>> picked = [examples.human_label(event_id=f"e{i}", human_label="ok") for i in range(2)]
     >>> plan = plan_bulk(picked, label="spam", operator="ana", reason="outage", now=when, cap=10,
     ...                  action_id="b-1")
     >>> parts = action_parts(plan, picked, operator="ana", reason="outage", label="spam", now=when)
@@ -381,11 +381,11 @@ def publishable(order: RevisionOrder, latest_revision: int) -> Label | None:
     conditional order is dropped once a later revision than its base exists; an
     unconditional one (a single correction) is then renumbered on top of it.
 
-    >>> from tests import factories
-    >>> order = RevisionOrder(label=factories.human_label(revision=3), if_latest=True)
+    >>> from schemas import examples
+    >>> order = RevisionOrder(label=examples.human_label(revision=3), if_latest=True)
     >>> [None if (found := publishable(order, latest)) is None else found.revision for latest in (0, 2, 3)]
     [3, 3, None]
-    >>> loose = RevisionOrder(label=factories.human_label(revision=3))
+    >>> loose = RevisionOrder(label=examples.human_label(revision=3))
     >>> [(found.revision, found.supersedes) for latest in (2, 5) if (found := publishable(loose, latest))]
     [(3, 2), (6, 5)]
     """

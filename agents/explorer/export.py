@@ -16,7 +16,7 @@ Examples
 >>> from agents.explorer.query import Explorer, ExplorerFilter
 >>> from agents.explorer.rows import Facts
 >>> from agents.explorer.store import IndexStore
->>> from tests.factories import human_label, prediction
+>>> from schemas.examples import human_label, prediction
 >>> explorer = Explorer(IndexStore("sqlite://"))
 >>> facts = Facts()
 >>> for n in range(3):

@@ -57,7 +57,7 @@ class Explorer:
     Examples
     --------
     >>> from agents.explorer.rows import Facts
-    >>> from tests.factories import human_label, prediction
+    >>> from schemas.examples import human_label, prediction
     >>> explorer = Explorer(IndexStore("sqlite://"))
     >>> facts = Facts()
     >>> facts.add(prediction("tx-1")); facts.add(human_label(event_id="tx-1"))

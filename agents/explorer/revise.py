@@ -68,8 +68,8 @@ def partition_of(event_id: str, partitions: int) -> int:
 def order_records(orders: Sequence[RevisionOrder], partitions: int) -> list[tuple[int, RevisionOrders]]:
     """``orders`` grouped by their events' partition, in chunks of :data:`ORDERS_PER_RECORD`.
 
-    >>> from tests import factories
-    >>> orders = [RevisionOrder(label=factories.human_label(event_id=f"tx-{n}")) for n in range(500)]
+    >>> from schemas import examples
+    >>> orders = [RevisionOrder(label=examples.human_label(event_id=f"tx-{n}")) for n in range(500)]
     >>> records = order_records(orders, 4)
     >>> sorted({partition for partition, _ in records}), sum(len(r.orders) for _, r in records)
     ([0, 1, 2, 3], 500)
@@ -201,7 +201,7 @@ class Reviser:
     Examples
     --------
     >>> import asyncio
-    >>> from tests import factories
+    >>> from schemas import examples
     >>> from streams.ledger import LabelLedger
     >>> sent = []
     >>> class Topic:
@@ -210,7 +210,7 @@ class Reviser:
     >>> async def tail(partition, since_ms):
     ...     return {}
     >>> reviser = Reviser(LabelLedger(Output(Topic()), {}, tail, lookback_s=60), {})
-    >>> order = RevisionOrder(label=factories.human_label(revision=2), if_latest=True)
+    >>> order = RevisionOrder(label=examples.human_label(revision=2), if_latest=True)
     >>> first, again = asyncio.run(reviser.apply(order, 0)), asyncio.run(reviser.apply(order, 0))
     >>> first.revision, again
     (2, None)

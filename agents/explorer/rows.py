@@ -47,7 +47,7 @@ def digest(raw: bytes) -> str:
 def input_text(event: PredictionEvent) -> str | None:
     """What full-text search sees of an event's input: its text, else its image URL.
 
-    >>> from tests.factories import prediction
+    >>> from schemas.examples import prediction
     >>> input_text(prediction())
     'refund please'
     """
@@ -161,7 +161,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 def merge(a: EventRow, b: EventRow) -> EventRow:
     """The join of two partial rows of one event: commutative, associative, idempotent.
 
-    >>> from tests.factories import human_label, prediction
+    >>> from schemas.examples import human_label, prediction
     >>> p, l1 = row_of_prediction(prediction()), row_of_label(human_label(), b"l1")
     >>> merge(p, l1) == merge(l1, p) == merge(merge(p, l1), l1)
     True

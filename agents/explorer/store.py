@@ -42,7 +42,7 @@ class IndexStore:
 
     Examples
     --------
-    >>> from tests.factories import human_label, prediction
+    >>> from schemas.examples import human_label, prediction
     >>> store = IndexStore("sqlite://")
     >>> facts = Facts()
     >>> facts.add(prediction("tx-1")); facts.add(human_label(event_id="tx-1"))

@@ -191,7 +191,7 @@ class SimilarityIndex:
     Examples
     --------
     >>> from agents.explorer.rows import Facts
-    >>> from tests.factories import prediction
+    >>> from schemas.examples import prediction
     >>> store = IndexStore("sqlite://")
     >>> facts = Facts()
     >>> for n, text in enumerate(["card declined", "card declined again", "refund please"]):

@@ -144,8 +144,8 @@ def set_by_operator(label: Label) -> bool:
     when the event's input still waits for one (an audited event corrected
     before the audit's verdict came), and once.
 
-    >>> from tests import factories
-    >>> crowd = factories.human_label()
+    >>> from schemas import examples
+    >>> crowd = examples.human_label()
     >>> by_hand = crowd.provenance.model_copy(update={"operator": "ana", "operator_reason": "seen it"})
     >>> fixed = crowd.model_copy(update={"source": "expert", "revision": 2, "provenance": by_hand})
     >>> set_by_operator(crowd), set_by_operator(fixed), first_human_label(fixed)

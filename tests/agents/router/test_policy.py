@@ -247,6 +247,10 @@ def test_an_accepted_event_makes_the_revision_1_model_label() -> None:
         "n_answers": 0,
         "pool": None,
         "worker_ids": [],
+        # Set only on a revision an operator made in the record explorer.
+        "operator": None,
+        "operator_reason": None,
+        "action_id": None,
     }
     assert not label.is_human
     assert label.model_was_right
