@@ -53,6 +53,10 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
         # Labels come in transactions (ours) and from faust's producer: committed ones only.
         "isolation.level": "read_committed",
         "max.partition.fetch.bytes": batch.max_partition_fetch_bytes,
+        "queued.max.messages.kbytes": batch.prefetch_kbytes,
+        # librdkafka's default, 100,000 records per partition, is another bound on the same queue:
+        # a few polls' worth per partition keeps one poll always ready.
+        "queued.min.messages": max(5 * batch.max_records, 10_000),
         "fetch.wait.max.ms": batch.fetch_max_wait_ms,
         "session.timeout.ms": int(settings.session_timeout_s * 1000),
         "heartbeat.interval.ms": int(min(3.0, settings.session_timeout_s / 3) * 1000),
