@@ -92,6 +92,10 @@ def run_demo(demo: DemoSettings, console: Console | None = None) -> bool:
     web_port = free_port(demo.web_port)
     worker = start_worker(settings, demo, home / "worker.log", web_port)
     console.print(f"dashboard: http://127.0.0.1:{web_port}/dashboard (metrics: /metrics)")
+    console.print(
+        f"record explorer: http://127.0.0.1:{web_port}/explorer/ (search, record pages, more like this;"
+        f" afterwards: LABELLOOP_DATA_DIR={settings.data_dir} labelloop explore QUERY)"
+    )
     if demo.expert_port:
         console.print(
             f"expert page: http://127.0.0.1:{demo.expert_port}/ "
