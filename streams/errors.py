@@ -10,6 +10,8 @@
      │    └── RejectedBackendError    the backend refused for good
      ├── AnswerRefusedError an expert's answer that cannot be used (``kind`` says why;
      │                      agents/pools/experts/expert_queue.py, with its refusal kinds)
+     ├── ActionError        a record-explorer action that cannot be carried out as asked
+     │                      (``status``: the 4xx the API answers; agents/explorer/actions.py)
      ├── ConfigError        settings or topics are wrong; the process should not start
      │    ├── UnknownTopicError       a topic the catalogue does not have (also a KeyError)
      │    └── NoPoolError             no labeling pool serves a request's tier (also a LookupError)
@@ -20,7 +22,8 @@
      └── NotStartedError    a server or client used before it was started (also a RuntimeError)
 
 Each one is defined here, where the tree is, except :class:`AnswerRefusedError`, which carries
-the expert queue's own refusal kinds; the modules that raise them re-export them, so
+the expert queue's own refusal kinds, and the explorer's ``ActionError``, which carries its status;
+the modules that raise them re-export them, so
 ``from streams.sdk import DeliveryError`` and the like keep working.
 ``tests/test_errors.py`` walks the packages: every exception class the project defines is in
 this tree, and shipped code raises no bare ``RuntimeError``, ``LookupError`` or ``Exception``.

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas import Label
 from schemas.base import ClassLabel, Id, Reason, Timestamp, WireModel
+from streams.errors import LabelloopError
 
 #: An operator's name (as the operator API takes it: no spaces, at most 55 characters).
 OperatorName = Annotated[str, StringConstraints(min_length=1, max_length=55, pattern=r"^[^\s\x00-\x1f]+$")]
@@ -53,12 +54,18 @@ PART_SIZE = 250
 MAX_BULK_CAP = 5_000
 
 
-class ActionError(ValueError):
-    """An action that cannot be carried out as asked (the API answers 4xx with ``message``)."""
+class ActionError(LabelloopError, ValueError):
+    """An action that cannot be carried out as asked (the API answers 4xx with ``message``).
+
+    In :mod:`streams.errors`' tree; also a ValueError, as it was before it joined the tree.
+
+    >>> error = ActionError("nothing to undo", status=409)
+    >>> (str(error), error.status, isinstance(error, ValueError))
+    ('nothing to undo', 409, True)
+    """
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status
 
 
