@@ -95,24 +95,35 @@ def stage_of(frames: list[str]) -> str:
     return "event loop"
 
 
+def stacks_of(raw: str) -> Counter[tuple[str, ...]]:
+    """Samples per stack of py-spy's raw output (one ``frame;frame;... count`` line per stack).
+
+    >>> stacks_of("a (x.py:1);b (y.py:2) 3\\nbroken line\\na (x.py:1) 2")
+    Counter({('a (x.py:1)', 'b (y.py:2)'): 3, ('a (x.py:1)',): 2})
+    """
+    stacks: Counter[tuple[str, ...]] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks[tuple(stack.split(";"))] += int(count)
+    return stacks
+
+
 def shares_of(raw: str) -> Counter[str]:
-    """Samples per stage of py-spy's raw output (one ``frame;frame;... count`` line per stack).
+    """Samples per stage of py-spy's raw output.
 
     >>> raw = "a (/x/agents/router/agent.py:1);b (/v/aiokafka/x.py:2) 3\\nc (/x/agents/learner/m.py:1) 2"
     >>> shares_of(raw)
     Counter({'faust/Kafka client': 3, 'learner': 2})
     """
     samples: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples[stage_of(stack.split(";"))] += int(count)
+    for stack, count in stacks_of(raw).items():
+        samples[stage_of(list(stack))] += count
     return samples
 
 
-def sample(pid: int, seconds: float, rate: int = 250) -> Counter[str]:
-    """Sample process ``pid`` for ``seconds`` with py-spy; samples per stage (empty if py-spy cannot)."""
+def record_stacks(pid: int, seconds: float, rate: int = 250) -> Counter[tuple[str, ...]]:
+    """Sample process ``pid`` for ``seconds`` with py-spy; samples per stack (empty if py-spy cannot)."""
     spy = Path(sys.executable).with_name("py-spy")
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "stacks.txt"
@@ -133,9 +144,15 @@ def sample(pid: int, seconds: float, rate: int = 250) -> Counter[str]:
         ]
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(command, check=False, capture_output=True, timeout=seconds + 60)
-        if not out.exists():
-            return Counter()
-        return shares_of(out.read_text(errors="replace"))
+        return stacks_of(out.read_text(errors="replace")) if out.exists() else Counter()
+
+
+def sample(pid: int, seconds: float, rate: int = 250) -> Counter[str]:
+    """Sample process ``pid`` for ``seconds`` with py-spy; samples per stage (empty if py-spy cannot)."""
+    samples: Counter[str] = Counter()
+    for stack, count in record_stacks(pid, seconds, rate).items():
+        samples[stage_of(list(stack))] += count
+    return samples
 
 
 def split(samples: Counter[str], native_share: float = 0.0) -> str:

@@ -13,14 +13,11 @@ a share of the samples and as microseconds per event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
+from bench.cpu_shares import record_stacks
 from bench.throughput import ROUTER_ENV, prefill
 from bench.workers import BenchLoop, RoutedOffsets, bench_broker, bench_settings, cpu_s, run_name
 
@@ -54,7 +51,7 @@ def profile(seconds: float = 15.0, rate: int = 200, warmup_s: float = 5.0) -> st
                     time.sleep(0.2)
                 time.sleep(warmup_s)  # past the start: faust's own table assignment, the first fetches
                 routed_before, cpu_before = offsets.total(), cpu_s(worker.pid)
-                stacks = _record(worker.pid, seconds, rate)
+                stacks = record_stacks(worker.pid, seconds, rate)
                 routed, spent_s = offsets.total() - routed_before, cpu_s(worker.pid) - cpu_before
             finally:
                 offsets.close()
@@ -63,36 +60,6 @@ def profile(seconds: float = 15.0, rate: int = 200, warmup_s: float = 5.0) -> st
             loop.close()
     per_event_us = spent_s / max(routed, 1) * 1e6
     return _report(stacks, routed, spent_s, per_event_us)
-
-
-def _record(pid: int, seconds: float, rate: int) -> Counter[tuple[str, ...]]:
-    spy = Path(sys.executable).with_name("py-spy")
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "stacks.txt"
-        command = [
-            str(spy),
-            "record",
-            "--pid",
-            str(pid),
-            "--duration",
-            str(max(1, round(seconds))),
-            "--rate",
-            str(rate),
-            "--format",
-            "raw",
-            "--nonblocking",
-            "--output",
-            str(out),
-        ]
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(command, check=False, capture_output=True, timeout=seconds + 60)
-        stacks: Counter[tuple[str, ...]] = Counter()
-        if out.exists():
-            for line in out.read_text(errors="replace").splitlines():
-                stack, _, count = line.rpartition(" ")
-                if stack and count.isdigit():
-                    stacks[tuple(stack.split(";"))] += int(count)
-        return stacks
 
 
 def _short(frame: str) -> str:
